@@ -1,0 +1,3 @@
+from zoodeploy.cli.app import main
+
+main()

@@ -1,0 +1,97 @@
+"""`zoodeploy models list | info`: the zoo's architectures and their measured figures."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zoodeploy.cli.common import JsonFlag, print_json
+from zoodeploy.models.profile import ModelProfile, profile_arch
+from zoodeploy.models.zoo import ModelSpec, get_spec, list_models
+
+app = typer.Typer(no_args_is_help=True, help="The model zoo: list architectures, measure one.")
+stdout = Console()
+
+IncludeOpt = Annotated[str | None, typer.Option(
+    "--include", help="Only names matching this pattern, e.g. 'resnet*'.")]
+InputSizeOpt = Annotated[int | None, typer.Option(
+    "--input-size", min=1, help="Input height = width (default: the architecture's).")]
+NumClassesOpt = Annotated[int | None, typer.Option(
+    "--num-classes", min=1, help="Classes of the head (default: those of the published figures).")]
+LayersFlag = Annotated[bool, typer.Option("--layers", help="Add a per-layer table.")]
+
+
+def _spec_dict(spec: ModelSpec) -> dict:
+    return {
+        "name": spec.name, "family": spec.family, "year": spec.year, "paper": spec.paper,
+        "input_size": spec.input_size, "min_input_size": spec.min_input_size,
+        "published_params": spec.published_params, "published_macs": spec.published_macs,
+        "figures_source": spec.figures_source, "weights_enum": spec.weights_enum,
+    }
+
+
+@app.command("list")
+def list_cmd(include: IncludeOpt = None, json: JsonFlag = False) -> None:
+    """List the zoo's architectures with their published figures."""
+    specs = [get_spec(name) for name in list_models(include)]
+    if json:
+        print_json([_spec_dict(s) for s in specs])
+        return
+    table = Table("name", "family", "year", "input", "params", "MACs", "ImageNet weights")
+    for s in specs:
+        table.add_row(s.name, s.family, str(s.year), str(s.input_size),
+                      _si(s.published_params), _si(s.published_macs), "yes" if s.weights_enum else "")
+    stdout.print(table)
+
+
+@app.command("info")
+def info_cmd(name: Annotated[str, typer.Argument(help="Architecture, e.g. resnet50.")],
+             input_size: InputSizeOpt = None, num_classes: NumClassesOpt = None,
+             layers: LayersFlag = False, json: JsonFlag = False) -> None:
+    """Build one architecture and measure its parameters, MACs and activation memory."""
+    spec = get_spec(name)
+    classes = num_classes or spec.figures_num_classes
+    profile = profile_arch(name, input_size=input_size, num_classes=classes, layers=layers)
+    if json:
+        # the measured input_size replaces the default one, which stays as default_input_size
+        print_json({**_spec_dict(spec), "default_input_size": spec.input_size,
+                    **profile.to_dict(), "num_classes": classes,
+                    "preprocessing": spec.preprocessing.to_dict()})
+        return
+    stdout.print(_summary_table(spec, profile, classes))
+    if layers:
+        stdout.print(_layers_table(profile))
+
+
+def _summary_table(spec: ModelSpec, p: ModelProfile, classes: int) -> Table:
+    table = Table("", "measured", "published", title=f"{spec.name}: {spec.paper} ({spec.year})",
+                  caption=f"published: {spec.figures_source}" if spec.figures_source else None)
+    table.add_row("input", f"{p.input_size}x{p.input_size}, {classes} classes",
+                  f"{spec.input_size}x{spec.input_size}, {spec.figures_num_classes} classes")
+    table.add_row("params", _si(p.params), _si(spec.published_params))
+    if p.forward_params != p.params:  # auxiliary training heads
+        table.add_row("params at inference", _si(p.forward_params), "")
+    table.add_row("MACs", _si(p.macs), _si(spec.published_macs))
+    table.add_row("activations", f"{p.activation_bytes / 2**20:.1f} MiB", "")
+    return table
+
+
+def _layers_table(p: ModelProfile) -> Table:
+    table = Table("layer", "type", "output", "params", "MACs")
+    for r in p.layers:
+        table.add_row(r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}",
+                      f"{r.macs:,}")
+    return table
+
+
+def _si(n: int | None) -> str:
+    """2_500_000 -> '2.50 M'; None -> '-'."""
+    if n is None:
+        return "-"
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return str(n)

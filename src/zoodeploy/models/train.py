@@ -1,0 +1,196 @@
+"""Training and fine-tuning of any zoo model; writes checkpoint.pt and card.json."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from zoodeploy.card import CHECKPOINT_FILE, ModelCard, Training, provenance, save_card
+from zoodeploy.errors import ZoodeployError
+from zoodeploy.fileio import atomic_path, sha256_file
+from zoodeploy.models.data import Splits, digits_preprocessing, load_splits
+from zoodeploy.models.zoo import ModelSpec, build_model, get_spec, head_module, replace_head
+from zoodeploy.preprocess import Preprocessing
+
+
+class Freeze(str, Enum):
+    none = "none"  # fine-tune everything
+    features = "features"  # train only the classifier head (small data, similar domain)
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    data: str = "digits"
+    image_size: int | None = None  # default: 32 for digits (or the model's minimum), else its own
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    freeze: Freeze = Freeze.none
+    weights: str | None = None  # None (from scratch), "imagenet" or a checkpoint path
+    seed: int = 0
+
+    def __post_init__(self):
+        self.freeze = Freeze(self.freeze)
+        spec = get_spec(self.model)  # unknown names fail here, with suggestions
+        if self.image_size is None:
+            self.image_size = max(32, spec.min_input_size) if self.data == "digits" else spec.input_size
+        if self.image_size < spec.min_input_size:
+            raise ZoodeployError(f"{self.model} needs an input of at least {spec.min_input_size}px, "
+                                 f"got --image-size {self.image_size}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ZoodeployError("--epochs and --batch-size must be >= 1 and --lr > 0")
+        if self.freeze is Freeze.features and self.weights is None:
+            raise ZoodeployError("--freeze features trains only the head, which needs pretrained "
+                                 "--weights (imagenet or a checkpoint path)")
+
+
+def preprocessing_for(spec: ModelSpec, data: str, image_size: int) -> Preprocessing:
+    if data == "digits":
+        return digits_preprocessing(image_size)
+    p = spec.preprocessing
+    return Preprocessing.for_size(image_size, crop_fraction=p.input_size / p.resize, mean=p.mean,
+                                  std=p.std, interpolation=p.interpolation)
+
+
+def _initial_model(cfg: TrainConfig, spec: ModelSpec, num_classes: int) -> nn.Module:
+    if cfg.weights in (None, "imagenet"):
+        return build_model(cfg.model, num_classes=num_classes, weights=cfg.weights)
+    # a local checkpoint may have another class count (fine-tuning to new labels)
+    n = _checkpoint_num_classes(spec, cfg.weights) or num_classes
+    model = build_model(cfg.model, num_classes=n, weights=cfg.weights)
+    return model if n == num_classes else replace_head(model, spec, num_classes)
+
+
+def _checkpoint_num_classes(spec: ModelSpec, path: str) -> int | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None  # load_weights reports the real problem with the file
+    state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else {}
+    w = state.get(f"{spec.head}.weight") if isinstance(state, dict) else None
+    return int(w.shape[0]) if isinstance(w, torch.Tensor) else None
+
+
+def _loss(out, target: torch.Tensor, aux_weight: float) -> torch.Tensor:
+    ce = nn.functional.cross_entropy
+    if isinstance(out, torch.Tensor):
+        return ce(out, target)
+    main, *aux = out  # GoogLeNet / Inception: (logits, aux...) in training mode
+    return ce(main, target) + aux_weight * sum(ce(a, target) for a in aux if a is not None)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Eval-mode logits of a PyTorch model for a float32 (N,3,H,W) array."""
+    model.eval()
+    return np.concatenate([model(torch.from_numpy(x[i:i + batch_size])).numpy()
+                           for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, 0))
+
+
+def _accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    return float((predict_logits(model, x).argmax(1) == y).mean() * 100.0)
+
+
+def _set_trainable(model: nn.Module, spec: ModelSpec, freeze: Freeze) -> list[nn.Parameter]:
+    if freeze is Freeze.none:
+        model.train()
+        return list(model.parameters())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head = head_module(model, spec)
+    for p in head.parameters():
+        p.requires_grad_(True)
+    model.eval()  # frozen features keep their BatchNorm statistics
+    head.train()
+    return list(head.parameters())
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None,
+          progress: bool = True) -> ModelCard:
+    """Train (or fine-tune) `cfg.model` and write checkpoint.pt + card.json into `out_dir`."""
+    start = time.perf_counter()
+    spec = get_spec(cfg.model)
+    torch.manual_seed(cfg.seed)
+    splits = splits or load_splits(cfg.data, seed=cfg.seed)
+    prep = preprocessing_for(spec, cfg.data, cfg.image_size)
+    x_train, y_train = splits.train.arrays(prep), splits.train.labels
+    x_val, x_test = splits.val.arrays(prep), splits.test.arrays(prep)
+    model = _initial_model(cfg, spec, len(splits.labels))
+    params = _set_trainable(model, spec, cfg.freeze)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * -(-len(x_train) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.2)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best = (-1.0, 0, None)
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        _set_trainable(model, spec, cfg.freeze)
+        order = torch.randperm(len(x_train), generator=gen).numpy()
+        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        bar = tqdm(batches, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        total = 0.0
+        for b in bar:
+            if len(b) < 2 and cfg.freeze is Freeze.none:
+                continue  # BatchNorm cannot train on a batch of one
+            loss = _loss(model(torch.from_numpy(x_train[b])), torch.from_numpy(y_train[b]),
+                         spec.aux_loss_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(b)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val = _accuracy(model, x_val, splits.val.labels)
+        history.append({"epoch": epoch, "loss": total / len(x_train), "val_accuracy": val})
+        if progress:
+            tqdm.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: loss {total / len(x_train):.4f} "
+                       f"val {val:.2f}%")
+        if val > best[0]:
+            best = (val, epoch, copy.deepcopy(model.state_dict()))
+    model.load_state_dict(best[2])
+    test = _accuracy(model, x_test, splits.test.labels)
+    return _write(cfg, out_dir, model, spec, splits, prep, best, test, history, start)
+
+
+def _write(cfg, out_dir, model, spec, splits, prep, best, test, history, start) -> ModelCard:
+    out = Path(out_dir)
+    ckpt = out / CHECKPOINT_FILE
+    with atomic_path(ckpt) as tmp:
+        torch.save(model.state_dict(), tmp)
+    training = Training(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                        freeze=cfg.freeze.value, weights=cfg.weights, image_size=cfg.image_size,
+                        best_epoch=best[1], val_accuracy=best[0], test_accuracy=test,
+                        seconds=round(time.perf_counter() - start, 2), history=history)
+    card = ModelCard(name=spec.name, num_classes=len(splits.labels), labels=splits.labels,
+                     preprocessing=prep, weights=cfg.weights or "scratch", data=splits.spec,
+                     training=training, checkpoint=CHECKPOINT_FILE,
+                     checkpoint_sha256=sha256_file(ckpt),
+                     provenance={**provenance(), "train_config": {**asdict(cfg), "freeze": cfg.freeze.value}})
+    save_card(out, card)
+    return card
+
+
+def load_trained(artifact: str | Path, card: ModelCard | None = None) -> nn.Module:
+    """The artifact's PyTorch model in eval mode, from checkpoint.pt (hash-checked)."""
+    from zoodeploy.card import load_card
+    from zoodeploy.errors import ArtifactError
+    card = card or load_card(artifact)
+    if not card.checkpoint:
+        raise ArtifactError(f"{artifact}: the card records no checkpoint")
+    path = Path(artifact) / card.checkpoint
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; retrain with `zoodeploy train`")
+    if card.checkpoint_sha256 and sha256_file(path) != card.checkpoint_sha256:
+        raise ArtifactError(f"{path} does not match the sha256 in the card; it was changed after training")
+    return build_model(card.name, num_classes=card.num_classes, weights=str(path)).eval()

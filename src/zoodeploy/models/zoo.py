@@ -1,0 +1,114 @@
+"""The zoo registry: one `ModelSpec` per architecture, registered by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from zoodeploy.preprocess import Preprocessing
+from zoodeploy.registry import Registry
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the zoo knows about one architecture.
+
+    `builder(num_classes=N)` returns a randomly initialised model; builders of entries with a
+    `weights_enum` also take torchvision's `weights=` and `progress=`. `head` is the dotted
+    path of the final classifier layer (replaced for a new class count, trained alone with
+    --freeze features). Published figures are per image at `input_size` with
+    `figures_num_classes` classes (1000: ImageNet) for the eval-mode (inference) graph.
+    """
+
+    name: str
+    family: str
+    year: int
+    paper: str
+    builder: Callable[..., nn.Module]
+    head: str
+    input_size: int = 224
+    min_input_size: int = 32
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    published_params: int | None = None
+    published_macs: int | None = None
+    figures_source: str = ""
+    weights_enum: str | None = None  # e.g. "ResNet50_Weights.IMAGENET1K_V2"
+    aux_loss_weight: float = 0.0  # weight of auxiliary classifier losses in training
+    aux_heads: tuple[str, ...] = ()  # final layers of the auxiliary classifiers (GoogLeNet)
+    aux_min_input_size: int = 0  # smallest input the auxiliary classifiers take (train mode)
+    figures_num_classes: int = 1000  # the class count the published figures are for
+
+    def __post_init__(self):
+        if self.min_input_size > self.input_size:
+            raise ValueError(f"{self.name}: min_input_size above input_size")
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    return MODELS.add(spec.name, spec)
+
+
+def _load_entries() -> None:
+    # the entries register themselves on import
+    from zoodeploy.models import archs  # noqa: F401
+
+
+def get_spec(name: str) -> ModelSpec:
+    _load_entries()
+    return MODELS.get(name)
+
+
+def list_models(include: str | Iterable[str] | None = None,
+                exclude: str | Iterable[str] | None = None) -> list[str]:
+    _load_entries()
+    return MODELS.names(include, exclude)
+
+
+def get_submodule(model: nn.Module, path: str) -> nn.Module:
+    return model.get_submodule(path)
+
+
+def replace_head(model: nn.Module, spec: ModelSpec, num_classes: int) -> nn.Module:
+    """Swap the final classifier layer (and any auxiliary ones) for fresh `num_classes` ones."""
+    for path in (spec.head, *spec.aux_heads):
+        _replace_layer(model, spec.name, path, num_classes)
+    return model
+
+
+def _replace_layer(model: nn.Module, name: str, path: str, num_classes: int) -> None:
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    old = getattr(parent, attr) if not attr.isdigit() else parent[int(attr)]
+    if isinstance(old, nn.Linear):
+        new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    elif isinstance(old, nn.Conv2d):
+        new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding,
+                        bias=old.bias is not None)
+    else:
+        raise TypeError(f"{name}: head {path} is a {type(old).__name__}, "
+                        "expected Linear or Conv2d")
+    if attr.isdigit():
+        parent[int(attr)] = new
+    else:
+        setattr(parent, attr, new)
+
+
+def head_module(model: nn.Module, spec: ModelSpec) -> nn.Module:
+    return model.get_submodule(spec.head)
+
+
+def build_model(name: str, *, num_classes: int = 1000, weights: str | None = None,
+                progress: bool = True) -> nn.Module:
+    """Build `name` for `num_classes`, randomly initialised or with `weights`.
+
+    weights: None (random), "imagenet" (torchvision's weight enum; the head is replaced
+    when num_classes != 1000) or a path to a checkpoint / state_dict for this class count.
+    """
+    spec = get_spec(name)
+    if weights is None:
+        return spec.builder(num_classes=num_classes)
+    from zoodeploy.models.weights import load_weights
+    return load_weights(spec, weights, num_classes=num_classes, progress=progress)

@@ -1,0 +1,78 @@
+"""One small interface to run a variant: a Runner maps float32 NCHW input to logits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from zoodeploy.card import ModelCard, load_card
+from zoodeploy.errors import ZoodeployError
+from zoodeploy.registry import Registry
+
+EAGER = "eager"  # the PyTorch model itself, the baseline every speed-up is measured against
+
+
+class InputError(ZoodeployError):
+    """An input tensor of the wrong shape or dtype."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    threads: int | None = None  # intra-op threads; None = all cores
+    device: str = "cpu"  # cpu | cuda
+    spin: bool = True  # ORT thread spinning: lowest latency, burns idle CPU
+    extra_providers: tuple[str, ...] = field(default=())  # e.g. ("TensorrtExecutionProvider",)
+
+    @property
+    def num_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+class Runner(Protocol):
+    name: str  # variant name
+    input_shape: tuple[int, int, int]  # (C, H, W); batch is free
+    settings: dict[str, Any]  # what the figures were measured with
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+RunnerFactory = Callable[[Path, ModelCard, str, RunOptions], Runner]
+RUNTIMES: Registry[RunnerFactory] = Registry("runtime")
+
+
+def check_input(x: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Refuse anything but float32 (N, C, H, W) with the model's C, H, W."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise InputError(f"input must be a float32 array, got {got}")
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape) or x.shape[0] < 1:
+        raise InputError(f"input must have shape (N, {', '.join(map(str, shape))}) with N >= 1, "
+                         f"got {tuple(x.shape)}")
+    return np.ascontiguousarray(x)
+
+
+def open_runner(artifact: str | Path, variant: str, options: RunOptions | None = None,
+                card: ModelCard | None = None) -> Runner:
+    """A Runner for `variant` of the artifact ("eager" = PyTorch, "selected" = the card's pick)."""
+    card = card or load_card(artifact)
+    options = options or RunOptions()
+    _load_backends()
+    if variant == EAGER:
+        return RUNTIMES.get("torch")(Path(artifact), card, EAGER, options)
+    v = card.variant(variant)
+    return RUNTIMES.get(v.runtime)(Path(artifact), card, v.name, options)
+
+
+def _load_backends() -> None:
+    from zoodeploy.runtime import ort, torch_runner  # noqa: F401  (they register themselves)
+    try:
+        from zoodeploy.runtime import tensorrt  # noqa: F401
+    except ImportError:
+        pass

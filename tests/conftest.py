@@ -1,0 +1,92 @@
+"""Shared fixtures: small zoo models trained on digits once per session, exported to ONNX.
+
+Set ZOODEPLOY_TEST_CACHE=DIR to keep them across runs while developing; the key includes a
+hash of the sources that make them, so a change to training or export retrains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "zoodeploy"
+# epochs that take each model well past 90% on digits at 32px in a few seconds to a minute
+TEST_EPOCHS = {"lenet5": 10, "mobilenet_v2": 6, "squeezenet1_1": 8, "resnet18": 4}
+
+
+def _source_hash() -> str:
+    h = hashlib.sha256()
+    for part in ("models", "export", "card.py", "preprocess.py", "fileio.py"):
+        p = SRC / part
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from zoodeploy.models.data import load_splits
+    return load_splits("digits")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, digits):
+    """trained(name, image_size=32, epochs=None, export=True) -> read-only artifact directory."""
+    from zoodeploy.export import export_artifact
+    from zoodeploy.models.train import TrainConfig, train
+
+    cache_root = os.environ.get("ZOODEPLOY_TEST_CACHE")
+    root = Path(cache_root) / _source_hash() if cache_root else tmp_path_factory.mktemp("trained")
+    made: dict[tuple, Path] = {}
+
+    def get(name: str, image_size: int = 32, epochs: int | None = None, export: bool = True) -> Path:
+        epochs = epochs or TEST_EPOCHS.get(name, 2)
+        key = (name, image_size, epochs, export)
+        if key in made:
+            return made[key]
+        out = root / f"{name}-{image_size}px-{epochs}ep{'-onnx' if export else ''}"
+        if not (out / "card.json").exists():
+            tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            train(TrainConfig(name, image_size=image_size, epochs=epochs), tmp, splits=digits,
+                  progress=False)
+            if export:
+                export_artifact(tmp)
+            try:
+                tmp.rename(out)
+            except OSError:  # another process made it first
+                shutil.rmtree(tmp, ignore_errors=True)
+        made[key] = out
+        return out
+
+    return get
+
+
+@pytest.fixture
+def artifact(trained, tmp_path):
+    """artifact(name, ...) -> a private, writable copy of a trained artifact."""
+    def get(name: str, **kw) -> Path:
+        dst = tmp_path / name
+        shutil.copytree(trained(name, **kw), dst)
+        return dst
+    return get
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests skip without CUDA, `tensorrt` tests without TensorRT: cleanly, with a reason."""
+    import importlib.util
+
+    import torch
+    no_cuda = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False)")
+    no_trt = pytest.mark.skip(reason="needs TensorRT (pip install 'zoodeploy[gpu]')")
+    has_cuda = torch.cuda.is_available()
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(no_cuda)
+        if "tensorrt" in item.keywords and not has_trt:
+            item.add_marker(no_trt)
