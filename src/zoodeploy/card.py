@@ -105,6 +105,8 @@ class ModelCard(_Model):
     checkpoint_sha256: str | None = None
     variants: dict[str, Variant] = Field(default_factory=dict)
     selected: str | None = None
+    # the PyTorch eager model timed in the same `bench` run as the variants, by batch size
+    eager_latency: dict[str, LatencyStats] = Field(default_factory=dict)
     provenance: dict[str, Any] = Field(default_factory=dict)
 
     @property

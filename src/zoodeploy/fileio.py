@@ -13,6 +13,9 @@ from typing import Any
 
 from zoodeploy.errors import ArtifactError
 
+UMASK = os.umask(0)  # read once at import (setting it is the only way to read it), then restored
+os.umask(UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -31,6 +34,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~UMASK)  # mkstemp makes 0600: others (a server's user) could not read it
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from zoodeploy.cli.common import JsonFlag, print_json
 from zoodeploy.models.profile import ModelProfile, profile_arch
+from zoodeploy.models.weights import IMAGENET
 from zoodeploy.models.zoo import ModelSpec, get_spec, list_models
 
 app = typer.Typer(no_args_is_help=True, help="The model zoo: list architectures, measure one.")
@@ -40,10 +42,13 @@ def list_cmd(include: IncludeOpt = None, json: JsonFlag = False) -> None:
     if json:
         print_json([_spec_dict(s) for s in specs])
         return
-    table = Table("name", "family", "year", "input", "params", "MACs", "ImageNet weights")
+    table = Table("family", "year", "input", "params", "MACs", "weights", box=box.SIMPLE_HEAD,
+                  pad_edge=False,
+                  caption="params, MACs: published, at the input size; weights: pretrained ones")
+    table.columns.insert(0, Column("name", no_wrap=True))  # names are what users copy
     for s in specs:
-        table.add_row(s.name, s.family, str(s.year), str(s.input_size),
-                      _si(s.published_params), _si(s.published_macs), "yes" if s.weights_enum else "")
+        table.add_row(s.name, s.family, str(s.year), str(s.input_size), _si(s.published_params),
+                      _si(s.published_macs), IMAGENET if s.weights_enum else "")
     stdout.print(table)
 
 

@@ -16,17 +16,18 @@ def train(
     out: Annotated[Path, typer.Option("-o", "--out", help="Artifact directory to write.")],
     data: Annotated[str, typer.Option(help="`digits` (bundled) or an ImageFolder directory.")] = "digits",
     image_size: Annotated[int | None, typer.Option(help="Input size (default: 32 for digits).")] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs; the best epoch on val is kept.")] = 8,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = 3e-3,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs; the best epoch on val is kept.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = None,
     freeze: Annotated[Freeze, typer.Option(help="`features`: train only the head; `none`: everything.")] = Freeze.none,
     weights: Annotated[str | None, typer.Option(help="`imagenet` or a checkpoint path (default: from scratch).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the split, initialisation and order.")] = 0,
     json: JsonFlag = False,
 ) -> None:
     """Train NAME on DATA and write checkpoint.pt + card.json into OUT."""
-    cfg = TrainConfig(model=name, data=data, image_size=image_size, epochs=epochs, batch_size=batch_size,
-                      lr=lr, freeze=freeze, weights=weights, seed=seed)
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr}  # unset: TrainConfig's defaults
+    cfg = TrainConfig(model=name, data=data, image_size=image_size, freeze=freeze, weights=weights,
+                      seed=seed, **{k: v for k, v in given.items() if v is not None})
     card = train_model(cfg, out)
     t = card.training
     if json:

@@ -1,5 +1,12 @@
-"""Accuracy and drift on held-out data."""
+"""Accuracy and drift on held-out data; the deployment gate."""
 
-from zoodeploy.evaluate.accuracy import accuracy_of, evaluate_variants, run_batched, test_arrays
+from zoodeploy.evaluate.accuracy import (
+    accuracy_of,
+    eval_splits,
+    evaluate_variants,
+    run_batched,
+    runnable_variants,
+    test_arrays,
+)
 
-__all__ = ["accuracy_of", "evaluate_variants", "run_batched", "test_arrays"]
+__all__ = ["accuracy_of", "eval_splits", "evaluate_variants", "run_batched", "runnable_variants", "test_arrays"]

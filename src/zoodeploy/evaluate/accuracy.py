@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from zoodeploy.card import Accuracy, ModelCard, load_card
-from zoodeploy.errors import ArtifactError
-from zoodeploy.models.data import Splits, splits_for
-from zoodeploy.runtime import RunOptions, open_runner
+from zoodeploy.card import Accuracy, DataSpec, ModelCard, load_card, save_card
+from zoodeploy.errors import ArtifactError, DataError
+from zoodeploy.models.data import Splits, load_splits, splits_for
+from zoodeploy.runtime import RunOptions, needs_gpu, open_runner
 
 REFERENCE = "fp32"
 
@@ -42,12 +43,44 @@ def accuracy_of(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray | 
     return acc
 
 
+def same_data(a: DataSpec | None, b: DataSpec | None) -> bool:
+    """Whether two specs describe the same images split the same way."""
+    keys = ("source", "seed", "val_fraction", "test_fraction", "counts")
+    return a is not None and b is not None and all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
+def eval_splits(card: ModelCard, data: str | Path | None = None) -> Splits:
+    """The splits to evaluate on: the card's own data, or `data` (digits or an ImageFolder tree).
+
+    Other data must have the card's classes, in the same order, or every figure would be wrong.
+    """
+    if data is None:
+        if card.data is None:
+            raise ArtifactError(f"{card.name}: the card records no data set; pass --data digits or a directory")
+        return splits_for(card.data)
+    source = "digits" if str(data) == "digits" else str(Path(data).resolve())
+    if card.data is not None and source == card.data.source:
+        return splits_for(card.data)  # the same seed and fractions as training
+    splits = load_splits(data)
+    if splits.labels != card.labels:
+        raise DataError(f"{data} has classes {_short(splits.labels)} but {card.name} was trained on "
+                        f"{_short(card.labels)}; evaluate on data with the model's classes")
+    return splits
+
+
+def _short(names: list[str]) -> str:
+    return "[" + ", ".join(names[:5]) + (f", … {len(names)} in all]" if len(names) > 5 else "]")
+
+
 def test_arrays(card: ModelCard, splits: Splits | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The held-out test split, preprocessed as the card says."""
-    if card.data is None and splits is None:
-        raise ArtifactError(f"{card.name}: the card records no data set; pass --data")
-    splits = splits or splits_for(card.data)
+    splits = splits or eval_splits(card)
     return splits.test.arrays(card.preprocessing), splits.test.labels
+
+
+def runnable_variants(card: ModelCard, device: str = "cpu") -> list[str]:
+    """The card's variants that `device` can run (GPU engines only on cuda)."""
+    return [name for name, v in card.variants.items() if device == "cuda" or not needs_gpu(v)]
 
 
 def variant_logits(artifact: str | Path, variant: str, x: np.ndarray, card: ModelCard | None = None,
@@ -61,21 +94,32 @@ def variant_logits(artifact: str | Path, variant: str, x: np.ndarray, card: Mode
 
 def evaluate_variants(artifact: str | Path, variants: list[str] | None = None,
                       splits: Splits | None = None, options: RunOptions | None = None,
-                      record: bool = True) -> dict[str, Accuracy]:
-    """Accuracy and drift vs fp32 of each variant on the test split; recorded in the card."""
+                      record: bool = True, progress: bool = False) -> dict[str, Accuracy]:
+    """Accuracy and drift vs fp32 of each variant on the test split.
+
+    Recorded in the card when `record` and the data is the card's own (figures on other data
+    would be mistaken for the artifact's); returns the figures either way.
+    """
     card = load_card(artifact)
-    names = variants or [v for v in card.variants if card.variants[v].runtime != "tensorrt"
-                         or (options and options.device == "cuda")]
+    options = options or RunOptions()
+    names = variants or runnable_variants(card, options.device)
+    for name in names:
+        card.variant(name)  # unknown names fail before any work
+    splits = splits or eval_splits(card)
     x, y = test_arrays(card, splits)
     ref = variant_logits(artifact, REFERENCE, x, card, options) if REFERENCE in card.variants else None
     out = {}
-    for name in names:
+    for name in tqdm(names, desc="evaluate", unit="variant", disable=not progress, leave=False):
         logits = ref if name == REFERENCE and ref is not None else variant_logits(artifact, name, x, card, options)
         out[name] = accuracy_of(logits, y, ref, card.labels)
-    if record:
-        card = load_card(artifact)  # re-read: a long evaluation must not undo other writes
-        for name, acc in out.items():
-            card.variant(name).accuracy = acc
-        from zoodeploy.card import save_card
-        save_card(artifact, card)
+    if record and same_data(card.data, splits.spec):
+        record_accuracy(artifact, out)
     return out
+
+
+def record_accuracy(artifact: str | Path, figures: dict[str, Accuracy]) -> ModelCard:
+    card = load_card(artifact)  # re-read: a long evaluation must not undo other writes
+    for name, acc in figures.items():
+        card.variant(name).accuracy = acc
+    save_card(artifact, card)
+    return card

@@ -1,118 +1,329 @@
-"""PyTorch -> ONNX with the dynamo exporter, validated against PyTorch before it lands."""
+"""PyTorch -> ONNX with the dynamo exporter, validated against PyTorch before it lands.
+
+One `torch.export` capture feeds both outputs: the ONNX file (translated by torch.onnx) and,
+with `--format exported-program`, the `.pt2` program the torch-tensorrt path compiles.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from zoodeploy.card import ModelCard, Variant, add_variant, load_card, make_variant
-from zoodeploy.errors import ExportError
+from zoodeploy.card import ModelCard, Variant, load_card, make_variant, save_card
+from zoodeploy.errors import ExportError, ZoodeployError
 from zoodeploy.export.metadata import set_card_metadata
-from zoodeploy.export.validate import Tolerance, check, compare_logits
+from zoodeploy.export.program import capture, example_input, gist, load_program, save_program, unsupported_op
+from zoodeploy.export.validate import Comparison, Tolerance, ToleranceError, check, compare_logits, validation_samples
 from zoodeploy.fileio import atomic_path
 from zoodeploy.runtime.base import RunOptions
 from zoodeploy.runtime.ort import create_session
 
 FP32_FILE = "fp32.onnx"
+PROGRAM_FILE = "fp32.pt2"
+FP32 = "fp32"
+PROGRAM = "exported-program"
+PROGRAM_RUNTIME = "torch-export"  # runtime/torch_runner.py runs a saved program
+MIN_OPSET = 18  # torch.onnx's own function library targets 18; older ones need a lossy down-conversion
+MAX_OPSET = 23  # torch.onnx's newest (ONNX_MAX_OPSET), which ONNX Runtime 1.23 also runs
+DEFAULT_OPSET = 18  # the widest runtime support: ONNX Runtime >= 1.14, TensorRT >= 8.6
+INPUT, OUTPUT = "input", "logits"
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"  # fp32.onnx
+    exported_program = "exported-program"  # fp32.onnx and fp32.pt2 (torch.export program)
 
 
 @dataclass
 class ExportConfig:
-    opset: int = 18
-    batch: int | None = None  # None: dynamic batch dimension; N: fixed
-    validate_batches: tuple[int, ...] = (1, 8)
+    opset: int = DEFAULT_OPSET
+    batch: int | str | None = None  # None or "dynamic": a dynamic batch dimension; N: fixed at N
+    input_size: int | None = None  # None: the card's; else re-export at this height = width
+    format: ExportFormat = ExportFormat.onnx
+    validate_batches: tuple[int, ...] = (1, 8)  # batch sizes validated (dynamic batch only)
+    samples: int = 16  # images compared with PyTorch at each batch size
     tolerance: Tolerance = field(default_factory=Tolerance)
 
     def __post_init__(self):
-        if self.batch is not None and self.batch < 1:
-            raise ExportError("--batch must be `dynamic` or a positive integer")
-        if self.opset < 17:
-            raise ExportError(f"--opset {self.opset} is too old for the dynamo exporter; use 17 or newer")
-        if self.batch is not None:  # a fixed-batch graph is validated at its own batch only
+        self.batch = _parse_batch(self.batch)
+        try:
+            self.format = ExportFormat(self.format)
+        except ValueError:
+            raise ExportError(f"--format {self.format!r}: use onnx or exported-program") from None
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ExportError(f"--opset {self.opset} is not supported: the dynamo exporter writes opsets "
+                              f"{MIN_OPSET} to {MAX_OPSET}")
+        if self.input_size is not None and self.input_size < 1:
+            raise ExportError(f"--input-size must be a positive number of pixels, got {self.input_size}")
+        if self.samples < 1 or not self.validate_batches or min(self.validate_batches) < 1:
+            raise ExportError("validation needs at least one sample and batch sizes >= 1")
+        if self.batch is not None:  # a fixed-batch graph runs (and is validated) at its own batch only
             self.validate_batches = (self.batch,)
 
+    def recipe(self) -> dict:
+        return {**asdict(self), "batch": self.batch or "dynamic", "format": self.format.value,
+                "exporter": f"torch.export + torch.onnx.export(dynamo=True) {torch.__version__}"}
 
-def _export_proto(model: nn.Module, example: torch.Tensor, cfg: ExportConfig, name: str) -> onnx.ModelProto:
-    dynamic = None if cfg.batch is not None else ({0: torch.export.Dim("batch", min=1, max=4096)},)
+
+def _parse_batch(batch: int | str | None) -> int | None:
+    if batch is None or batch == "dynamic":
+        return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-            program = torch.onnx.export(model, (example,), input_names=["input"], output_names=["logits"],
-                                        dynamic_shapes=dynamic, dynamo=True, opset_version=cfg.opset,
-                                        verbose=False, report=False)
-    except Exception as e:
-        raise ExportError(f"{name}: the torch.onnx dynamo exporter failed: {_first_line(e)}") from None
-    return program.model_proto
+        n = int(batch)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise ExportError(f"--batch must be `dynamic` or a positive integer, got {batch!r}")
+    return n
 
 
-def _first_line(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(e).__name__)[:400]
+class _Steps:
+    """The step an export is at (tqdm on stderr) and the seconds each step took."""
+
+    def __init__(self, name: str, total: int, enabled: bool):
+        # disable=None: a bar on a terminal only, never \r-frames in a log or a captured stderr
+        self.bar = tqdm(total=total, desc=f"export {name}", unit="step", disable=None if enabled else True,
+                        leave=False)
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, label: str) -> Iterator[None]:
+        self.bar.set_postfix_str(label)
+        start = time.perf_counter()
+        yield
+        self.seconds[label] = round(time.perf_counter() - start, 3)
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def export_model(model: nn.Module, card: ModelCard, out: Path, samples: np.ndarray,
-                 cfg: ExportConfig) -> dict:
-    """Export `model` to `out`, check it and compare it with PyTorch; returns the figures.
+def export_model(model: nn.Module, card: ModelCard, out: Path, samples: np.ndarray, cfg: ExportConfig,
+                 *, progress: bool = False) -> dict:
+    """Export `model` to `out` (and its program to `out`.pt2 for format exported-program), check
+    both against PyTorch on `samples`; returns the ONNX file's figures.
 
-    Nothing is written at `out` unless every check passes.
+    Nothing is written at `out` (or beside it) unless every check passes.
     """
     model = model.eval()
-    example = torch.from_numpy(samples[: (cfg.batch or 2)])
-    proto = _export_proto(model, example, cfg, card.name)
-    set_card_metadata(proto, card, variant="fp32")
-    with atomic_path(out) as tmp:
-        onnx.save(proto, str(tmp))
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except Exception as e:
-            raise ExportError(f"{card.name}: onnx.checker rejected the exported graph: {_first_line(e)}") from None
-        figures = validate_against_torch(tmp, model, samples, cfg, f"{card.name} fp32 ONNX export")
+    out = Path(out)
+    program_out = out.with_suffix(".pt2") if cfg.format is ExportFormat.exported_program else None
+    steps = _Steps(card.name, 5 if program_out else 4, progress)
+    try:
+        with steps.step("torch.export"):
+            example = example_input(torch.from_numpy(samples), cfg.batch)
+            program = capture(model, example, cfg.batch, card.name)
+        with steps.step("torch.onnx"):
+            proto = to_onnx(program, example, cfg, card)
+        with contextlib.ExitStack() as files:
+            tmp = files.enter_context(atomic_path(out))
+            with steps.step("onnx.checker"):
+                onnx.save(proto, str(tmp))
+                check_graph(tmp, card, cfg)
+            with steps.step("validate"):
+                figures = validate_onnx(tmp, model, samples, cfg, f"{card.name} fp32 ONNX export")
+            if program_out:
+                tmp_program = files.enter_context(atomic_path(program_out))
+                with steps.step("validate .pt2"):
+                    save_program(program, tmp_program)
+                    figures["exported_program"] = validate_program(tmp_program, model, samples, cfg, card.name)
+    finally:
+        steps.close()
+    figures.update(nodes=len(proto.graph.node), op_counts=op_counts(proto), seconds=steps.seconds)
     return figures
 
 
-def validate_against_torch(path: Path, model: nn.Module, samples: np.ndarray, cfg: ExportConfig,
-                           what: str) -> dict:
-    """ONNX Runtime vs PyTorch on real samples, at each validation batch size."""
-    session = create_session(path, RunOptions())
-    comparisons = []
+def to_onnx(program: torch.export.ExportedProgram, example: torch.Tensor, cfg: ExportConfig,
+            card: ModelCard) -> onnx.ModelProto:
+    """Translate the captured program; the card's essentials go into its metadata_props."""
+    try:
+        with warnings.catch_warnings(), _quiet("torch.onnx", "onnxscript"):
+            warnings.simplefilter("ignore")
+            # optimize=True: onnxscript folds constants and removes the shape arithmetic of the
+            # dynamic batch (MobileNetV2: 562 -> 100 nodes) for ~1 s; verify/report stay off,
+            # validation below is stricter than torch.onnx's own verify
+            onnx_program = torch.onnx.export(program, (example,), input_names=[INPUT], output_names=[OUTPUT],
+                                             opset_version=cfg.opset, dynamo=True, optimize=True,
+                                             verify=False, report=False, verbose=False)
+    except Exception as e:  # noqa: BLE001 - the exporter's errors are all "this model did not translate"
+        op = unsupported_op(e)
+        if op:
+            raise ExportError(f"{card.name}: torch.onnx has no ONNX translation for operator {op} at opset "
+                              f"{cfg.opset}; replace it in the model (or try a newer --opset)") from None
+        raise ExportError(f"{card.name}: torch.onnx cannot translate the model: {gist(e)}") from None
+    proto = onnx_program.model_proto
+    if cfg.batch is None:
+        _name_batch_dim(proto)
+    shape = [cfg.batch or "batch", 3, card.input_size, card.input_size]
+    return set_card_metadata(proto, card, variant=FP32, input_shape=shape, opset=cfg.opset)
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Silence the exporters' progress chatter; our own progress and errors say what matters."""
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
+    for logger, _ in saved:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
+def _name_batch_dim(proto: onnx.ModelProto) -> None:
+    # torch.export names the symbol s0/s77; "batch" is what people and TensorRT profiles read
+    for value in (*proto.graph.input, *proto.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        if dim.HasField("dim_param"):
+            dim.dim_param = "batch"
+
+
+def check_graph(path: Path, card: ModelCard, cfg: ExportConfig) -> None:
+    """onnx.checker (full check: strict shape inference too), then the graph's opset and I/O."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:  # noqa: BLE001 - checker and shape inference raise several types
+        raise ExportError(f"{card.name}: onnx.checker rejected the exported graph: {gist(e)}") from None
+    model = onnx.load(str(path), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset != cfg.opset:
+        raise ExportError(f"{card.name}: asked for opset {cfg.opset} but the exporter wrote {opset}")
+    want_in = [cfg.batch or "batch", 3, card.input_size, card.input_size]
+    want_out = [cfg.batch or "batch", card.num_classes]
+    got = [(v.name, _dims(v)) for v in (*model.graph.input, *model.graph.output)]
+    if got != [(INPUT, want_in), (OUTPUT, want_out)]:
+        raise ExportError(f"{card.name}: the exported graph has inputs/outputs {got}; expected "
+                          f"{INPUT} {want_in} -> {OUTPUT} {want_out}")
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
+
+
+def op_counts(proto: onnx.ModelProto) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in proto.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _batches(samples: np.ndarray, batch: int, n: int) -> list[np.ndarray]:
+    """At least `n` images (samples repeated as needed) cut into batches of exactly `batch`."""
+    reps = -(-max(batch, n) // batch)
+    x = np.resize(samples, (reps * batch, *samples.shape[1:]))
+    return [x[i * batch:(i + 1) * batch] for i in range(reps)]
+
+
+def _compare(run, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, what: str) -> dict:
+    comparisons: list[Comparison] = []
     for b in cfg.validate_batches:
-        reps = -(-max(b, 16) // b)  # at least 16 samples per batch size
-        xs = [np.resize(samples, (reps * b, *samples.shape[1:]))[i * b:(i + 1) * b] for i in range(reps)]
-        onnx_out = np.concatenate([session.run(None, {"input": x})[0] for x in xs])
+        xs = _batches(samples, b, cfg.samples)
         with torch.inference_mode():
             ref = np.concatenate([model(torch.from_numpy(x)).numpy() for x in xs])
-        comparisons.append(compare_logits(onnx_out, ref, b))
-    figures = check(comparisons, cfg.tolerance, what)
+        comparisons.append(compare_logits(np.concatenate([run(x) for x in xs]), ref, b))
+    return check(comparisons, cfg.tolerance, what)
+
+
+def validate_onnx(path: Path, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, what: str) -> dict:
+    """ONNX Runtime (CPU) vs PyTorch on the same images, at each validation batch size."""
+    try:
+        session = create_session(path, RunOptions(spin=False))
+    except ZoodeployError as e:
+        raise ExportError(f"{what}: ONNX Runtime cannot load the exported graph: {e}") from None
+    figures = _compare(lambda x: session.run(None, {INPUT: x})[0], model, samples, cfg, what)
     figures["onnx_checker"] = "full_check passed"
+    figures["runtime"] = f"onnxruntime {session.get_providers()[0]}"
     return figures
 
 
-def export_artifact(artifact: str | Path, cfg: ExportConfig | None = None) -> Variant:
-    """Export a trained artifact's checkpoint to ARTIFACT/fp32.onnx and record it in the card."""
-    from zoodeploy.models.data import splits_for
+def validate_program(path: Path, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, name: str) -> dict:
+    """The saved .pt2, loaded back from disk, vs the eager model."""
+    try:
+        module = load_program(path)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"{name}: the saved exported program does not load back: {gist(e)}") from None
+    with torch.inference_mode():
+        return _compare(lambda x: module(torch.from_numpy(x)).numpy(), model, samples, cfg,
+                        f"{name} exported program (.pt2)")
+
+
+def export_artifact(artifact: str | Path, cfg: ExportConfig | None = None, *, progress: bool = False) -> Variant:
+    """Export an artifact's checkpoint to ARTIFACT/fp32.onnx (and fp32.pt2), validated, and record
+    the variant(s) in the card; returns the fp32 variant."""
     from zoodeploy.models.train import load_trained
     cfg = cfg or ExportConfig()
-    card = load_card(artifact)
+    artifact = Path(artifact)
+    card = resized(load_card(artifact), cfg.input_size, artifact)
     model = load_trained(artifact, card)
-    if card.data is not None:
-        samples = splits_for(card.data).val.arrays(card.preprocessing, limit=64)
-        source = f"{card.data.source} val split"
-    else:
-        samples = np.random.default_rng(0).standard_normal(
-            (16, 3, card.input_size, card.input_size)).astype(np.float32)
-        source = "random normal inputs (no data recorded in the card)"
-    figures = export_model(model, card, Path(artifact) / FP32_FILE, samples, cfg)
-    figures["samples"] = source
-    variant = make_variant(artifact, "fp32", FP32_FILE, precision="fp32", runtime="onnxruntime",
-                           made_by=f"torch.onnx.export(dynamo=True, opset {cfg.opset}) from {card.checkpoint}",
-                           recipe={**asdict(cfg), "batch": cfg.batch or "dynamic"}, validation=figures)
-    add_variant(artifact, variant)
-    return variant
+    samples, source = validation_samples(card, cfg.samples)
+    try:
+        figures = export_model(model, card, artifact / FP32_FILE, samples, cfg, progress=progress)
+    except ToleranceError as e:
+        _record_failure(artifact, str(e), e.figures)
+        raise
+    program_figures = figures.pop("exported_program", None)
+    made_by = (f"torch.export + torch.onnx.export(dynamo=True, opset {cfg.opset}) of {card.checkpoint} "
+               f"(torch {torch.__version__})")
+    fp32 = make_variant(artifact, FP32, FP32_FILE, precision="fp32", runtime="onnxruntime", made_by=made_by,
+                        recipe=cfg.recipe(), validation={**figures, "samples": source})
+    program = program_figures and make_variant(
+        artifact, PROGRAM, PROGRAM_FILE, precision="fp32", runtime=PROGRAM_RUNTIME, recipe=cfg.recipe(),
+        made_by=f"torch.export.save of the program fp32.onnx was translated from (torch {torch.__version__})",
+        validation={**program_figures, "samples": source})
+    _record(artifact, card, [v for v in (fp32, program) if v])
+    return fp32
+
+
+def resized(card: ModelCard, size: int | None, artifact: Path) -> ModelCard:
+    """The card for an export at `size` px: same preprocessing, scaled (crop fraction kept)."""
+    if size is None or size == card.input_size:
+        return card
+    from zoodeploy.models.zoo import get_spec
+    spec = get_spec(card.name)
+    if size < spec.min_input_size:
+        raise ExportError(f"{card.name} needs an input of at least {spec.min_input_size}px, got --input-size {size}")
+    others = sorted(set(card.variants) - {FP32, PROGRAM})
+    if others:
+        raise ExportError(f"{artifact} has variants made at {card.input_size}px ({', '.join(others)}); export "
+                          f"at {size}px into a new artifact directory with -o OUT")
+    p = card.preprocessing
+    prep = replace(p, input_size=size, resize=max(size, round(size * p.resize / p.input_size)))
+    return card.model_copy(update={"preprocessing": prep})
+
+
+def _record(artifact: Path, exported: ModelCard, variants: list[Variant]) -> None:
+    card = load_card(artifact)  # re-read: another stage may have written meanwhile
+    if card.preprocessing != exported.preprocessing:  # a new input size: the old program is stale
+        _drop(artifact, card, PROGRAM)
+    card.preprocessing = exported.preprocessing
+    card.provenance.pop("export_failure", None)
+    for v in variants:
+        card.variants[v.name] = v
+    save_card(artifact, card)
+
+
+def _drop(artifact: Path, card: ModelCard, name: str) -> None:
+    v = card.variants.pop(name, None)
+    if v is not None:
+        (artifact / v.file).unlink(missing_ok=True)
+
+
+def _record_failure(artifact: Path, message: str, figures: dict) -> None:
+    """An out-of-tolerance export leaves no model, but its measured figures go into the card."""
+    card = load_card(artifact)
+    card.provenance["export_failure"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                         "error": message, "validation": figures}
+    save_card(artifact, card)

@@ -34,8 +34,9 @@ class ModelProfile:
     """Figures per image (batch 1, float32 activations) at `input_size`.
 
     `forward_params` counts only the parameters of modules the eval forward pass uses, which
-    is what torchvision's published counts and an exported ONNX graph hold; `params` counts
-    every parameter, auxiliary training heads included.
+    is what an exported ONNX graph holds; `params` counts every parameter, auxiliary training
+    heads included. `activation_bytes` sums every leaf module's output, an upper bound on
+    what a runtime keeps alive (in-place ReLUs and freed buffers share memory).
     """
 
     input_size: int

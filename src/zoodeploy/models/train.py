@@ -33,11 +33,13 @@ class TrainConfig:
     image_size: int | None = None  # default: 32 for digits (or the model's minimum), else its own
     epochs: int = 8
     batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
+    lr: float = 1e-2
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
     freeze: Freeze = Freeze.none
     weights: str | None = None  # None (from scratch), "imagenet" or a checkpoint path
     seed: int = 0
+    augment: bool = True  # random shifts of up to 1/16 of the image: small data overfits without
 
     def __post_init__(self):
         self.freeze = Freeze(self.freeze)
@@ -49,6 +51,8 @@ class TrainConfig:
                                  f"got --image-size {self.image_size}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ZoodeployError("--epochs and --batch-size must be >= 1 and --lr > 0")
+        if not 0 <= self.label_smoothing < 1:
+            raise ZoodeployError("--label-smoothing must be in [0, 1)")
         if self.freeze is Freeze.features and self.weights is None:
             raise ZoodeployError("--freeze features trains only the head, which needs pretrained "
                                  "--weights (imagenet or a checkpoint path)")
@@ -81,8 +85,9 @@ def _checkpoint_num_classes(spec: ModelSpec, path: str) -> int | None:
     return int(w.shape[0]) if isinstance(w, torch.Tensor) else None
 
 
-def _loss(out, target: torch.Tensor, aux_weight: float) -> torch.Tensor:
-    ce = nn.functional.cross_entropy
+def _loss(out, target: torch.Tensor, aux_weight: float, smoothing: float) -> torch.Tensor:
+    def ce(logits, y):
+        return nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
     if isinstance(out, torch.Tensor):
         return ce(out, target)
     main, *aux = out  # GoogLeNet / Inception: (logits, aux...) in training mode
@@ -95,6 +100,16 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np
     model.eval()
     return np.concatenate([model(torch.from_numpy(x[i:i + batch_size])).numpy()
                            for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, 0))
+
+
+def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to `max_shift` pixels (edge-replicated padding, then crop)."""
+    if max_shift == 0:
+        return x
+    n, _, h, w = x.shape
+    padded = nn.functional.pad(x, (max_shift,) * 4, mode="replicate")
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=gen).tolist()
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
 
 def _accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
@@ -131,6 +146,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
     steps = cfg.epochs * -(-len(x_train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.2)
     gen = torch.Generator().manual_seed(cfg.seed)
+    max_shift = cfg.image_size // 16 if cfg.augment else 0
     best = (-1.0, 0, None)
     history = []
     for epoch in range(1, cfg.epochs + 1):
@@ -143,8 +159,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
         for b in bar:
             if len(b) < 2 and cfg.freeze is Freeze.none:
                 continue  # BatchNorm cannot train on a batch of one
-            loss = _loss(model(torch.from_numpy(x_train[b])), torch.from_numpy(y_train[b]),
-                         spec.aux_loss_weight)
+            xb = _shift(torch.from_numpy(x_train[b]), max_shift, gen)
+            loss = _loss(model(xb), torch.from_numpy(y_train[b]), spec.aux_loss_weight, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -163,11 +179,45 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
     return _write(cfg, out_dir, model, spec, splits, prep, best, test, history, start)
 
 
-def _write(cfg, out_dir, model, spec, splits, prep, best, test, history, start) -> ModelCard:
-    out = Path(out_dir)
+def _save_checkpoint(model: nn.Module, out: Path) -> Path:
     ckpt = out / CHECKPOINT_FILE
     with atomic_path(ckpt) as tmp:
         torch.save(model.state_dict(), tmp)
+    return ckpt
+
+
+def init_artifact(name: str, out_dir: str | Path, *, image_size: int | None = None,
+                  weights: str | None = None, splits: Splits | None = None,
+                  labels: list[str] | None = None) -> ModelCard:
+    """An artifact straight from the zoo, without training: random init or weights as they are.
+
+    With `splits` the card records that data (so variants can be evaluated on it); otherwise
+    `labels` (default: ImageNet's 1000 categories for imagenet weights, else class_0..).
+    """
+    spec = get_spec(name)
+    image_size = image_size or spec.input_size
+    if image_size < spec.min_input_size:
+        raise ZoodeployError(f"{name} needs an input of at least {spec.min_input_size}px, got {image_size}")
+    if splits is not None:
+        labels = splits.labels
+    elif labels is None and weights == "imagenet" and spec.weights_enum:
+        import torchvision
+        labels = list(torchvision.models.get_weight(spec.weights_enum).meta["categories"])
+    labels = labels or [f"class_{i}" for i in range(1000)]
+    model = build_model(name, num_classes=len(labels), weights=weights).eval()
+    prep = (preprocessing_for(spec, "digits", image_size) if splits is not None and splits.spec.source == "digits"
+            else preprocessing_for(spec, "folder", image_size))
+    ckpt = _save_checkpoint(model, Path(out_dir))
+    card = ModelCard(name=name, num_classes=len(labels), labels=labels, preprocessing=prep,
+                     weights=weights or "random-init", data=splits.spec if splits else None,
+                     checkpoint=CHECKPOINT_FILE, checkpoint_sha256=sha256_file(ckpt), provenance=provenance())
+    save_card(out_dir, card)
+    return card
+
+
+def _write(cfg, out_dir, model, spec, splits, prep, best, test, history, start) -> ModelCard:
+    out = Path(out_dir)
+    ckpt = _save_checkpoint(model, out)
     training = Training(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                         freeze=cfg.freeze.value, weights=cfg.weights, image_size=cfg.image_size,
                         best_epoch=best[1], val_accuracy=best[0], test_accuracy=test,

@@ -82,11 +82,12 @@ def _replace_layer(model: nn.Module, name: str, path: str, num_classes: int) -> 
     parent_path, _, attr = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     old = getattr(parent, attr) if not attr.isdigit() else parent[int(attr)]
+    like = {"device": old.weight.device, "dtype": old.weight.dtype}  # e.g. a model on GPU
     if isinstance(old, nn.Linear):
-        new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+        new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None, **like)
     elif isinstance(old, nn.Conv2d):
         new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding,
-                        bias=old.bias is not None)
+                        bias=old.bias is not None, **like)
     else:
         raise TypeError(f"{name}: head {path} is a {type(old).__name__}, "
                         "expected Linear or Conv2d")

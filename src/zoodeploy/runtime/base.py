@@ -10,11 +10,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from zoodeploy.card import ModelCard, load_card
+from zoodeploy.card import ModelCard, Variant, load_card
 from zoodeploy.errors import ZoodeployError
 from zoodeploy.registry import Registry
 
 EAGER = "eager"  # the PyTorch model itself, the baseline every speed-up is measured against
+GPU_RUNTIMES = frozenset({"tensorrt", "torch-tensorrt"})  # engines that only run on an NVIDIA GPU
 
 
 class InputError(ZoodeployError):
@@ -47,14 +48,17 @@ RunnerFactory = Callable[[Path, ModelCard, str, RunOptions], Runner]
 RUNTIMES: Registry[RunnerFactory] = Registry("runtime")
 
 
-def check_input(x: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Refuse anything but float32 (N, C, H, W) with the model's C, H, W."""
+def check_input(x: np.ndarray, shape: tuple[int, int, int], batch: int | None = None) -> np.ndarray:
+    """Refuse anything but float32 (N, C, H, W) with the model's C, H, W (and N = `batch` if fixed)."""
     if not isinstance(x, np.ndarray) or x.dtype != np.float32:
         got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
         raise InputError(f"input must be a float32 array, got {got}")
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape) or x.shape[0] < 1:
         raise InputError(f"input must have shape (N, {', '.join(map(str, shape))}) with N >= 1, "
                          f"got {tuple(x.shape)}")
+    if batch is not None and x.shape[0] != batch:
+        raise InputError(f"this variant was exported with a fixed batch of {batch}, got a batch of "
+                         f"{x.shape[0]}; send batches of {batch} or re-export with --batch dynamic")
     return np.ascontiguousarray(x)
 
 
@@ -70,9 +74,14 @@ def open_runner(artifact: str | Path, variant: str, options: RunOptions | None =
     return RUNTIMES.get(v.runtime)(Path(artifact), card, v.name, options)
 
 
+def needs_gpu(variant: Variant) -> bool:
+    """Whether the variant can only run on an NVIDIA GPU (TensorRT engines); ONNX runs anywhere."""
+    return variant.runtime in GPU_RUNTIMES
+
+
 def _load_backends() -> None:
     from zoodeploy.runtime import ort, torch_runner  # noqa: F401  (they register themselves)
     try:
-        from zoodeploy.runtime import tensorrt  # noqa: F401
+        from zoodeploy.runtime import tensorrt, torch_tensorrt  # noqa: F401
     except ImportError:
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,24 @@ import onnxruntime as ort
 from zoodeploy.card import ModelCard, variant_path
 from zoodeploy.errors import ArtifactError, MissingDependencyError
 from zoodeploy.runtime.base import RUNTIMES, RunOptions, check_input
+from zoodeploy.runtime.tensorrt import cache_dir, profile_shapes
 
 CPU = "CPUExecutionProvider"
-_DEVICE_PROVIDERS = {"cpu": [CPU], "cuda": ["CUDAExecutionProvider", CPU]}
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+_DEVICE_PROVIDERS = {"cpu": [CPU], "cuda": [CUDA, CPU]}
+
+
+class Provider(str, Enum):
+    """Where ONNX Runtime runs an ONNX variant: CPU, CUDA, or TensorRT (CUDA, then CPU, for the rest)."""
+
+    cpu = "cpu"
+    cuda = "cuda"
+    tensorrt = "tensorrt"
+
+    def options(self, threads: int | None = None) -> RunOptions:
+        return RunOptions(threads=threads, device="cpu" if self is Provider.cpu else "cuda",
+                          extra_providers=(TENSORRT,) if self is Provider.tensorrt else ())
 
 
 def session_options(options: RunOptions) -> ort.SessionOptions:
@@ -40,37 +56,62 @@ def providers_for(options: RunOptions) -> list[str]:
     return wanted
 
 
-def create_session(path: str | Path, options: RunOptions) -> ort.InferenceSession:
+def create_session(path: str | Path, options: RunOptions,
+                   provider_options: dict[str, dict[str, str]] | None = None) -> ort.InferenceSession:
     """An InferenceSession that really uses the providers asked for (ORT falls back silently)."""
     providers = providers_for(options)
+    listed = [(p, provider_options[p]) if provider_options and p in provider_options else p for p in providers]
     try:
-        sess = ort.InferenceSession(str(path), session_options(options), providers=providers)
+        sess = ort.InferenceSession(str(path), session_options(options), providers=listed)
     except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / NoSuchFile
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArtifactError(f"ONNX Runtime cannot load {path}: {first[:300]}") from None
-    in_use = sess.get_providers()
-    if in_use[0] != providers[0]:
-        raise MissingDependencyError(
-            f"{providers[0]} (ONNX Runtime fell back to {in_use[0]})",
-            "check the CUDA / cuDNN / TensorRT libraries that onnxruntime-gpu needs")
+    check_providers_in_use(providers, sess.get_providers())
     return sess
 
 
+def check_providers_in_use(wanted: list[str], in_use: list[str]) -> None:
+    """Every accelerator asked for must be registered in the session, not just the first."""
+    missing = [p for p in wanted if p != CPU and p not in in_use]
+    if missing:
+        raise MissingDependencyError(
+            f"{missing[0]} (ONNX Runtime fell back to {', '.join(in_use)})",
+            "check the CUDA / cuDNN / TensorRT libraries that onnxruntime-gpu needs")
+
+
+def tensorrt_ep_options(precision: str, input_name: str, input_dims: list[int | str | None],
+                        max_batch: int = 64) -> dict[str, str]:
+    """TensorRT EP settings for a variant: its precision's builder flags, one batch profile, and
+    engine + timing caches on disk (without them every session rebuilds the engine)."""
+    shapes = profile_shapes(input_dims, max_batch)
+    dims = lambda s: f"{input_name}:{'x'.join(map(str, s))}"  # noqa: E731
+    cache = str(cache_dir("ort-tensorrt"))
+    return {"trt_fp16_enable": str(precision in ("fp16", "int8", "mixed")),
+            "trt_int8_enable": str(precision == "int8"),  # explicit QDQ: scales come from the graph
+            "trt_engine_cache_enable": "True", "trt_engine_cache_path": cache,
+            "trt_timing_cache_enable": "True", "trt_timing_cache_path": cache,
+            "trt_profile_min_shapes": dims(shapes.min), "trt_profile_opt_shapes": dims(shapes.opt),
+            "trt_profile_max_shapes": dims(shapes.max)}
+
+
 class OrtRunner:
-    def __init__(self, path: Path, name: str, options: RunOptions):
+    def __init__(self, path: Path, name: str, options: RunOptions,
+                 provider_options: dict[str, dict[str, str]] | None = None):
         self.name = name
         self.path = path
-        self.session = create_session(path, options)
+        self.session = create_session(path, options, provider_options)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = tuple(int(d) for d in inp.shape[1:])
+        self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None  # a fixed-batch export
         self.settings: dict[str, Any] = {
             "runtime": "onnxruntime", "version": ort.__version__,
             "providers": self.session.get_providers(), "intra_op_threads": options.num_threads,
-            "inter_op_threads": 1, "graph_optimization": "ORT_ENABLE_ALL", "spinning": options.spin}
+            "inter_op_threads": 1, "graph_optimization": "ORT_ENABLE_ALL", "spinning": options.spin,
+            **({"provider_options": provider_options} if provider_options else {})}
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        x = check_input(x, self.input_shape)
+        x = check_input(x, self.input_shape, self.batch)
         return self.session.run(None, {self.input_name: x})[0]
 
     def close(self) -> None:
@@ -79,4 +120,10 @@ class OrtRunner:
 
 @RUNTIMES.register("onnxruntime")
 def _open(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> OrtRunner:
-    return OrtRunner(variant_path(artifact, card.variants[variant]), variant, options)
+    v = card.variants[variant]
+    ep_options = None
+    if TENSORRT in options.extra_providers:
+        cache_dir("ort-tensorrt").mkdir(parents=True, exist_ok=True)
+        dims = ["N", 3, card.input_size, card.input_size]
+        ep_options = {TENSORRT: tensorrt_ep_options(v.precision, card.input_name, dims)}
+    return OrtRunner(variant_path(artifact, v), variant, options, ep_options)

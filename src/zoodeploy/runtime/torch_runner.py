@@ -35,3 +35,41 @@ class TorchRunner:
 
 
 RUNTIMES.add("torch", TorchRunner)
+
+
+class ProgramRunner:
+    """A saved torch.export program (`export --format exported-program`), loaded from its file."""
+
+    def __init__(self, artifact: Path, card: ModelCard, name: str, options: RunOptions):
+        from zoodeploy.card import variant_path
+        from zoodeploy.errors import ArtifactError
+        variant = card.variants[name]
+        path = variant_path(artifact, variant)
+        try:
+            program = torch.export.load(str(path))
+            if options.device != "cpu":
+                program = torch.export.passes.move_to_device_pass(program, options.device)
+            self.module = program.module()
+        except Exception as e:  # noqa: BLE001 - a foreign or truncated file fails the loader any way
+            raise ArtifactError(f"cannot load {path} with torch.export.load ({type(e).__name__}); re-export "
+                                "it with `zoodeploy export ARTIFACT --format exported-program`") from None
+        self.name = name
+        self.device = torch.device(options.device)
+        torch.set_num_threads(options.num_threads)
+        self.input_shape = (3, card.input_size, card.input_size)
+        fixed = variant.recipe.get("batch")  # an int for a fixed-batch export, else "dynamic"
+        self.batch = fixed if isinstance(fixed, int) else None
+        self.settings: dict[str, Any] = {"runtime": "torch-export", "version": torch.__version__,
+                                         "device": options.device, "intra_op_threads": options.num_threads,
+                                         "mode": "torch.export program"}
+
+    @torch.inference_mode()
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = check_input(x, self.input_shape, self.batch)
+        return self.module(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+
+    def close(self) -> None:
+        self.module = None
+
+
+RUNTIMES.add("torch-export", ProgramRunner)

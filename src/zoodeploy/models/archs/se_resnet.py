@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet, conv1x1, conv3x3
 from torchvision.ops import SqueezeExcitation
 

@@ -1,0 +1,197 @@
+"""What serving costs: a real `bentoml serve` against the same variant called in-process.
+
+    .venv/bin/python benchmarks/serve_overhead.py [--artifact artifacts/default] [--clients 16]
+
+Measured in one run, on one machine, so the ratios hold even when absolute figures drift:
+
+* latency: p50 of one image through POST /classify (one client, keep-alive) against the same
+  work in-process: decode + preprocess + the variant's runner + top-k, with the server's own
+  runtime settings; the two are timed interleaved. Target: served - in-process <= 3 ms.
+* throughput: images/s of 16 concurrent clients against the variant's offline batched
+  throughput (batches of the server's max batch size, preprocessed arrays). Target: >= 70%.
+
+Not a pass/fail test. Clients and server share this machine's cores: on 2 cores the 16 client
+threads take CPU from the server, which the throughput ratio includes. Writes a JSON record
+and a plot (latency distributions, throughput bars) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+OVERHEAD_TARGET_MS = 3.0
+THROUGHPUT_TARGET = 0.70
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifact", type=Path, default=Path("artifacts/default"))
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--requests", type=int, default=50, help="per client, for throughput")
+    ap.add_argument("--seconds", type=float, default=20.0, help="latency measurement budget")
+    ap.add_argument("--out", type=Path, default=Path("artifacts/bench/serve"))
+    args = ap.parse_args()
+
+    from zoodeploy.serve import Plan, ServeConfig
+    from zoodeploy.serve.samples import write_samples
+    config = ServeConfig(artifact=str(args.artifact))
+    plan = Plan.make(config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    image = write_samples(args.artifact, args.out / "samples")[0].read_bytes()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as home:
+        server = start(args.artifact, Path(home))
+        try:
+            latency = measure_latency(server.url, plan, config, image, args.seconds)
+            served_tput = served_throughput(server.url, image, args.clients, args.requests)
+        finally:
+            server.stop()
+    offline = offline_throughput(plan, config, image, args.seconds)
+    record = summarize(plan, latency, served_tput, offline, args, load_before)
+    (args.out / "serve_overhead.json").write_text(json.dumps(record, indent=2) + "\n")
+    plot(record, latency, args.out / "serve_overhead.png")
+    report(record)
+
+
+def start(artifact: Path, home: Path):
+    from zoodeploy.serve.process import ServerProcess
+    env = {"BENTOML_HOME": str(home / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
+           "ZOODEPLOY_ARTIFACT": str(artifact.resolve()), "ZOODEPLOY_MODEL": ""}
+    print("starting bentoml serve ...", file=sys.stderr)
+    return ServerProcess(".", cwd=Path(__file__).resolve().parents[1], env=env, log=home / "server.log").start()
+
+
+def in_process_call(plan, config, image: bytes):
+    """The server's work for one /classify, without HTTP: decode, preprocess, run, top-k."""
+    from zoodeploy.runtime import open_runner
+    from zoodeploy.serve.served import images_to_tensor, run_options, top_k
+    runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider), card=plan.card)
+    return runner, lambda: top_k(runner.run(images_to_tensor([image], plan.card.preprocessing, config.max_pixels)),
+                                 plan.card.labels, 5)
+
+
+def measure_latency(url: str, plan, config, image: bytes, seconds: float) -> dict:
+    import httpx
+
+    from zoodeploy.bench.latency import BenchConfig, measure_many
+    runner, local = in_process_call(plan, config, image)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        def served():
+            r = client.post("/classify", files={"image": ("digit.png", image, "image/png")})
+            r.raise_for_status()
+        cfg = BenchConfig(warmup=20, min_runs=200, max_seconds=seconds)
+        print("timing one image: served vs in-process, interleaved ...", file=sys.stderr)
+        stats = measure_many({"served": served, "in-process": local}, batch=1, cfg=cfg, progress=True)
+    runner.close()
+    return stats
+
+
+def served_throughput(url: str, image: bytes, clients: int, per_client: int) -> dict:
+    import httpx
+
+    def client(n: int) -> int:
+        ok = 0
+        with httpx.Client(base_url=url, timeout=120) as c:
+            for _ in range(n):
+                ok += c.post("/classify", files={"image": ("digit.png", image, "image/png")}).status_code == 200
+        return ok
+
+    with ThreadPoolExecutor(clients) as pool:  # warm-up: connections, the dispatcher's first estimates
+        list(pool.map(client, [5] * clients))
+    print(f"{clients} clients x {per_client} requests ...", file=sys.stderr)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        ok = sum(pool.map(client, [per_client] * clients))
+    wall = time.perf_counter() - t0
+    return {"images_per_s": ok / wall, "ok": ok, "requests": clients * per_client, "seconds": wall}
+
+
+def offline_throughput(plan, config, image: bytes, seconds: float) -> dict:
+    from zoodeploy.bench.latency import BenchConfig, measure
+    from zoodeploy.runtime import open_runner
+    from zoodeploy.serve.served import images_to_tensor, run_options
+    runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider), card=plan.card)
+    blobs = [image] * config.max_batch_size
+    x = images_to_tensor(blobs, plan.card.preprocessing, config.max_pixels)
+    cfg = BenchConfig(max_seconds=seconds / 2)
+    print(f"offline batched throughput (batch {len(x)}) ...", file=sys.stderr)
+    model = measure(runner.run, x, cfg, label="offline model")
+    full = measure(lambda _: runner.run(images_to_tensor(blobs, plan.card.preprocessing, config.max_pixels)), x,
+                   cfg, label="offline decode+model")
+    runner.close()
+    return {"batch": len(x), "model_images_per_s": model.throughput, "with_decode_images_per_s": full.throughput,
+            "settings": runner.settings}
+
+
+def summarize(plan, latency, served_tput, offline, args, load_before) -> dict:
+    served, local = latency["served"], latency["in-process"]
+    overhead = served.p50_ms - local.p50_ms
+    ratio = served_tput["images_per_s"] / offline["model_images_per_s"]
+    return {
+        "model": plan.card.name, "variant": plan.variant, "artifact": str(args.artifact),
+        "cores": len(os.sched_getaffinity(0)), "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "latency_ms": {"served_p50": served.p50_ms, "served_p90": served.p90_ms, "in_process_p50": local.p50_ms,
+                       "in_process_p90": local.p90_ms, "overhead_p50": overhead,
+                       "stable": served.settings["stable"] and local.settings["stable"]},
+        "throughput": {"served_images_per_s": served_tput["images_per_s"], "clients": args.clients,
+                       "served_ok": served_tput["ok"], "served_requests": served_tput["requests"],
+                       "offline_batched_images_per_s": offline["model_images_per_s"],
+                       "offline_with_decode_images_per_s": offline["with_decode_images_per_s"],
+                       "offline_batch": offline["batch"], "served_vs_offline": ratio,
+                       "served_vs_offline_with_decode": served_tput["images_per_s"] / offline["with_decode_images_per_s"]},
+        "targets": {"overhead_ms": OVERHEAD_TARGET_MS, "throughput_ratio": THROUGHPUT_TARGET,
+                    "overhead_met": overhead <= OVERHEAD_TARGET_MS, "throughput_met": ratio >= THROUGHPUT_TARGET},
+        "runtime_settings": offline["settings"],
+    }
+
+
+def plot(record: dict, latency: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    lat, tp = record["latency_ms"], record["throughput"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    names = ["in-process", "served"]
+    a.bar(names, [lat["in_process_p50"], lat["served_p50"]], color=["#4c72b0", "#dd8452"], label="p50")
+    a.scatter(names, [lat["in_process_p90"], lat["served_p90"]], color="black", zorder=3, label="p90")
+    a.set_ylabel("ms per image")
+    a.set_title(f"one image: overhead {lat['overhead_p50']:.2f} ms (target <= {OVERHEAD_TARGET_MS:g} ms)")
+    a.legend()
+    bars = [tp["offline_batched_images_per_s"], tp["offline_with_decode_images_per_s"], tp["served_images_per_s"]]
+    b.bar([f"offline batch {tp['offline_batch']}\n(model)", "offline\n(+decode)", f"served\n{tp['clients']} clients"],
+          bars, color=["#4c72b0", "#55a868", "#dd8452"])
+    b.set_ylabel("images / s")
+    b.set_title(f"throughput: served = {tp['served_vs_offline']:.0%} of offline (target >= {THROUGHPUT_TARGET:.0%})")
+    fig.suptitle(f"{record['model']} {record['variant']} on {record['cores']} cores "
+                 f"(load avg before {record['load_average_before'][0]:.1f})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def report(record: dict) -> None:
+    lat, tp, tg = record["latency_ms"], record["throughput"], record["targets"]
+    print(f"\n{record['model']} {record['variant']} on {record['cores']} cores "
+          f"(load average before/after: {record['load_average_before'][0]:.2f} / {record['load_average_after'][0]:.2f})")
+    print(f"one image p50:  served {lat['served_p50']:.2f} ms, in-process {lat['in_process_p50']:.2f} ms "
+          f"-> overhead {lat['overhead_p50']:.2f} ms (target <= {tg['overhead_ms']:g} ms: "
+          f"{'met' if tg['overhead_met'] else 'MISSED'}){'' if lat['stable'] else ' [timings not stable]'}")
+    print(f"throughput:     served {tp['served_images_per_s']:.0f} img/s with {tp['clients']} clients "
+          f"({tp['served_ok']}/{tp['served_requests']} ok), offline batch {tp['offline_batch']} "
+          f"{tp['offline_batched_images_per_s']:.0f} img/s -> {tp['served_vs_offline']:.0%} "
+          f"(target >= {tg['throughput_ratio']:.0%}: {'met' if tg['throughput_met'] else 'MISSED'}); "
+          f"vs offline with decode {tp['offline_with_decode_images_per_s']:.0f} img/s: "
+          f"{tp['served_vs_offline_with_decode']:.0%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The README's main command: install into .venv, build the default model if it is missing,
+# write held-out sample images, then serve it with BentoML on http://localhost:3000.
+#
+#   curl -F image=@artifacts/samples/digit-7.png localhost:3000/classify
+#
+# Extra arguments go to `bentoml serve` (e.g. --port 3001). Ctrl+C stops the server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+ARTIFACT=artifacts/default
+if [ ! -f "$ARTIFACT/card.json" ]; then
+  echo "==> building mobilenet_v2 on digits into $ARTIFACT (train, export, optimize, evaluate, select)" >&2
+  .venv/bin/zoodeploy build mobilenet_v2 --data digits -o "$ARTIFACT"
+fi
+.venv/bin/zoodeploy bento samples "$ARTIFACT" -o artifacts/samples
+
+# serve exactly the default artifact, whatever the calling shell has set
+export ZOODEPLOY_ARTIFACT="$ARTIFACT"
+unset ZOODEPLOY_MODEL ZOODEPLOY_VARIANT
+echo "==> serving $ARTIFACT; try: curl -F image=@artifacts/samples/digit-7.png localhost:3000/classify" >&2
+exec .venv/bin/bentoml serve "$@"

@@ -1,0 +1,215 @@
+"""`report.md` and `pareto.png` from the figures recorded in the card (nothing is re-measured)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zoodeploy.card import LatencyStats, ModelCard, load_card
+from zoodeploy.errors import ArtifactError
+from zoodeploy.fileio import atomic_path, write_text
+
+REPORT_FILE = "report.md"
+PARETO_FILE = "pareto.png"
+
+
+def report_batch(card: ModelCard) -> int:
+    """The batch size the report compares at: the build's, else the smallest measured."""
+    chosen = card.provenance.get("build", {}).get("select_batch")
+    measured = sorted({int(b) for v in card.variants.values() for b in v.latency})
+    if chosen in measured:
+        return chosen
+    if not measured:
+        raise ArtifactError(f"{card.name}: the card holds no latency figures; run `zoodeploy bench` first")
+    return measured[0]
+
+
+def write_report(artifact: str | Path, batch: int | None = None) -> tuple[Path, Path]:
+    """Write ARTIFACT/report.md and ARTIFACT/pareto.png; returns both paths."""
+    card = load_card(artifact)
+    batch = batch or report_batch(card)
+    png = plot_pareto(card, batch, Path(artifact) / PARETO_FILE)
+    md = write_text(Path(artifact) / REPORT_FILE, render_markdown(card, batch, png.name, str(artifact)))
+    return md, png
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """Names not beaten on both latency (lower) and accuracy (higher), fastest first."""
+    front, best = [], float("-inf")
+    for name, (ms, acc) in sorted(points.items(), key=lambda kv: (kv[1][0], -kv[1][1])):
+        if acc > best:
+            front.append(name)
+            best = acc
+    return front
+
+
+def _points(card: ModelCard, batch: int) -> dict[str, tuple[float, float]]:
+    return {n: (v.latency[str(batch)].p50_ms, v.accuracy.top1) for n, v in card.variants.items()
+            if v.accuracy is not None and str(batch) in v.latency}
+
+
+def plot_pareto(card: ModelCard, batch: int, out: Path) -> Path:
+    """Top-1 against p50 latency for every variant; the Pareto front drawn, the selected one ringed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    points = _points(card, batch)
+    if not points:
+        raise ArtifactError(f"{card.name}: no variant has both accuracy and batch-{batch} latency; "
+                            "run `zoodeploy evaluate` and `zoodeploy bench` first")
+    fig, ax = plt.subplots(figsize=(9.5, 5), dpi=120)
+    front = pareto_front(points)
+    ax.step(*zip(*[points[n] for n in front]), where="post", color="tab:blue", alpha=0.35, lw=2,
+            label="Pareto front")
+    colors = plt.get_cmap("tab10").colors
+    # by latency, labels alternate above and below: variants of equal speed stay legible
+    for i, (name, (ms, acc)) in enumerate(sorted(points.items(), key=lambda kv: kv[1][0])):
+        ax.scatter(ms, acc, s=60, zorder=3, color=colors[i % 10], marker="o" if name in front else "s",
+                   label=f"{name}: {ms:.3g} ms, {acc:.2f}%")
+        ax.annotate(name, (ms, acc), textcoords="offset points", xytext=(6, 7 if i % 2 == 0 else -13), fontsize=9)
+    _mark_eager(ax, card, batch)
+    _mark_budget(ax, card)
+    if card.selected in points:
+        ax.scatter(*points[card.selected], s=320, facecolors="none", edgecolors="tab:red", lw=2, zorder=4,
+                   label=f"selected: {card.selected}")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(f"p50 latency at batch {batch} (ms, log scale; lower is better)")
+    ax.set_ylabel("top-1 accuracy on the held-out test split (%)")
+    n = next(v.accuracy.n for v in card.variants.values() if v.accuracy)
+    ax.set_title(f"{card.name}: accuracy vs latency ({n} test images, {_threads(card, batch)})", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), title="p50, top-1", title_fontsize=8)
+    ax.margins(x=0.15, y=0.15)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return out
+
+
+def _mark_eager(ax, card: ModelCard, batch: int) -> None:
+    eager = card.eager_latency.get(str(batch))
+    if eager is None:
+        return
+    ax.axvline(eager.p50_ms, color="black", alpha=0.6, ls="--", lw=1, label=f"PyTorch eager ({eager.p50_ms:.3g} ms)")
+
+
+def _mark_budget(ax, card: ModelCard) -> None:
+    max_drop = card.provenance.get("build", {}).get("max_drop")
+    fp32 = card.variants.get("fp32")
+    if max_drop is None or fp32 is None or fp32.accuracy is None:
+        return
+    ax.axhline(fp32.accuracy.top1 - max_drop, color="tab:red", ls=":", lw=1,
+               label=f"accuracy budget (fp32 - {max_drop:g} pt)")
+
+
+def _threads(card: ModelCard, batch: int) -> str:
+    threads = {s.settings.get("intra_op_threads") for s in _all_stats(card, batch)}
+    return "intra-op threads " + ", ".join(str(t) for t in sorted(threads, key=str))
+
+
+def _all_stats(card: ModelCard, batch: int) -> list[LatencyStats]:
+    rows = [v.latency[str(batch)] for v in card.variants.values() if str(batch) in v.latency]
+    return rows + ([card.eager_latency[str(batch)]] if str(batch) in card.eager_latency else [])
+
+
+def render_markdown(card: ModelCard, batch: int, png: str, artifact: str) -> str:
+    """The report: what was measured, on what, how to reproduce it."""
+    parts = [f"# {card.name}: deployment report", "", *_summary(card, batch), "",
+             "## Accuracy on the held-out test split", "", *_accuracy_table(card), "",
+             "## Latency", "", *_latency_table(card), "", *_settings(card, batch), "",
+             f"## Accuracy against latency (batch {batch})", "", f"![pareto]({png})", "",
+             "## Reproduce", "", "```", f"zoodeploy evaluate {artifact}",
+             f"zoodeploy bench {artifact} --batch {','.join(_batches(card))} --threads "
+             f"{_one_threads(card)}", f"zoodeploy report {artifact}", "```", ""]
+    return "\n".join(parts)
+
+
+def _summary(card: ModelCard, batch: int) -> list[str]:
+    lines = [f"- model: `{card.name}`, {card.num_classes} classes, input 3x{card.input_size}x{card.input_size}, "
+             f"weights: {card.weights}"]
+    if card.data:
+        lines.append(f"- data: `{card.data.source}`, split seed {card.data.seed}: "
+                     + ", ".join(f"{k} {v}" for k, v in card.data.counts.items()) + " images")
+    if card.training:
+        t = card.training
+        lines.append(f"- training: {t.epochs} epochs, best on val at epoch {t.best_epoch}; "
+                     f"PyTorch test accuracy {t.test_accuracy:.2f}%")
+    build = card.provenance.get("build", {})
+    if card.selected:
+        rule = (f"the fastest variant at batch {build['select_batch']} within {build['max_drop']:g} pt of fp32 "
+                f"top-1 (target {build['target']})" if build else "chosen by hand")
+        lines.append(f"- **selected: `{card.selected}`**: {rule}")
+    return lines
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _accuracy_table(card: ModelCard) -> list[str]:
+    rows = [(n, v) for n, v in card.variants.items() if v.accuracy]
+    if not rows:
+        return ["No accuracy figures yet: run `zoodeploy evaluate`."]
+    n = rows[0][1].accuracy.n
+    out = [f"{n} images the model never trained on; one image is {100 / n:.2f} pt.", "",
+           "| variant | precision | runtime | top-1 % | top-5 % | drop vs fp32 (pt) | agreement with fp32 % "
+           "| max abs logit error | made by |", "|---|---|---|--:|--:|--:|--:|--:|---|"]
+    for name, v in rows:
+        a = v.accuracy
+        out.append(f"| {_sel(card, name)} | {v.precision} | {v.runtime} | {a.top1:.2f} | {a.top5:.2f} | "
+                   f"{_fmt(a.drop_pt, '+.2f')} | {_fmt(a.agreement, '.2f')} | {_fmt(a.max_abs_err, '.3g')} | "
+                   f"{v.made_by} |")
+    return out
+
+
+def _sel(card: ModelCard, name: str) -> str:
+    return f"**{name}** (selected)" if name == card.selected else name
+
+
+def _latency_table(card: ModelCard) -> list[str]:
+    rows = [("PyTorch eager", s) for _, s in sorted(card.eager_latency.items(), key=lambda kv: int(kv[0]))]
+    rows += [(_sel(card, n), s) for n, v in card.variants.items()
+             for _, s in sorted(v.latency.items(), key=lambda kv: int(kv[0]))]
+    if not rows:
+        return ["No latency figures yet: run `zoodeploy bench`."]
+    out = ["| variant | batch | p50 ms | p90 ms | p99 ms | throughput img/s | speed-up vs eager | runs | stable |",
+           "|---|--:|--:|--:|--:|--:|--:|--:|---|"]
+    for name, s in sorted(rows, key=lambda r: r[1].batch):
+        out.append(f"| {name} | {s.batch} | {s.p50_ms:.3f} | {s.p90_ms:.3f} | {s.p99_ms:.3f} | "
+                   f"{s.throughput:,.0f} | {_fmt(s.speedup_vs_eager, '.2f')}x | {s.runs} | "
+                   f"{'yes' if s.settings.get('stable') else 'no'} |")
+    return out
+
+
+def _settings(card: ModelCard, batch: int) -> list[str]:
+    stats = _all_stats(card, batch)
+    if not stats:
+        return []
+    every = [s for v in card.variants.values() for s in v.latency.values()] + list(card.eager_latency.values())
+    runs = sorted({s.settings.get("run_id", "?") for s in every})
+    s = next((s for s in stats if s.settings.get("runtime") == "onnxruntime"), stats[0]).settings
+    lines = [f"Measured on {s.get('host', '?')}, intra-op threads {s.get('intra_op_threads')} for every "
+             f"backend; ONNX Runtime {s.get('version', '?')}, providers {s.get('providers', '?')}, graph "
+             f"optimization {s.get('graph_optimization', '?')}, spinning {s.get('spinning', '?')}; process peak "
+             f"memory {s.get('process_peak_rss_mb', '?')} MiB. Timed on real test images, interleaved, after "
+             f"{s.get('bench', {}).get('warmup', '?')} warm-up runs, until {s.get('bench', {}).get('windows', '?')} "
+             f"successive windows agreed within {100 * s.get('bench', {}).get('stability', 0):.0f}%.",
+             "Speed-ups compare medians (p50) within one run."]
+    if len(runs) > 1:
+        lines.append(f"**Note:** these figures come from {len(runs)} separate runs ({', '.join(runs)}); "
+                     "ratios across runs carry the machine's drift. Re-run `zoodeploy bench` for one run.")
+    return lines
+
+
+def _batches(card: ModelCard) -> list[str]:
+    return [str(b) for b in sorted({int(b) for v in card.variants.values() for b in v.latency})]
+
+
+def _one_threads(card: ModelCard) -> str:
+    for v in card.variants.values():
+        for s in v.latency.values():
+            return str(s.settings.get("intra_op_threads", ""))
+    return ""

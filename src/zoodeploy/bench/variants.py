@@ -1,0 +1,150 @@
+"""Benchmark an artifact's variants against its PyTorch eager model, in one interleaved run."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoodeploy.bench.latency import BenchConfig, measure_many
+from zoodeploy.card import LatencyStats, ModelCard, load_card, save_card
+from zoodeploy.errors import ZoodeployError
+from zoodeploy.evaluate.accuracy import eval_splits, runnable_variants
+from zoodeploy.models.data import Splits
+from zoodeploy.runtime import EAGER, RunOptions, open_runner
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the host's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class BenchOptions:
+    variants: list[str] | None = None  # default: every variant the device can run
+    batches: tuple[int, ...] = (1,)
+    threads: int | None = None  # intra-op threads for every backend; default: available cores
+    device: str = "cpu"
+    spin: bool = True  # ORT thread spinning (lowest latency; burns idle CPU)
+    eager: bool = True  # time the PyTorch model too: the baseline of every speed-up
+    timing: BenchConfig = field(default_factory=BenchConfig)
+
+    def __post_init__(self):
+        self.batches = tuple(int(b) for b in self.batches)
+        if not self.batches or min(self.batches) < 1:
+            raise ZoodeployError("--batch needs one or more sizes >= 1, e.g. --batch 1,8,32")
+        if self.threads is not None and self.threads < 1:
+            raise ZoodeployError(f"--threads must be >= 1, got {self.threads}")
+        if self.device not in ("cpu", "cuda"):
+            raise ZoodeployError(f"unknown device {self.device!r}; use cpu or cuda")
+        self.threads = self.threads or available_cores()
+
+
+@dataclass
+class BenchResult:
+    """Figures of one run: every variant and the eager baseline, by batch size."""
+
+    run_id: str
+    threads: int
+    device: str
+    peak_rss_mb: float  # of the whole process, over the run
+    host: dict[str, Any]
+    variants: dict[str, dict[int, LatencyStats]]
+    eager: dict[int, LatencyStats]
+
+    def to_dict(self) -> dict[str, Any]:
+        def rows(d):
+            return {str(b): s.model_dump(mode="json") for b, s in d.items()}
+        return {"run_id": self.run_id, "threads": self.threads, "device": self.device,
+                "peak_rss_mb": self.peak_rss_mb, "host": self.host, "eager": rows(self.eager),
+                "variants": {n: rows(d) for n, d in self.variants.items()}}
+
+
+def host_info() -> dict[str, Any]:
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpu": model, "cores_available": available_cores(), "os_cpu_count": os.cpu_count(),
+            "machine": platform.machine(), "node": platform.node()}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if platform.system() == "Darwin" else 2**10), 1)
+
+
+def timing_input(x: np.ndarray, batch: int) -> np.ndarray:
+    """The first `batch` real test images (repeated when the split is smaller)."""
+    return np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])))
+
+
+def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, splits: Splits | None = None,
+                   record: bool = True, progress: bool = False) -> BenchResult:
+    """Latency of each variant (and eager) at each batch size, on real test images."""
+    opts = opts or BenchOptions()
+    card = load_card(artifact)
+    names = opts.variants or runnable_variants(card, opts.device)
+    for name in names:
+        card.variant(name)  # unknown names fail before any work
+    x_test = (splits or eval_splits(card)).test.arrays(card.preprocessing)
+    run_opts = RunOptions(threads=opts.threads, device=opts.device, spin=opts.spin)
+    run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    per_batch: dict[int, dict[str, LatencyStats]] = {}
+    with ExitStack() as stack:
+        runners = {}
+        for name in ([EAGER] if opts.eager else []) + names:
+            runners[name] = open_runner(artifact, name, run_opts, card=card)
+            stack.callback(runners[name].close)
+        for b in opts.batches:
+            x = timing_input(x_test, b)
+            calls = {name: partial(r.run, x) for name, r in runners.items()}
+            per_batch[b] = measure_many(calls, b, opts.timing, progress, f"batch {b}")
+            for name, stats in per_batch[b].items():
+                stats.settings = {**runners[name].settings, **stats.settings, "run_id": run_id,
+                                  "input": f"{b} real images from the test split"}
+    result = _result(per_batch, opts, run_id)
+    if record:
+        record_latency(artifact, result)
+    return result
+
+
+def _result(per_batch: dict[int, dict[str, LatencyStats]], opts: BenchOptions, run_id: str) -> BenchResult:
+    host, peak = host_info(), peak_rss_mb()
+    for stats in per_batch.values():
+        eager = stats.get(EAGER)
+        for s in stats.values():
+            s.speedup_vs_eager = eager.p50_ms / s.p50_ms if eager else None
+            s.settings.update(host=host["cpu"], process_peak_rss_mb=peak)
+    names = [n for n in next(iter(per_batch.values())) if n != EAGER]
+    return BenchResult(run_id=run_id, threads=opts.threads, device=opts.device, peak_rss_mb=peak, host=host,
+                       variants={n: {b: per_batch[b][n] for b in per_batch} for n in names},
+                       eager={b: per_batch[b][EAGER] for b in per_batch if EAGER in per_batch[b]})
+
+
+def record_latency(artifact: str | Path, result: BenchResult) -> ModelCard:
+    """Store the figures by batch size in the card (the eager baseline in `eager_latency`),
+    replacing the earlier figures of the variants measured."""
+    card = load_card(artifact)  # re-read: the run was long, others may have written
+    # replace, not merge: a variant's figures all come from one run, so its rows compare
+    for name, rows in result.variants.items():
+        card.variant(name).latency = {str(b): s for b, s in rows.items()}
+    if result.eager:
+        card.eager_latency = {str(b): s for b, s in result.eager.items()}
+    save_card(artifact, card)
+    return card
+

@@ -1,0 +1,170 @@
+"""The whole pipeline in one call: train (or load weights), export, optimize for a target,
+evaluate, bench, select the fastest variant within the accuracy budget, report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from zoodeploy.bench.latency import BenchConfig
+from zoodeploy.bench.report import write_report
+from zoodeploy.bench.variants import BenchOptions, bench_variants
+from zoodeploy.card import CARD_FILE, ModelCard, load_card, save_card
+from zoodeploy.errors import ArtifactError, GateError, ZoodeployError
+from zoodeploy.evaluate.accuracy import evaluate_variants
+from zoodeploy.models.data import Splits, load_splits
+from zoodeploy.models.zoo import get_spec
+
+
+class Target(str, Enum):
+    """Where the model will run; decides the optimizations tried."""
+
+    cpu = "cpu"  # fuse + int8 (QDQ)
+    mobile = "mobile"  # fuse + int8 + ORT format (int8-ort)
+    gpu = "gpu"  # fuse + fp16 + TensorRT engines (trt-fp16, trt-int8)
+
+
+@dataclass
+class BuildConfig:
+    model: str
+    out: Path
+    data: str = "digits"
+    target: Target = Target.cpu
+    max_drop: float = 1.0  # top-1 percentage points a selected variant may lose against fp32
+    epochs: int = 8  # 0: no training, use --weights as they are
+    image_size: int | None = None
+    weights: str | None = None  # imagenet or a checkpoint path
+    batches: tuple[int, ...] = (1, 8, 32)  # bench sizes; the first decides the selection
+    threads: int | None = None  # default: available cores
+    seed: int = 0
+    force: bool = False  # build into a directory that already holds an artifact
+    timing: BenchConfig = field(default_factory=BenchConfig)
+
+    def __post_init__(self):
+        self.target = Target(self.target)
+        self.out = Path(self.out)
+        get_spec(self.model)  # unknown names fail here, with suggestions
+        if self.max_drop < 0:
+            raise ZoodeployError(f"--max-drop must be >= 0 percentage points, got {self.max_drop}")
+        if self.epochs < 0 or (self.epochs == 0 and self.weights is None):
+            raise ZoodeployError("--epochs must be >= 1, or 0 together with --weights (use them untrained)")
+        if (self.out / CARD_FILE).exists() and not self.force:
+            raise ArtifactError(f"{self.out} already holds an artifact; choose another -o or pass --force")
+        BenchOptions(batches=self.batches, threads=self.threads)  # validates them before hours of work
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.target is Target.gpu else "cpu"
+
+
+Say = Callable[[str], None]
+STAGES = ("train", "export", "optimize", "evaluate", "bench", "select", "report")
+
+
+def build(cfg: BuildConfig, *, say: Say = lambda line: None, progress: bool = False) -> ModelCard:
+    """Run every stage into `cfg.out`; `say` gets one line per stage. Returns the final card."""
+    if cfg.target is Target.gpu:  # fail before training, not after
+        from zoodeploy.runtime.tensorrt import import_tensorrt
+        import_tensorrt()
+    splits = load_splits(cfg.data, seed=cfg.seed)
+    for i, stage in enumerate(STAGES, 1):
+        say(f"[{i}/{len(STAGES)}] {stage} …")
+        start = time.perf_counter()
+        summary = _STAGE_FUNCS[stage](cfg, splits, progress)
+        say(f"[{i}/{len(STAGES)}] {stage}: {summary} ({time.perf_counter() - start:.1f}s)")
+    return load_card(cfg.out)
+
+
+def _train(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+    from zoodeploy.models.train import TrainConfig, init_artifact, train
+    if cfg.epochs == 0:
+        card = init_artifact(cfg.model, cfg.out, image_size=cfg.image_size, weights=cfg.weights, splits=splits)
+        return f"{cfg.weights} weights used as they are, {card.input_size}px"
+    tc = TrainConfig(cfg.model, data=cfg.data, image_size=cfg.image_size, epochs=cfg.epochs,
+                     weights=cfg.weights, seed=cfg.seed)
+    card = train(tc, cfg.out, splits=splits, progress=progress)
+    return (f"{card.training.epochs} epochs at {card.input_size}px, PyTorch test accuracy "
+            f"{card.training.test_accuracy:.2f}%")
+
+
+def _export(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+    from zoodeploy.export import export_artifact
+    v = export_artifact(cfg.out)
+    worst = max(c["max_abs_err"] for c in v.validation["comparisons"])
+    return f"{v.file}, max |logit error| vs PyTorch {worst:.2g}"
+
+
+def _optimize(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+    from zoodeploy.optimize import OptimizeConfig, optimize
+    gpu, mobile = cfg.target is Target.gpu, cfg.target is Target.mobile
+    # bench=False: the bench stage times every variant, interleaved with eager, in one run
+    made = optimize(cfg.out, OptimizeConfig(fuse=True, int8=not gpu, fp16=gpu, ort_format=mobile,
+                                            max_drop=cfg.max_drop, threads=cfg.threads, bench=False,
+                                            progress=progress))
+    if gpu:
+        made += _engines(cfg, progress)
+    return ", ".join(f"{v.name} ({v.file})" for v in made) or "no variants made"
+
+
+def _engines(cfg: BuildConfig, progress: bool) -> list:
+    """TensorRT engines at fp16 and int8 (explicit QDQ); raises MissingDependencyError without a GPU."""
+    from zoodeploy.optimize.tensorrt import CompileConfig, Precision, compile_variant
+    return [compile_variant(cfg.out, CompileConfig(precision=p, progress=progress))
+            for p in (Precision.fp16, Precision.int8)]
+
+
+def _evaluate(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+    from zoodeploy.runtime import RunOptions
+    figures = evaluate_variants(cfg.out, splits=splits, options=RunOptions(threads=cfg.threads, device=cfg.device),
+                                progress=progress)
+    return ", ".join(f"{n} {a.top1:.2f}%" + (f" ({_change(a.drop_pt)} pt)" if n != "fp32" else "")
+                     for n, a in figures.items())
+
+
+def _change(drop_pt: float) -> str:
+    """A drop as a signed change: 0.56 pt lost -> '-0.56' (never '-0.00')."""
+    return f"{0.0 - drop_pt:+.2f}"
+
+
+def _bench(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+    opts = BenchOptions(batches=cfg.batches, threads=cfg.threads, device=cfg.device, timing=cfg.timing)
+    result = bench_variants(cfg.out, opts, splits=splits, progress=progress)
+    b = cfg.batches[0]
+    rows = {"eager": result.eager[b], **{n: r[b] for n, r in result.variants.items()}}
+    return f"p50 at batch {b}: " + ", ".join(f"{n} {s.p50_ms:.3g} ms" for n, s in rows.items())
+
+
+def select_variant(card: ModelCard, max_drop: float, batch: int) -> str:
+    """The fastest variant (p50 at `batch`) whose top-1 is within `max_drop` pt of fp32."""
+    ok = {n: v.latency[str(batch)].p50_ms for n, v in card.variants.items()
+          if v.accuracy is not None and v.accuracy.drop_pt is not None and v.accuracy.drop_pt <= max_drop
+          and str(batch) in v.latency}
+    if not ok:
+        raise GateError(f"{card.name}: no variant has accuracy within {max_drop:g} pt of fp32 and batch-{batch} "
+                        "latency; run `zoodeploy evaluate` and `zoodeploy bench`")
+    return min(ok, key=ok.get)
+
+
+def _select(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+    card = load_card(cfg.out)
+    b = cfg.batches[0]
+    card.selected = select_variant(card, cfg.max_drop, b)
+    card.provenance["build"] = {"target": cfg.target.value, "max_drop": cfg.max_drop, "select_batch": b,
+                                "batches": list(cfg.batches), "data": cfg.data, "epochs": cfg.epochs,
+                                "weights": cfg.weights, "rule": "fastest p50 within max_drop of fp32 top-1"}
+    save_card(cfg.out, card)
+    v = card.variants[card.selected]
+    return (f"{card.selected}: {v.accuracy.top1:.2f}% top-1 ({_change(v.accuracy.drop_pt)} pt vs fp32), "
+            f"p50 {v.latency[str(b)].p50_ms:.3g} ms at batch {b}, {v.latency[str(b)].speedup_vs_eager:.2f}x eager")
+
+
+def _report(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+    md, png = write_report(cfg.out)
+    return f"{md}, {png}"
+
+
+_STAGE_FUNCS = {"train": _train, "export": _export, "optimize": _optimize, "evaluate": _evaluate,
+                "bench": _bench, "select": _select, "report": _report}

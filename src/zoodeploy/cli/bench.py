@@ -1,0 +1,54 @@
+"""`zoodeploy bench`: latency and throughput of each variant against PyTorch eager, one run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zoodeploy.bench.latency import BenchConfig
+from zoodeploy.bench.variants import BenchOptions, BenchResult, bench_variants
+from zoodeploy.cli.common import ArtifactArg, JsonFlag, ThreadsOpt, print_json
+from zoodeploy.cli.evaluate import DeviceOpt, VariantsOpt, show_progress, split_csv
+from zoodeploy.errors import ZoodeployError
+
+stdout = Console()
+BatchOpt = Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")]
+MaxSecondsOpt = Annotated[float, typer.Option(
+    "--max-seconds", help="Time limit per batch size; figures that have not settled by then are marked unstable.")]
+SpinOpt = Annotated[bool, typer.Option("--spin/--no-spin", help="ONNX Runtime thread spinning.")]
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise ZoodeployError(f"--batch takes comma-separated integers like 1,8,32, got {text!r}") from None
+
+
+def bench(artifact: ArtifactArg, variants: VariantsOpt = None, batch: BatchOpt = "1,8,32",
+          threads: ThreadsOpt = None, device: DeviceOpt = "cpu", spin: SpinOpt = True,
+          max_seconds: MaxSecondsOpt = 30.0, json: JsonFlag = False) -> None:
+    """Latency p50/p90/p99, throughput and speed-up over PyTorch eager; recorded in the card."""
+    opts = BenchOptions(variants=split_csv(variants), batches=parse_batches(batch), threads=threads,
+                        device=device, spin=spin, timing=BenchConfig(max_seconds=max_seconds))
+    result = bench_variants(artifact, opts, progress=show_progress(json))
+    if json:
+        print_json(result.to_dict())
+    else:
+        stdout.print(result_table(result))
+
+
+def result_table(result: BenchResult) -> Table:
+    table = Table("variant", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "vs eager", "runs", "stable",
+                  title=f"{result.threads} threads on {result.host['cpu']}",
+                  caption=f"process peak memory {result.peak_rss_mb:.0f} MiB; run {result.run_id}")
+    rows = [("eager", s) for s in result.eager.values()]
+    rows += [(n, s) for n, by_batch in result.variants.items() for s in by_batch.values()]
+    for name, s in sorted(rows, key=lambda r: r[1].batch):
+        table.add_row(name, str(s.batch), f"{s.p50_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}",
+                      f"{s.throughput:,.0f}", "-" if s.speedup_vs_eager is None else f"{s.speedup_vs_eager:.2f}x",
+                      str(s.runs), "yes" if s.settings.get("stable") else "no")
+    return table

@@ -1,0 +1,42 @@
+"""`zoodeploy compile`: a TensorRT engine (or Torch-TensorRT program) for an NVIDIA GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zoodeploy.cli.common import ArtifactArg, JsonFlag, console, print_json
+from zoodeploy.optimize.tensorrt import Backend, CompileConfig, Precision, compile_variant
+
+
+def compile_cmd(
+    artifact: ArtifactArg,
+    backend: Annotated[Backend, typer.Option(help="`tensorrt`: engine from the ONNX graph; "
+                                                  "`torch-tensorrt`: from the exported program (.pt2).")] = Backend.tensorrt,
+    precision: Annotated[Precision, typer.Option(help="int8 builds from the tensorrt-scheme QDQ graph "
+                                                      "(made if missing).")] = Precision.fp16,
+    max_batch: Annotated[int, typer.Option(help="Largest batch the engine accepts (smallest: 1).")] = 64,
+    opt_batch: Annotated[int | None, typer.Option(help="Batch TensorRT tunes for (default: min(8, max)).")] = None,
+    workspace: Annotated[float, typer.Option(help="Builder workspace limit, GB.")] = 4.0,
+    timing_cache: Annotated[Path | None, typer.Option(
+        help="Timing cache to load and update (default: one per GPU and TensorRT version in ~/.cache/zoodeploy).")] = None,
+    source: Annotated[str | None, typer.Option(help="Variant to build from (default: by precision).")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Build, verify against PyTorch, and record a GPU variant (trt-<precision> / torch-trt-<precision>)."""
+    cfg = CompileConfig(backend=backend, precision=precision, max_batch=max_batch, opt_batch=opt_batch,
+                        workspace_gb=workspace, timing_cache=timing_cache, source=source)
+    variant = compile_variant(artifact, cfg)
+    if json:
+        print_json(variant.model_dump(mode="json"))
+        return
+    worst = max(c["max_abs_err"] for c in variant.validation["comparisons"])
+    agree = min(c["top1_agreement"] for c in variant.validation["comparisons"])
+    acc = variant.accuracy
+    console.print(f"[green]compiled[/] {variant.name} -> {Path(artifact) / variant.file}: {variant.made_by}; "
+                  f"vs PyTorch on {variant.validation['samples']}: top-1 agreement {agree:.1f}%, "
+                  f"max |logit error| {worst:.3g}"
+                  + (f"; test top-1 {acc.top1:.2f}% ({-acc.drop_pt:+.2f} pt vs fp32)"
+                     if acc is not None and acc.drop_pt is not None else ""))

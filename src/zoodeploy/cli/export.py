@@ -1,0 +1,51 @@
+"""`zoodeploy export`: an artifact or zoo model to a validated, self-describing fp32.onnx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zoodeploy.card import Variant
+from zoodeploy.cli.common import JsonFlag, console, print_json
+from zoodeploy.export import PROGRAM_FILE, ExportConfig, ExportFormat, export_source
+from zoodeploy.export.onnx_export import DEFAULT_OPSET
+
+
+def export(
+    source: Annotated[str, typer.Argument(help="Artifact directory, or a zoo model name (see `zoodeploy models list`).")],
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="Artifact directory to write (default: SOURCE itself; artifacts/NAME for a zoo name).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 18 to 23.")] = DEFAULT_OPSET,
+    input_size: Annotated[int | None, typer.Option(help="Input height = width (default: the card's / model's).")] = None,
+    batch: Annotated[str, typer.Option(help="`dynamic`, or a fixed batch size N.")] = "dynamic",
+    weights: Annotated[str | None, typer.Option(
+        help="For a zoo name: `imagenet` (default), a checkpoint path, or `none` (random init).")] = None,
+    format: Annotated[ExportFormat, typer.Option(
+        "--format", help="`exported-program` also saves the torch.export program (fp32.pt2).")] = ExportFormat.onnx,
+    json: JsonFlag = False,
+) -> None:
+    """Export to ONNX (torch.onnx dynamo exporter), check it and validate it against PyTorch."""
+    cfg = ExportConfig(opset=opset, batch=batch, input_size=input_size, format=format)
+    artifact, variant = export_source(source, out, cfg, weights=weights, progress=True)
+    if json:
+        print_json({"artifact": str(artifact), **variant.model_dump(mode="json")})
+        return
+    console.print(f"[green]exported[/] {source} -> {artifact / variant.file}: {summary(variant)}", soft_wrap=True)
+    if cfg.format is ExportFormat.exported_program:
+        console.print(f"[green]saved[/] the torch.export program -> {artifact / PROGRAM_FILE} (validated too)", soft_wrap=True)
+
+
+def summary(variant: Variant) -> str:
+    """One line of what was validated, with the worst figures over the batch sizes."""
+    v = variant.validation
+    comps = v["comparisons"]
+    batch = variant.recipe["batch"]
+    return (f"opset {variant.recipe['opset']}, {'dynamic' if batch == 'dynamic' else 'fixed'} batch; "
+            f"vs PyTorch at batch {', '.join(str(c['batch']) for c in comps)} on {v['samples']}: "
+            f"max abs error {max(c['max_abs_err'] for c in comps):.2g}, "
+            f"max relative error {max(c['max_rel_err'] for c in comps):.2g}, "
+            f"top-1 agreement {min(c['top1_agreement'] for c in comps):.0f}%, "
+            f"top-5 {min(c['top5_agreement'] for c in comps):.0f}%; "
+            f"{sum(v['seconds'].values()):.1f}s")

@@ -1,0 +1,99 @@
+"""The images optimization needs: calibration from training data, search on validation data.
+
+Calibration never touches the held-out test split: from `digits` or an ImageFolder tree it
+takes the training split, from a plain folder of images it takes them all (that folder is
+calibration data by the user's choice). The accuracy-control search uses the validation split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from zoodeploy.card import DataSpec, ModelCard
+from zoodeploy.errors import DataError, OptimizeError
+from zoodeploy.models.data import IMAGE_EXTENSIONS, ImageSet, Splits, load_splits, splits_for
+from zoodeploy.preprocess import Preprocessing, load_image, preprocess
+
+
+def _spread(n_items: int, size: int) -> np.ndarray:
+    """`size` indices spread evenly over `n_items` (the splits are sorted, so this mixes classes)."""
+    return np.unique(np.linspace(0, n_items - 1, num=min(size, n_items)).round().astype(np.int64))
+
+
+def _subset(images: ImageSet, prep: Preprocessing, size: int) -> np.ndarray:
+    # preprocess only what is used: a whole split at 224px would be hundreds of MB
+    return np.stack([preprocess(images.image(int(i)), prep) for i in _spread(len(images), size)])
+
+
+def _is_image_folder_tree(root: Path) -> bool:
+    subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return len(subdirs) >= 2
+
+
+def image_files(root: Path) -> list[Path]:
+    """The images under `root`, or a DataError saying there are none."""
+    if not root.is_dir():
+        raise DataError(f"calibration data {root} is not a directory; pass `digits`, an ImageFolder "
+                        "tree or a folder of images")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataError(f"calibration directory {root} has no images "
+                        f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add some or pass `--calib-data digits`")
+    return files
+
+
+def _folder_images(root: Path, prep: Preprocessing, size: int) -> tuple[np.ndarray, str]:
+    files = image_files(root)
+    if _is_image_folder_tree(root):  # labelled tree: calibrate on its training split only
+        splits = load_splits(root)
+        return (_subset(splits.train, prep, size),
+                f"{root} train split, {min(size, len(splits.train))} of {len(splits.train)} images")
+    picked = [files[int(i)] for i in _spread(len(files), size)]
+    arrays = np.stack([preprocess(load_image(f), prep) for f in picked])
+    return arrays, f"{root}, {len(picked)} of {len(files)} images"
+
+
+def calibration_arrays(card: ModelCard, source: str | Path | None, size: int) -> tuple[np.ndarray, str]:
+    """Up to `size` preprocessed calibration images (training data only), and where from."""
+    prep = card.preprocessing
+    if source is None:
+        if card.data is None:
+            raise OptimizeError(f"{card.name}: the card records no data set to calibrate on; "
+                                "pass --calib-data digits or a directory of images")
+        source, splits = card.data.source, splits_for(card.data)
+    elif str(source) == "digits":
+        splits = _same_split_as_card(card.data, "digits")
+    else:
+        return _folder_images(Path(source), prep, size)
+    train = splits.train
+    return _subset(train, prep, size), f"{source} train split, {min(size, len(train))} of {len(train)} images"
+
+
+def _same_split_as_card(spec: DataSpec | None, source: str) -> Splits:
+    """The card's own split when it used this source (so train stays train), else the default."""
+    if spec is not None and spec.source == source:
+        return splits_for(spec)
+    return load_splits(source)
+
+
+def validation_arrays(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """The validation split (labelled, never trained on, not the test split) for the search."""
+    if card.data is None:
+        raise OptimizeError(f"{card.name}: accuracy control needs a labelled validation split, but the "
+                            "card records no data set; pass --max-drop none or re-run with --calib-data")
+    val = splits_for(card.data).val
+    if len(val) == 0:
+        raise OptimizeError(f"{card.name}: the validation split is empty; accuracy control needs one "
+                            "(pass --max-drop none to quantize without it)")
+    return val.arrays(card.preprocessing), val.labels
+
+
+def validation_samples(card: ModelCard, n: int = 64) -> np.ndarray:
+    """Up to `n` real preprocessed validation images (random ones when the card has no data),
+    for checks against fp32 and for latency measurements."""
+    if card.data is not None:
+        return _subset(splits_for(card.data).val, card.preprocessing, n)
+    size = card.input_size
+    return np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32)

@@ -1,0 +1,285 @@
+"""Static INT8 quantization (QDQ, per-channel weights) with an ISA-aware scheme.
+
+`quantize(artifact, QuantConfig(...), variant_name=...)` is the one call: pre-process
+(`quant_pre_process`), calibrate on training data, quantize, record the variant (with its
+accuracy and drift on the test split) in the card. The `Quantizer` keeps the pre-processed
+model and the calibration ranges, so accuracy control re-quantizes without re-calibrating.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from tqdm.auto import tqdm
+
+from zoodeploy.card import ModelCard, Variant, load_card, variant_path
+from zoodeploy.errors import OptimizeError
+from zoodeploy.optimize.data import calibration_arrays
+from zoodeploy.optimize.isa import Isa, detect_isa, scheme_for
+from zoodeploy.optimize.record import first_line, record_model
+
+CALIB_BATCH = 8  # images per calibration run: bounds the memory of collected activations
+
+
+class Scheme(str, Enum):
+    """Activation/weight integer types. `auto` picks by CPU (see optimize/isa.py)."""
+
+    auto = "auto"
+    s8s8 = "s8s8"
+    u8s8 = "u8s8"
+    u8s8_reduce_range = "u8s8-reduce-range"
+    u8u8 = "u8u8"
+    tensorrt = "tensorrt"  # symmetric S8S8 activations + weights: TensorRT's explicit quantization
+
+
+class Calibration(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+@dataclass(frozen=True)
+class SchemeSpec:
+    activation: str  # onnxruntime.quantization.QuantType member name
+    weight: str
+    reduce_range: bool = False
+    symmetric_activations: bool = False
+    keep_activations: bool = False  # keep Relu/Clip explicit (TensorRT fuses them itself)
+
+
+SCHEMES: dict[Scheme, SchemeSpec] = {
+    Scheme.s8s8: SchemeSpec("QInt8", "QInt8"),
+    Scheme.u8s8: SchemeSpec("QUInt8", "QInt8"),
+    Scheme.u8s8_reduce_range: SchemeSpec("QUInt8", "QInt8", reduce_range=True),
+    Scheme.u8u8: SchemeSpec("QUInt8", "QUInt8"),
+    Scheme.tensorrt: SchemeSpec("QInt8", "QInt8", symmetric_activations=True, keep_activations=True),
+}
+
+
+@dataclass
+class QuantConfig:
+    """How to quantize: scheme, calibration data and method, nodes kept in float."""
+
+    scheme: Scheme = Scheme.auto
+    calibration: Calibration = Calibration.minmax
+    calib_data: str | None = None  # None: the card's own data set (its train split)
+    calib_size: int = 128
+    per_channel: bool = True
+    nodes_to_exclude: tuple[str, ...] = ()
+    progress: bool = False
+    isa: Isa = field(default_factory=detect_isa)
+
+    def __post_init__(self):
+        self.scheme = _member(Scheme, self.scheme, "--scheme")
+        self.calibration = _member(Calibration, self.calibration, "--calibration")
+        if self.calib_size < 1:
+            raise OptimizeError(f"--calib-size must be at least 1, got {self.calib_size}")
+        self.nodes_to_exclude = tuple(self.nodes_to_exclude)
+
+    def resolved(self) -> tuple[Scheme, str]:
+        """The concrete scheme, and why it was chosen."""
+        if self.scheme is not Scheme.auto:
+            return self.scheme, "set by --scheme"
+        name, why = scheme_for(self.isa)
+        return Scheme(name), f"auto: {why}"
+
+
+def _member(enum: type[Enum], value, option: str):
+    try:
+        return enum(value)
+    except ValueError:
+        raise OptimizeError(f"unknown {option} {value!r}; use one of {', '.join(m.value for m in enum)}") from None
+
+
+class CalibrationReader:
+    """ONNX Runtime's CalibrationDataReader protocol over preprocessed training images."""
+
+    def __init__(self, x: np.ndarray, input_name: str, batch: int = CALIB_BATCH, progress: bool = False):
+        self.batches = [x[i:i + batch] for i in range(0, len(x), batch)]
+        self.input_name = input_name
+        self.start, self.end = 0, len(self.batches)
+        self.pos = 0
+        self.bar = tqdm(total=len(self.batches), desc="calibrate", unit="batch", disable=not progress,
+                        leave=False)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.pos >= self.end:
+            return None
+        self.pos += 1
+        self.bar.update(1)
+        return {self.input_name: self.batches[self.pos - 1]}
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """ORT's strided calibration: feed batches [start, end) next (one histogram merge each)."""
+        self.start, self.end = start_index, min(end_index, len(self.batches))
+        self.pos = self.start
+
+    def rewind(self) -> None:
+        self.pos, self.end = 0, len(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        while (item := self.get_next()) is not None:
+            yield item
+
+
+@contextlib.contextmanager
+def quiet_ort_quantization() -> Iterator[None]:
+    """ORT's quantizer logs pre-processing advice and prints progress to stdout; keep both off
+    stdout (it carries `--json` output) and out of the user's way."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(_Sink()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+class _Sink:
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Nodes per op type (domain-qualified when not the default ONNX domain), sorted by name."""
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        key = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+class Quantizer:
+    """Pre-processed model + cached calibration ranges: quantize again with other exclusions cheaply."""
+
+    def __init__(self, source: Path, cfg: QuantConfig, calib: np.ndarray, input_name: str,
+                 optimized: bool = False):
+        from onnxruntime.quantization import QuantType
+        self.cfg = cfg
+        self.scheme, self.scheme_reason = cfg.resolved()
+        self.spec = SCHEMES[self.scheme]
+        self.activation_type = QuantType[self.spec.activation]
+        self.weight_type = QuantType[self.spec.weight]
+        self.calib = calib
+        self.input_name = input_name
+        self.source = source
+        self._tmp = tempfile.TemporaryDirectory(prefix="zoodeploy-quant-")
+        self.dir = Path(self._tmp.name)
+        self.prepared = self.dir / "prepared.onnx"
+        self.cache = self.dir / "calibration.json"
+        self._prepare(source, optimized)
+
+    def _prepare(self, source: Path, optimized: bool) -> None:
+        """quant_pre_process: ORT's BASIC optimizations (unless `source` has them already) and
+        ONNX shape inference. Symbolic shape inference is for transformers' symbolic dims; these
+        CNNs have static shapes but for the batch, and it is slow on big graphs."""
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+        try:
+            with quiet_ort_quantization():
+                quant_pre_process(str(source), str(self.prepared), skip_optimization=optimized,
+                                  skip_symbolic_shape=True)
+        except Exception as e:
+            raise OptimizeError(f"quant_pre_process failed on {source}: {first_line(e)}") from None
+        if not self.prepared.is_file():
+            raise OptimizeError(f"quant_pre_process wrote nothing for {source}; is it a valid ONNX model?")
+
+    def write(self, out: Path, nodes_to_exclude: Sequence[str] = ()) -> None:
+        """Quantize the pre-processed model into `out` (calibrating on the first call only)."""
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+        method = {Calibration.minmax: CalibrationMethod.MinMax, Calibration.entropy: CalibrationMethod.Entropy,
+                  Calibration.percentile: CalibrationMethod.Percentile}[self.cfg.calibration]
+        reader = CalibrationReader(self.calib, self.input_name, progress=self.cfg.progress and not self.cache.exists())
+        try:
+            with quiet_ort_quantization():
+                quantize_static(str(self.prepared), str(out), reader, quant_format=QuantFormat.QDQ,
+                                per_channel=self.cfg.per_channel, reduce_range=self.spec.reduce_range,
+                                activation_type=self.activation_type, weight_type=self.weight_type,
+                                nodes_to_exclude=list(nodes_to_exclude), calibrate_method=method,
+                                extra_options=self.extra_options(), calibration_cache_path=str(self.cache))
+        except Exception as e:
+            raise OptimizeError(f"ONNX Runtime quantization failed ({self.scheme.value}, "
+                                f"{self.cfg.calibration.value}): {first_line(e)}") from None
+        finally:
+            reader.bar.close()
+
+    def extra_options(self) -> dict[str, Any]:
+        return {
+            "ActivationSymmetric": self.spec.symmetric_activations,
+            "WeightSymmetric": True,
+            "QDQKeepRemovableActivations": self.spec.keep_activations,
+            "CalibStridedMinMax": 1,  # one batch per collect: bounded memory, histograms merge
+        }
+
+    def recipe(self) -> dict[str, Any]:
+        return {"source": self.source.name, "format": "QDQ", "scheme": self.scheme.value, "scheme_reason": self.scheme_reason,
+                "activation_type": self.spec.activation, "weight_type": self.spec.weight,
+                "reduce_range": self.spec.reduce_range, "per_channel": self.cfg.per_channel,
+                "symmetric_activations": self.spec.symmetric_activations,
+                "calibration": self.cfg.calibration.value, "calib_size": len(self.calib),
+                "isa": self.cfg.isa.to_dict(), "onnxruntime": ort.__version__}
+
+    def made_by(self, calib_desc: str) -> str:
+        return (f"onnxruntime.quantization.quantize_static (QDQ, {self.scheme.value}, "
+                f"{'per-channel' if self.cfg.per_channel else 'per-tensor'} weights, "
+                f"{self.cfg.calibration.value} calibration on {calib_desc})")
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Quantizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def quantization_source(artifact: str | Path, card: ModelCard) -> tuple[Path, bool]:
+    """The model to quantize: `fused` when it holds ORT's BASIC optimizations (what
+    quant_pre_process would do again), else fp32; and whether it is already optimized."""
+    fused = card.variants.get("fused")
+    if fused is not None and fused.recipe.get("ort_level") == "ORT_ENABLE_BASIC":
+        return variant_path(artifact, fused), True
+    return variant_path(artifact, card.variant("fp32")), False
+
+
+def open_quantizer(artifact: str | Path, card: ModelCard, cfg: QuantConfig) -> tuple[Quantizer, str]:
+    """A Quantizer for the artifact's model and its calibration data (and where it came from)."""
+    source, optimized = quantization_source(artifact, card)
+    calib, desc = calibration_arrays(card, cfg.calib_data, cfg.calib_size)
+    return Quantizer(source, cfg, calib, card.input_name, optimized), desc
+
+
+def quantize(artifact: str | Path, cfg: QuantConfig | None = None, variant_name: str = "int8",
+             evaluate: bool = True) -> Variant:
+    """Quantize the artifact's fp32 model and record it (accuracy and drift on the test split).
+
+    `quantize(artifact, QuantConfig(scheme=Scheme.tensorrt), variant_name="int8-trt-qdq")` gives
+    the symmetric S8S8 QDQ model TensorRT builds explicit-quantization engines from.
+    """
+    cfg = cfg or QuantConfig()
+    card = load_card(artifact)
+    quantizer, desc = open_quantizer(artifact, card, cfg)
+    with quantizer:
+        return record_model(artifact, variant_name, lambda out: quantizer.write(out, cfg.nodes_to_exclude),
+                            precision="mixed" if cfg.nodes_to_exclude else "int8",
+                            made_by=quantizer.made_by(desc),
+                            recipe={**quantizer.recipe(), "calib_data": desc,
+                                    "nodes_to_exclude": list(cfg.nodes_to_exclude)},
+                            evaluate=evaluate)

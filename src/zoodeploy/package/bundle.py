@@ -1,0 +1,245 @@
+"""`package`: one variant, its card essentials and a runtime-only predictor, in a self-verifying bundle.
+
+Layout of the archive (one top folder, `<model>-<variant>-<target>/`):
+
+    manifest.json        every other file with its sha256; runtime needs; opsets; the variant's
+                         measured accuracy and latency; where it all came from
+    model.onnx | model.ort
+    model.json           card essentials: labels, preprocessing, input spec
+    predict.py           runtime-only predictor and self-check (onnxruntime, numpy, pillow)
+    preprocess.py        verbatim copy of zoodeploy/preprocess.py
+    requirements.txt
+    samples/*.png        images from the artifact's test split
+    samples/expected.json  their top-1 and probabilities, from the variant's runner
+    mobile/              (target mobile) required_operators.config, usability_report.txt
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from zoodeploy.card import ModelCard, Variant, load_card, variant_path, versions
+from zoodeploy.errors import ArtifactError, ZoodeployError
+from zoodeploy.fileio import atomic_path, sha256_file, write_json, write_text
+from zoodeploy.package import mobile, predict
+from zoodeploy.package.archive import write_archive
+from zoodeploy.package.requirements import requirements_txt, runtime_requirements
+from zoodeploy.package.verify import CODE_FILES, BundleReport, verify_bundle
+from zoodeploy.preprocess import load_image, preprocess_batch, softmax, to_rgb
+
+# the runner's outputs vs the device's, per probability: fp32 differs only by summation order;
+# reduced precision also by kernels that differ between CPUs and ORT releases
+PROB_ATOL = {"fp32": 1e-4, "fp16": 5e-3, "int8": 2e-2, "mixed": 2e-2}
+PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}  # 8-bit modes a PNG keeps exactly
+
+
+class Target(str, Enum):
+    cpu = "cpu"  # model.onnx for the ONNX Runtime Python package on any CPU
+    mobile = "mobile"  # model.ort for ORT Mobile / minimal builds, with their config and report
+
+
+@dataclass
+class PackageConfig:
+    variant: str = "selected"  # a variant name, or the card's selected one
+    target: Target = Target.cpu
+    samples: int = 8  # images from the test split, with their expected outputs
+
+    def __post_init__(self):
+        self.target = Target(self.target)
+        if not 1 <= self.samples <= 64:
+            raise ZoodeployError(f"--samples must be between 1 and 64, got {self.samples}")
+
+
+@dataclass
+class Bundle:
+    path: Path
+    sha256: str
+    bytes: int
+    manifest: dict[str, Any]
+    report: BundleReport
+    notes: list[str] = field(default_factory=list)
+
+
+def package(artifact: str | Path, out: str | Path, cfg: PackageConfig | None = None) -> Bundle:
+    """Write the bundle for one variant of `artifact` to `out` (atomically), verified as written."""
+    artifact, out, cfg = Path(artifact), Path(out), cfg or PackageConfig()
+    if out.is_dir():
+        raise ArtifactError(f"{out} is a folder; give the bundle file to write, e.g. -o {out / 'bundle.tar.gz'}")
+    card = load_card(artifact)
+    variant = card.variant(cfg.variant)
+    _check_packageable(card, variant)
+    source = variant_path(artifact, variant)
+    if card.data is None:
+        raise ArtifactError(f"{card.name}: the card records no data set, so there is no test split to take "
+                            "sample images from; re-train with `zoodeploy train`")
+    with tempfile.TemporaryDirectory(prefix="zoodeploy-package-") as tmp:
+        root = Path(tmp) / bundle_name(card, variant, cfg.target)
+        root.mkdir()
+        manifest = stage(artifact, card, variant, source, root, cfg)
+        with atomic_path(out) as tmp_archive:
+            write_archive(root, tmp_archive, mtime=int(time.time()))
+            report = verify_bundle(tmp_archive)  # the archive itself, exactly as it will land
+    return Bundle(path=out, sha256=report.archive_sha256, bytes=out.stat().st_size, manifest=manifest,
+                  report=report, notes=_notes(variant))
+
+
+def bundle_name(card: ModelCard, variant: Variant, target: Target) -> str:
+    return _slug(f"{card.name}-{variant.name}-{target.value}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+
+
+def _check_packageable(card: ModelCard, variant: Variant) -> None:
+    if variant.runtime != "onnxruntime":
+        onnx_variants = [n for n, v in card.variants.items() if v.runtime == "onnxruntime"]
+        raise ArtifactError(f"variant {variant.name!r} runs on {variant.runtime}; edge bundles carry ONNX "
+                            f"Runtime models: package one of {', '.join(onnx_variants) or 'fp32 (export first)'}")
+    if Path(variant.file).suffix not in (".onnx", ".ort"):
+        raise ArtifactError(f"variant {variant.name!r} is {variant.file}, neither .onnx nor .ort")
+
+
+def _notes(variant: Variant) -> list[str]:
+    missing = [what for what, v in (("accuracy", variant.accuracy), ("latency", variant.latency)) if not v]
+    if not missing:
+        return []
+    return [f"variant {variant.name!r} has no measured {' or '.join(missing)} in the card; the manifest "
+            "records none: run `zoodeploy evaluate` / `zoodeploy bench` before packaging"]
+
+
+def stage(artifact: Path, card: ModelCard, variant: Variant, source: Path, root: Path,
+          cfg: PackageConfig) -> dict[str, Any]:
+    """Write every bundle file into folder `root`, manifest.json last; returns the manifest."""
+    if cfg.target is Target.mobile or source.suffix == ".ort":
+        placed = mobile.place_mobile(artifact, card, variant, source, root)
+        model_name = mobile.MODEL
+    else:
+        shutil.copyfile(source, root / "model.onnx")
+        placed, model_name = None, "model.onnx"
+    write_json(root / predict.MODEL_INFO, {**card.essentials(), "variant": variant.name,
+                                           "model": model_name})
+    for name, src in CODE_FILES.items():
+        shutil.copyfile(src, root / name)
+    samples = write_samples(artifact, card, variant, root, cfg.samples)
+    runtime = runtime_requirements(root / model_name, _built_with())
+    write_text(root / "requirements.txt", requirements_txt(runtime))
+    manifest = build_manifest(artifact, card, variant, cfg, model_name, runtime, samples, placed)
+    manifest["files"] = {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                         for p in sorted(root.rglob("*")) if p.is_file()}
+    write_json(root / predict.MANIFEST, manifest)
+    return manifest
+
+
+def _built_with() -> dict[str, str]:
+    import onnxruntime
+    import PIL
+    return {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "pillow": PIL.__version__}
+
+
+# ---------------------------------------------------------------- samples
+
+def pick_samples(labels: np.ndarray, n: int) -> list[int]:
+    """Indices into the test split: one per class in turn (class 0, 1, ... then again), n in all."""
+    by_class = [list(np.flatnonzero(labels == k)) for k in np.unique(labels)]
+    out: list[int] = []
+    while len(out) < min(n, len(labels)):
+        for idx in by_class:
+            if idx and len(out) < n:
+                out.append(int(idx.pop(0)))
+    return out
+
+
+def _save_png(img: Image.Image, path: Path) -> None:
+    """Lossless PNG of the decoded image; modes a PNG cannot hold go through preprocessing's to_rgb."""
+    (img if img.mode in PNG_MODES else to_rgb(img)).save(path, format="PNG")
+
+
+def write_samples(artifact: Path, card: ModelCard, variant: Variant, root: Path, n: int) -> dict[str, Any]:
+    """Sample PNGs from the test split, and their expected outputs from the variant's runner.
+
+    The expected outputs are computed from the PNG files as written, through the card's
+    preprocessing and `zoodeploy.runtime`, so the device repeats exactly this computation.
+    """
+    from zoodeploy.evaluate.accuracy import run_batched
+    from zoodeploy.models.data import splits_for
+    from zoodeploy.runtime import open_runner
+    test = splits_for(card.data).test
+    (root / "samples").mkdir()
+    picked = pick_samples(test.labels, n)
+    files = []
+    for j, i in enumerate(picked):
+        name = f"samples/{j:02d}_{_slug(card.labels[int(test.labels[i])])}.png"
+        _save_png(test.image(i), root / name)
+        files.append(name)
+    x = preprocess_batch([load_image(root / f) for f in files], card.preprocessing)
+    runner = open_runner(artifact, variant.name, card=card)
+    try:
+        probs = softmax(run_batched(runner, x))
+        settings = runner.settings
+    finally:
+        runner.close()
+    samples = [{"file": f, "source": f"{card.data.source} test split, index {i}",
+                "true_label": card.labels[int(test.labels[i])], "top1": int(p.argmax()),
+                "top1_label": card.labels[int(p.argmax())], "probabilities": [float(v) for v in p]}
+               for f, i, p in zip(files, picked, probs)]
+    expected = {"tolerance": {"prob_atol": PROB_ATOL.get(variant.precision, 2e-2),
+                              "rule": "every probability within prob_atol; same top-1 unless the expected "
+                                      "top-2 margin is under 2 * prob_atol"},
+                "computed_with": {"variant": variant.name, "file": variant.file, **settings},
+                "samples": samples}
+    write_json(root / predict.EXPECTED, expected)
+    return {"file": predict.EXPECTED, "count": len(samples), "split": "test",
+            "test_indices": picked, "prob_atol": expected["tolerance"]["prob_atol"]}
+
+
+# ---------------------------------------------------------------- manifest
+
+def build_manifest(artifact: Path, card: ModelCard, variant: Variant, cfg: PackageConfig, model_name: str,
+                   runtime: dict, samples: dict, placed: mobile.MobileFiles | None) -> dict[str, Any]:
+    """Everything but the file list: what the bundle is, needs, measured and came from."""
+    made_from = placed.ort_made_from if placed else None
+    measured_on = f"variant {variant.name!r} ({variant.file})" + (
+        f"; model.ort is converted from it and checked against its outputs on the samples" if made_from else "")
+    manifest = {
+        "format": predict.FORMAT, "format_version": predict.FORMAT_VERSION,
+        "name": card.name, "variant": variant.name, "target": cfg.target.value, "model": model_name,
+        "precision": variant.precision,
+        "input": {"name": card.input_name, "shape": ["N", 3, card.input_size, card.input_size],
+                  "dtype": "float32", "layout": "NCHW"},
+        "output": {"name": card.output_name, "classes": card.num_classes},
+        "runtime": runtime, "opset": runtime["opsets"].get("ai.onnx"),
+        "accuracy": variant.accuracy.model_dump(mode="json") if variant.accuracy else None,
+        "latency": {b: s.model_dump(mode="json") for b, s in variant.latency.items()},
+        "measured_on": measured_on,
+        "samples": samples,
+        "source": _source(artifact, card, variant),
+    }
+    if placed:
+        manifest["mobile"] = {"required_operators_config": mobile.CONFIG, "usability_report": mobile.REPORT,
+                              "origin": placed.origin, "usability": placed.usability}
+    return manifest
+
+
+def _source(artifact: Path, card: ModelCard, variant: Variant) -> dict[str, Any]:
+    return {
+        "artifact": str(artifact.resolve()), "card_sha256": sha256_file(artifact / "card.json"),
+        "variant_file": variant.file, "variant_sha256": variant.sha256, "made_by": variant.made_by,
+        "recipe": variant.recipe, "validation": variant.validation,
+        "checkpoint_sha256": card.checkpoint_sha256, "weights": card.weights,
+        "data": card.data.model_dump(mode="json") if card.data else None,
+        "training": ({k: getattr(card.training, k) for k in ("epochs", "best_epoch", "val_accuracy",
+                                                             "test_accuracy")} if card.training else None),
+        "artifact_provenance": card.provenance,
+        "packaged": {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions()},
+    }

@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""Runtime-only predictor of a zoodeploy edge bundle: classify images, or check the bundle.
+
+    python predict.py IMAGE [IMAGE ...] [--top-k K] [--json] [--threads N]
+    python predict.py --self-check [--json]
+
+Needs only onnxruntime, numpy and pillow (requirements.txt). Preprocessing is preprocess.py
+beside this file: a verbatim copy of the code that trained and evaluated the model.
+
+Every run first checks each file against the sha256 in manifest.json; `--self-check` then
+runs the sample images and compares them with the outputs recorded when the bundle was made.
+Exit codes: 0 ok, 1 a failed check or bad input, 3 a missing or too old runtime package.
+
+zoodeploy ships this very file and uses its checks in `zoodeploy verify-bundle`.
+"""
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if not __package__ and sys.path and os.path.abspath(sys.path[0] or ".") == _HERE:
+    # Nothing beside this script is imported before its hash is checked: a stray json.py or
+    # numpy.py in the bundle folder would otherwise shadow the real module.
+    del sys.path[0]
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path, PurePosixPath  # noqa: E402
+from typing import Any, Dict, List, Optional  # noqa: E402
+
+MANIFEST = "manifest.json"
+FORMAT = "zoodeploy-bundle"
+FORMAT_VERSION = 1
+MODEL_INFO = "model.json"
+EXPECTED = "samples/expected.json"
+# distribution name -> import name; every one has a __version__
+IMPORT_NAMES = {"onnxruntime": "onnxruntime", "numpy": "numpy", "pillow": "PIL"}
+EXIT_FAILED, EXIT_MISSING_RUNTIME = 1, 3
+
+if __package__:  # inside zoodeploy: part of its one error hierarchy
+    from zoodeploy.errors import ValidationError as _Base
+else:  # inside a bundle, where zoodeploy is not installed
+    _Base = Exception
+
+
+class BundleError(_Base):
+    """The bundle or the device fails a check; the message is one line saying what and how."""
+
+
+class MissingRuntime(BundleError):
+    """A runtime package is missing or too old; the message names what to pip install."""
+
+
+# ---------------------------------------------------------------- files and hashes
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_manifest(root: Path) -> Dict[str, Any]:
+    """manifest.json of the bundle in `root`, checked to be one this code understands."""
+    path = root / MANIFEST
+    if path.is_symlink() or not path.is_file():
+        raise BundleError(f"{root} has no {MANIFEST}: it is not an (extracted) zoodeploy bundle")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BundleError(f"{MANIFEST} is not valid JSON ({e}); the bundle is corrupt: re-copy it") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{MANIFEST} is not a {FORMAT} manifest; re-copy the bundle")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{MANIFEST} has format version {manifest.get('format_version')!r}; this "
+                          f"predictor reads version {FORMAT_VERSION}: use the predict.py of the same bundle")
+    if not isinstance(manifest.get("files"), dict) or not manifest["files"]:
+        raise BundleError(f"{MANIFEST} lists no files; the bundle is corrupt: re-make it")
+    return manifest
+
+
+def _is_plain_relative(name: str) -> bool:
+    p = PurePosixPath(name)
+    return bool(name) and "\\" not in name and not p.is_absolute() and ".." not in p.parts \
+        and p.as_posix() == name
+
+
+def _present_files(root: Path) -> Dict[str, Path]:
+    """Every entry under `root` but folders, by its posix path relative to `root`."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            full = Path(dirpath) / name
+            out[full.relative_to(root).as_posix()] = full
+    return out
+
+
+def check_files(root: Path, manifest: Dict[str, Any]) -> int:
+    """Every listed file present with its sha256, nothing else; all problems in one error."""
+    listed = manifest["files"]
+    present = _present_files(root)
+    problems = []
+    for name, entry in sorted(listed.items()):
+        path = present.get(name)
+        if not _is_plain_relative(name) or name == MANIFEST:
+            problems.append(f"{name} (not a plain relative path)")
+        elif path is None:
+            problems.append(f"{name} (missing)")
+        elif path.is_symlink() or not path.is_file():
+            problems.append(f"{name} (not a regular file)")
+        elif sha256_file(path) != entry.get("sha256"):
+            problems.append(f"{name} (sha256 mismatch: tampered or corrupt)")
+    problems += [f"{name} (not in {MANIFEST})" for name in sorted(set(present) - set(listed) - {MANIFEST})]
+    if problems:
+        raise BundleError(f"bundle files fail their check: {'; '.join(problems)}; re-copy the bundle "
+                          "from a trusted source or re-make it with `zoodeploy package`")
+    return len(listed)
+
+
+# ---------------------------------------------------------------- runtime packages
+
+def version_tuple(version: str) -> tuple:
+    """Leading numeric release of a version string: '1.20.1+cpu' -> (1, 20, 1)."""
+    out = []
+    for part in version.split("."):
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        out.append(int(digits))
+        if digits != part:
+            break
+    return tuple(out)
+
+
+def _pip_line(requirements: Dict[str, str], names: List[str]) -> str:
+    return "pip install " + " ".join(f"'{n}{requirements[n]}'" for n in names)
+
+
+def require_runtime(manifest: Dict[str, Any]) -> Dict[str, str]:
+    """Import each runtime package and check its version; returns the versions in use."""
+    runtime = manifest.get("runtime", {})
+    requirements: Dict[str, str] = runtime.get("requirements", {})
+    python_min = version_tuple(runtime.get("python", ">=3").lstrip(">="))
+    if sys.version_info[:len(python_min)] < python_min:
+        raise MissingRuntime(f"Python {sys.version.split()[0]} is too old for this bundle: it needs "
+                             f"Python {runtime.get('python')}")
+    versions, missing, old = {"python": sys.version.split()[0]}, [], []
+    for dist, spec in requirements.items():
+        try:
+            module = __import__(IMPORT_NAMES.get(dist, dist))
+        except ImportError:
+            missing.append(dist)
+            continue
+        versions[dist] = str(getattr(module, "__version__", "0"))
+        if version_tuple(versions[dist]) < version_tuple(spec.lstrip(">=")):
+            old.append(dist)
+    if missing or old:
+        what = "; ".join([f"{n} is not installed" for n in missing] +
+                         [f"{n} {versions[n]} is older than {requirements[n]}" for n in old])
+        raise MissingRuntime(f"{what}: {_pip_line(requirements, missing + old)} "
+                             "(or pip install -r requirements.txt)")
+    return versions
+
+
+def _preprocess_module():
+    """The card's preprocessing code: zoodeploy's own, or the bundle's verbatim copy of it."""
+    if __package__:
+        from zoodeploy import preprocess
+        return preprocess
+    sys.dont_write_bytecode = True  # a __pycache__ folder would be a file the manifest lacks
+    sys.path.insert(0, _HERE)
+    import preprocess
+    return preprocess
+
+
+# ---------------------------------------------------------------- the model
+
+class Predictor:
+    """The bundle's model with its preprocessing: image files -> class probabilities."""
+
+    def __init__(self, root: Path, manifest: Dict[str, Any], threads: Optional[int] = None):
+        import numpy as np
+        import onnxruntime as ort
+        self.np = np
+        self.pre = _preprocess_module()
+        info = json.loads((root / MODEL_INFO).read_text(encoding="utf-8"))
+        self.labels: List[str] = info["labels"]
+        self.preprocessing = self.pre.Preprocessing.from_dict(info["preprocessing"])
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(root / manifest["model"]), so,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / NotImplemented
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise BundleError(f"onnxruntime {ort.__version__} cannot load {manifest['model']}: {first}; "
+                              f"install the version in requirements.txt") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+
+    def logits(self, x) -> Any:
+        """float32 (N, 3, H, W) -> float32 logits, in chunks when the graph has a fixed batch."""
+        np = self.np
+        step = self.fixed_batch or len(x)
+        out = []
+        for i in range(0, len(x), step):
+            chunk = x[i:i + step]
+            n = len(chunk)
+            if n < step:  # pad a fixed-batch graph's last chunk, then drop the padding
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+            y = self.session.run(None, {self.input_name: chunk.astype(self.input_dtype)})[0]
+            out.append(np.asarray(y[:n], np.float32))
+        return np.concatenate(out)
+
+    def probabilities(self, images: List[Path]) -> Any:
+        pre = self.pre
+        try:
+            loaded = [pre.load_image(p) for p in images]
+        except pre.ImageError as e:  # zoodeploy's ImageError where it is installed, else a ValueError
+            raise BundleError(str(e)) from None
+        x = pre.preprocess_batch(loaded, self.preprocessing)
+        return pre.softmax(self.logits(x))
+
+
+def open_bundle(root: Path, threads: Optional[int] = None):
+    """Check a bundle's files and runtime, then load it: (manifest, versions, Predictor)."""
+    manifest = load_manifest(root)
+    check_files(root, manifest)
+    versions = require_runtime(manifest)
+    return manifest, versions, Predictor(root, manifest, threads)
+
+
+def top_k(labels: List[str], probs, k: int) -> List[Dict[str, Any]]:
+    order = sorted(range(len(probs)), key=lambda i: -float(probs[i]))[:k]
+    return [{"index": i, "label": labels[i], "prob": float(probs[i])} for i in order]
+
+
+# ---------------------------------------------------------------- the self-check
+
+def compare_sample(expected: Dict[str, Any], got, atol: float) -> Dict[str, Any]:
+    """One sample's outputs against the recorded ones: top-1 and every probability."""
+    want = [float(p) for p in expected["probabilities"]]
+    diff = max(abs(float(g) - w) for g, w in zip(got, want)) if len(got) == len(want) else float("inf")
+    got_top1 = max(range(len(got)), key=lambda i: float(got[i]))
+    ranked = sorted(want, reverse=True)
+    margin = ranked[0] - ranked[1] if len(ranked) > 1 else 1.0
+    # a top-1 swap is a failure unless the two best classes were closer than the tolerance allows
+    top1_ok = got_top1 == expected["top1"] or margin < 2 * atol
+    return {"file": expected["file"], "expected_top1": expected["top1"], "got_top1": got_top1,
+            "max_abs_diff": diff, "ok": bool(top1_ok and diff <= atol)}
+
+
+def check_samples(root: Path, predictor: Predictor) -> Dict[str, Any]:
+    """Run the bundle's sample images; compare with samples/expected.json."""
+    expected = json.loads((root / EXPECTED).read_text(encoding="utf-8"))
+    atol = float(expected["tolerance"]["prob_atol"])
+    samples = expected["samples"]
+    probs = predictor.probabilities([root / s["file"] for s in samples])
+    results = [compare_sample(s, p, atol) for s, p in zip(samples, probs)]
+    return {"prob_atol": atol, "samples": results,
+            "max_abs_diff": max((r["max_abs_diff"] for r in results), default=0.0)}
+
+
+def sample_failures(check: Dict[str, Any], labels: List[str]) -> List[str]:
+    out = []
+    for r in check["samples"]:
+        if not r["ok"]:
+            out.append(f"{r['file']}: top-1 {labels[r['got_top1']]!r} (expected "
+                       f"{labels[r['expected_top1']]!r}), max |dp| {r['max_abs_diff']:.3g}")
+    return out
+
+
+def self_check(root: Path, threads: Optional[int] = None) -> Dict[str, Any]:
+    """Hashes, runtime, then the samples; raises BundleError naming what failed."""
+    manifest, versions, predictor = open_bundle(root, threads)
+    check = check_samples(root, predictor)
+    failures = sample_failures(check, predictor.labels)
+    if failures:
+        raise BundleError(f"{len(failures)}/{len(check['samples'])} samples differ from the outputs "
+                          f"recorded when the bundle was made (tolerance {check['prob_atol']:g} on each "
+                          f"probability): {'; '.join(failures)}; this device's runtime computes the "
+                          "model differently: install the versions in manifest.json's built_with")
+    return {"ok": True, "name": manifest.get("name"), "variant": manifest.get("variant"),
+            "target": manifest.get("target"), "files_checked": len(manifest["files"]),
+            "runtime": versions, **check}
+
+
+# ---------------------------------------------------------------- command line
+
+def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("images", nargs="*", type=Path, help="image files to classify")
+    ap.add_argument("--top-k", type=int, default=5, help="how many classes to print per image")
+    ap.add_argument("--json", action="store_true", help="print JSON (with every probability)")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    ap.add_argument("--self-check", action="store_true",
+                    help="check every file's sha256 and run the bundled samples")
+    args = ap.parse_args(argv)
+    if not args.images and not args.self_check:
+        ap.error("give image files to classify, or --self-check")
+    if args.top_k < 1 or (args.threads is not None and args.threads < 1):
+        ap.error("--top-k and --threads must be >= 1")
+    return args
+
+
+def _print_self_check(result: Dict[str, Any]) -> None:
+    ok = sum(r["ok"] for r in result["samples"])
+    print(f"ok: {result['name']} {result['variant']} ({result['target']}): "
+          f"{result['files_checked']} files match manifest.json; {ok}/{len(result['samples'])} "
+          f"samples match (max |dp| {result['max_abs_diff']:.2g} <= {result['prob_atol']:g}) "
+          f"with onnxruntime {result['runtime'].get('onnxruntime')}")
+
+
+def _predict(root: Path, args: argparse.Namespace) -> None:
+    _, _, predictor = open_bundle(root, args.threads)
+    probs = predictor.probabilities(args.images)
+    k = min(args.top_k, len(predictor.labels))
+    rows = [{"image": str(p), "top": top_k(predictor.labels, pr, k),
+             "probabilities": [float(v) for v in pr]} for p, pr in zip(args.images, probs)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        print(f"{r['image']}\t" + "\t".join(f"{t['label']} ({t['prob'] * 100:.2f}%)" for t in r["top"]))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parse(argv)
+    root = Path(_HERE)
+    try:
+        if args.self_check:
+            result = self_check(root, args.threads)
+            if args.json:
+                print(json.dumps(result, indent=2))
+            else:
+                _print_self_check(result)
+        else:
+            _predict(root, args)
+    except (BundleError, OSError) as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return EXIT_MISSING_RUNTIME if isinstance(e, MissingRuntime) else EXIT_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

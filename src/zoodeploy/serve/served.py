@@ -1,0 +1,224 @@
+"""The served model, outside BentoML: which variant, on what, and the request glue around it.
+
+Nothing here runs a model of its own: variants run through `zoodeploy.runtime.open_runner`,
+images go through `zoodeploy.preprocess`, exactly as `zoodeploy evaluate` does, so the served
+answer is the offline answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoodeploy.card import ModelCard, Variant, load_card
+from zoodeploy.errors import ArtifactError, ImageError, ZoodeployError
+from zoodeploy.preprocess import Preprocessing, load_image, preprocess, softmax
+from zoodeploy.runtime import InputError, Runner, RunOptions, check_input, needs_gpu
+from zoodeploy.serve.config import DEFAULT_ARTIFACT, ServeConfig, ort_threads
+
+log = logging.getLogger("bentoml.zoodeploy")  # under "bentoml": the server log shows it
+REFERENCE = "fp32"
+WARMUP_RUNS = 3  # first runs allocate buffers and spin up thread pools; /readyz waits for them
+
+
+class RequestError(ZoodeployError):
+    """A request the server refuses (bad image, bad tensor, too many items): the client's to fix."""
+
+
+# --- which model, which variant, on what -------------------------------------------------------
+
+def artifact_dir(config: ServeConfig) -> Path:
+    """The artifact directory to serve: a store model's directory, or a directory on disk."""
+    if config.model:
+        from zoodeploy.serve.store import stored_artifact
+        return stored_artifact(config.model)
+    path = Path(config.artifact) if config.artifact else DEFAULT_ARTIFACT
+    if not (path / "card.json").is_file():
+        how = ("build it with `bash scripts/demo.sh`, or serve another with "
+               "ZOODEPLOY_ARTIFACT=DIR / ZOODEPLOY_MODEL=TAG") if not config.artifact else \
+            "pass an artifact directory made by `zoodeploy train` + `zoodeploy export` (it holds card.json)"
+        raise ArtifactError(f"no model to serve: {path.resolve()} has no card.json; {how}")
+    return path.resolve()
+
+
+def pick_variant(card: ModelCard, wanted: str | None = None, gpu: bool = False) -> tuple[str, str | None]:
+    """(variant, note): the one asked for, else the card's selection, else the best measured one.
+
+    The note says why a variant was chosen when the card did not choose it, for the log.
+    """
+    if wanted:
+        return card.variant(wanted).name, None
+    if card.selected:
+        return card.variant("selected").name, None
+    usable = [v for v in card.variants.values() if gpu or not needs_gpu(v)]
+    if not usable:
+        raise ArtifactError(f"{card.name}: the card has no variant this server can run "
+                            f"(have: {', '.join(card.variants) or 'none'}); run `zoodeploy export`")
+    measured = [v for v in usable if v.accuracy is not None]
+    if measured:
+        best = max(measured, key=lambda v: (v.accuracy.top1, -_p50(v)))
+        why = f"the best test top-1 ({best.accuracy.top1:.2f}%) of {len(measured)} measured variant(s)"
+    else:
+        best = card.variants.get(REFERENCE) or usable[0]
+        why = "no variant has a measured accuracy, so the reference"
+    return best.name, (f"the card selects no variant; serving {best.name!r}, {why}; "
+                       "select one with `zoodeploy build` to make this explicit")
+
+
+def _p50(v: Variant) -> float:
+    stats = v.latency.get("1")
+    return stats.p50_ms if stats else float("inf")
+
+
+def provider_for(variant: Variant, config: ServeConfig) -> str:
+    """Where the variant runs: as configured, else on the GPU only when it cannot run elsewhere."""
+    provider = config.provider or ("cuda" if needs_gpu(variant) else "cpu")
+    if needs_gpu(variant) and provider == "cpu":
+        raise ArtifactError(f"variant {variant.name!r} is a {variant.runtime} engine and runs only on an "
+                            "NVIDIA GPU; serve it with ZOODEPLOY_PROVIDER=cuda, or pick an ONNX variant")
+    return provider
+
+
+def resources_for(provider: str) -> dict[str, Any]:
+    """BentoML `resources` of the model service: one GPU when the variant runs on one.
+
+    The hook for GPU deployments: BentoML assigns the GPU (CUDA_VISIBLE_DEVICES) to the worker,
+    and `bentoml containerize` / BentoCloud schedule the Bento on a GPU node.
+    """
+    return {"gpu": 1} if provider != "cpu" else {}
+
+
+def run_options(config: ServeConfig, provider: str) -> RunOptions:
+    """Threads from the worker count; no spinning, so idle ORT threads leave the cores to the API
+    process that decodes images."""
+    from zoodeploy.runtime.ort import Provider
+    options = Provider(provider).options(threads=config.threads or ort_threads(config.workers))
+    return dataclasses.replace(options, spin=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before a model is loaded; both services derive the same plan."""
+
+    artifact: Path
+    card: ModelCard
+    variant: str
+    provider: str
+    note: str | None  # why this variant, when the card did not select it
+
+    @classmethod
+    def make(cls, config: ServeConfig) -> Plan:
+        path = artifact_dir(config)
+        card = load_card(path)
+        name, note = pick_variant(card, config.variant, gpu=config.provider not in (None, "cpu"))
+        return cls(path, card, name, provider_for(card.variants[name], config), note)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, self.card.input_size, self.card.input_size)
+
+
+# --- the model worker's state -------------------------------------------------------------------
+
+class ServedModel:
+    """The runner of the planned variant, warmed up, with the settings it really runs with."""
+
+    def __init__(self, plan: Plan, config: ServeConfig):
+        from zoodeploy.runtime import open_runner
+        if plan.note:
+            log.warning(plan.note)
+        self.plan = plan
+        self.runner: Runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider),
+                                          card=plan.card)
+        self._check_providers()
+        x = np.zeros((1, *plan.input_shape), np.float32)
+        for _ in range(WARMUP_RUNS):
+            self.runner.run(x)
+        log.info("serving %s variant %r from %s: %s", plan.card.name, plan.variant, plan.artifact,
+                 _describe(self.runner.settings))
+
+    def _check_providers(self) -> None:
+        # runtime.ort already refuses a session that fell back; this makes the CPU case explicit too
+        in_use = self.runner.settings.get("providers")
+        if self.plan.provider == "cpu" and in_use and in_use[0] != "CPUExecutionProvider":
+            raise ArtifactError(f"asked for the CPU, but ONNX Runtime runs on {in_use[0]}")
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.runner.run(x)
+
+    def describe(self) -> dict[str, Any]:
+        return {"variant": self.plan.variant, "provider": self.plan.provider, **self.runner.settings}
+
+
+def _describe(settings: dict[str, Any]) -> str:
+    keys = ("runtime", "version", "providers", "device", "intra_op_threads", "spinning")
+    return ", ".join(f"{k}={settings[k]}" for k in keys if k in settings)
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+def images_to_tensor(blobs: Sequence[bytes], prep: Preprocessing, max_pixels: int) -> np.ndarray:
+    """Decode and preprocess uploaded images as `zoodeploy evaluate` does: float32 (N, 3, H, W)."""
+    arrays = []
+    for i, blob in enumerate(blobs):
+        try:
+            arrays.append(preprocess(load_image(blob, max_pixels=max_pixels), prep))
+        except ImageError as e:
+            where = f"image {i + 1} of {len(blobs)}: " if len(blobs) > 1 else ""
+            raise RequestError(where + _UNIDENTIFIED.sub("unknown image format", str(e))) from None
+    return np.stack(arrays)
+
+
+# Pillow names an undecodable in-memory file by its repr, memory address included
+_UNIDENTIFIED = re.compile(r"cannot identify image file <_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+def tensor_input(x: np.ndarray, shape: tuple[int, int, int], max_rows: int) -> np.ndarray:
+    """A client's tensor as model input: numbers of shape (N, C, H, W), as float32."""
+    if x.dtype.kind not in "fiu":  # JSON carries numbers without a width: any real number is fine
+        raise RequestError(f"tensor must hold numbers (float32), got {_dtype_name(x)} values")
+    try:
+        x = check_input(x.astype(np.float32, copy=False), shape)
+    except InputError as e:
+        raise RequestError(str(e).replace("input", "tensor", 1)) from None
+    if len(x) > max_rows:
+        raise RequestError(f"tensor has {len(x)} rows, over the limit of {max_rows} per request; split it")
+    if not np.isfinite(x).all():
+        raise RequestError("tensor holds NaN or infinite values")
+    return x
+
+
+def _dtype_name(x: np.ndarray) -> str:
+    return {"b": "boolean", "U": "string", "S": "bytes", "O": "mixed or nested"}.get(x.dtype.kind, str(x.dtype))
+
+
+def top_k(logits: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
+    """Per image: the label, its probability, and the k most likely classes."""
+    probs = softmax(logits.astype(np.float32))
+    k = max(1, min(k, probs.shape[1]))
+    out = []
+    for p in probs:
+        order = np.argsort(-p, kind="stable")[:k]
+        top = [{"label": labels[i], "index": int(i), "probability": float(p[i])} for i in order]
+        out.append({**top[0], "top_k": top})
+    return out
+
+
+def essentials(plan: Plan, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`GET /metadata`: what a client needs to trust and use the answers."""
+    card, v = plan.card, plan.card.variants[plan.variant]
+    return {
+        "model": card.name, "variant": v.name, "precision": v.precision, "runtime": v.runtime,
+        "sha256": v.sha256, "labels": card.labels, "input_shape": ["N", *plan.input_shape],
+        "preprocessing": card.preprocessing.to_dict(), "selected_by_card": card.selected == v.name,
+        "accuracy": v.accuracy.model_dump(mode="json", exclude={"per_class"}) if v.accuracy else None,
+        "latency": {b: s.model_dump(mode="json", exclude={"settings"}) for b, s in v.latency.items()},
+        "data": card.data.source if card.data else None, "serving": runtime or {},
+    }

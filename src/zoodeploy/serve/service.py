@@ -1,0 +1,133 @@
+"""The BentoML service. `bentoml serve` at the repository root serves `artifacts/default`.
+
+Two services, BentoML's pattern for preprocessing plus adaptive batching:
+
+* `Classifier` (the HTTP API): decodes and preprocesses images in threads, refuses bad input with
+  a 400 JSON error naming the problem, and calls the model service;
+* `Model` (its own process): runs the variant; its `infer` is batchable, so concurrent requests
+  are grouped into one model run.
+
+What is served comes from `--arg`s or ZOODEPLOY_* variables (see `zoodeploy.serve.config`):
+`ZOODEPLOY_ARTIFACT=DIR bentoml serve`, or `ZOODEPLOY_MODEL=TAG` for a store model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import bentoml
+import numpy as np
+from pydantic import Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from zoodeploy.serve.config import ServeConfig, bento_arguments
+from zoodeploy.serve.served import (Plan, RequestError, ServedModel, essentials, images_to_tensor,
+                                    resources_for, tensor_input, top_k)
+
+log = logging.getLogger("bentoml.zoodeploy")  # under "bentoml": the server's log configuration shows it
+T = TypeVar("T")
+TopK = Annotated[int, Field(ge=1, description="How many of the most likely classes to return.")]
+
+# Decided at import, in `bentoml serve` itself and in each worker: a missing artifact stops the
+# server before it starts, and both services agree on the variant.
+CONFIG = ServeConfig.load(bento_arguments())
+PLAN = Plan.make(CONFIG)
+
+
+@bentoml.service(name="zoodeploy-model", workers=CONFIG.workers, resources=resources_for(PLAN.provider),
+                 traffic={"timeout": 60})
+class Model:
+    """Runs the served variant. Ready (`/readyz`) only once it is loaded and warmed up."""
+
+    # a store model is packed into the Bento by `bentoml build --arg model=TAG`
+    stored = bentoml.models.BentoModel(CONFIG.model) if CONFIG.model else None
+
+    def __init__(self) -> None:
+        self.served = ServedModel(PLAN, CONFIG)
+
+    @bentoml.api(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a float32 (N, 3, H, W) batch, already checked by the API service."""
+        return self.served.run(x)
+
+    @bentoml.api
+    def settings(self) -> dict[str, Any]:
+        """The runtime settings the variant really runs with (providers, threads)."""
+        return self.served.describe()
+
+
+async def _get_metadata(request: Request) -> JSONResponse:
+    return JSONResponse(await bentoml.get_current_service().describe())
+
+
+@bentoml.service(name="zoodeploy", workers=1, traffic={"timeout": 60})
+@bentoml.mount_asgi_app(Starlette(routes=[Route("/metadata", _get_metadata, methods=["GET"])]), path="/")
+class Classifier:
+    """Image classification with the artifact's selected variant, its labels and preprocessing."""
+
+    model = bentoml.depends(Model)
+
+    def __init__(self) -> None:
+        self.labels = PLAN.card.labels
+        self.prep = PLAN.card.preprocessing
+        self._runtime: dict[str, Any] | None = None
+
+    @bentoml.api
+    async def classify(self, image: Path, top_k: TopK = 5) -> dict[str, Any]:
+        """One image (PNG, JPEG, any mode Pillow opens) -> label, probability and the top-k classes."""
+        return await _answer(self._classify([image], top_k), single=True)
+
+    @bentoml.api
+    async def classify_batch(self, images: list[Path], top_k: TopK = 5) -> list[dict[str, Any]]:
+        """Several images in one request -> one answer each, in order."""
+        return await _answer(self._classify(images, top_k))
+
+    @bentoml.api
+    async def predict(self, tensor: np.ndarray) -> np.ndarray:
+        """A preprocessed float32 tensor (N, 3, H, W) -> logits (N, classes)."""
+        return await _answer(self._predict(tensor))
+
+    @bentoml.api(route="/metadata")
+    async def metadata(self) -> dict[str, Any]:
+        """The card's essentials: model, variant, labels, preprocessing, accuracy, latency."""
+        return await self.describe()
+
+    async def describe(self) -> dict[str, Any]:
+        if self._runtime is None:  # asked once: the model process knows what it runs on
+            self._runtime = await self.model.to_async.settings()
+        return essentials(PLAN, self._runtime)
+
+    async def _classify(self, paths: list[Path], k: int) -> list[dict[str, Any]]:
+        if not paths:
+            raise RequestError("no images: send one or more files in the `images` field")
+        if len(paths) > CONFIG.max_images:
+            raise RequestError(f"{len(paths)} images, over the limit of {CONFIG.max_images} per request")
+        x = await asyncio.to_thread(_read_images, paths, self.prep, CONFIG.max_pixels)
+        logits = await self.model.to_async.infer(x)
+        return top_k(logits, self.labels, k)
+
+    async def _predict(self, tensor: np.ndarray) -> np.ndarray:
+        x = tensor_input(tensor, PLAN.input_shape, CONFIG.max_images)
+        return await self.model.to_async.infer(x)
+
+
+def _read_images(paths: list[Path], prep, max_pixels: int) -> np.ndarray:
+    # BentoML has spooled each upload to a temporary file; decoding happens off the event loop
+    return images_to_tensor([p.read_bytes() for p in paths], prep, max_pixels)
+
+
+async def _answer(work: Awaitable[T], single: bool = False) -> T | JSONResponse:
+    """The API's result, or a 400 JSON error saying what was wrong with the request."""
+    try:
+        out = await work
+    except RequestError as e:
+        log.info("refused a request: %s", e)
+        return JSONResponse({"error": str(e)}, status_code=400)
+    return out[0] if single else out

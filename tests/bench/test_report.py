@@ -1,0 +1,78 @@
+"""report.md and pareto.png: every figure in them is the card's, and the plot is a real image."""
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoodeploy.bench import BenchConfig, BenchOptions, bench_variants
+from zoodeploy.bench.report import pareto_front, write_report
+from zoodeploy.build import select_variant
+from zoodeploy.card import load_card, save_card
+from zoodeploy.errors import ArtifactError, GateError
+from zoodeploy.evaluate import evaluate_variants
+
+FAST = BenchConfig(warmup=3, window=5, window_seconds=0.03, min_runs=15, max_seconds=2.0)
+
+
+def test_pareto_front():
+    pts = {"fp32": (1.0, 97.0), "fused": (0.8, 97.0), "int8": (0.5, 96.0), "slow": (2.0, 96.5), "bad": (0.6, 90.0)}
+    assert pareto_front(pts) == ["int8", "fused"]
+
+
+@pytest.fixture(scope="module")
+def measured(trained, tmp_path_factory):
+    from zoodeploy.optimize import OptimizeConfig, optimize
+    art = tmp_path_factory.mktemp("report") / "lenet5"
+    shutil.copytree(trained("lenet5"), art)
+    optimize(art, OptimizeConfig(fuse=True, int8=True, max_drop=None, bench=False, threads=1))
+    evaluate_variants(art)
+    bench_variants(art, BenchOptions(batches=(1, 8), threads=1, timing=FAST))
+    return art
+
+
+def test_select_takes_the_fastest_within_budget(measured):
+    card = load_card(measured)
+    p50 = {n: v.latency["1"].p50_ms for n, v in card.variants.items()}
+    within = [n for n, v in card.variants.items() if v.accuracy.drop_pt <= 1.0]
+    assert select_variant(card, 1.0, 1) == min(within, key=p50.get)
+    card.variants["int8"].accuracy.drop_pt = 5.0  # pretend int8 drifted: it can no longer win
+    assert select_variant(card, 1.0, 1) != "int8"
+    for v in card.variants.values():
+        v.accuracy.drop_pt = 5.0
+    with pytest.raises(GateError, match="within 1 pt"):
+        select_variant(card, 1.0, 1)
+
+
+def test_report_holds_the_cards_figures(measured, tmp_path):
+    art = tmp_path / "a"
+    shutil.copytree(measured, art)
+    card = load_card(art)
+    card.selected = "int8"
+    save_card(art, card)
+    md_path, png_path = write_report(art)
+    md = md_path.read_text()
+    for name, v in card.variants.items():
+        row = next(ln for ln in md.splitlines() if ln.startswith(f"| {name} |") or ln.startswith(f"| **{name}**"))
+        assert f"| {v.accuracy.top1:.2f} |" in row and f"| {v.accuracy.top5:.2f} |" in row
+        for b, s in v.latency.items():
+            lat = next(ln for ln in md.splitlines() if re.match(rf"\| (\*\*)?{name}(\*\*)?( \(selected\))? \| {b} \|", ln))
+            assert f"| {s.p50_ms:.3f} | {s.p90_ms:.3f} | {s.p99_ms:.3f} |" in lat
+            assert f"{s.speedup_vs_eager:.2f}x" in lat and f"| {s.runs} |" in lat
+    assert "**int8** (selected)" in md
+    assert f"| PyTorch eager | 1 | {card.eager_latency['1'].p50_ms:.3f} |" in md
+    assert "359 images the model never trained on" in md
+    assert f"zoodeploy bench {art} --batch 1,8 --threads 1" in md
+    assert "![pareto](pareto.png)" in md
+    with Image.open(png_path) as im:
+        assert im.format == "PNG" and im.size[0] >= 600 and im.size[1] >= 400
+        assert len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0)) > 50  # drawn on, not blank
+
+
+def test_report_needs_figures(trained, tmp_path):
+    art = tmp_path / "a"
+    shutil.copytree(trained("lenet5"), art)
+    with pytest.raises(ArtifactError, match="zoodeploy bench"):
+        write_report(art)

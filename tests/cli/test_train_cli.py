@@ -1,0 +1,64 @@
+"""`zoodeploy train` through a real subprocess: output, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def zd(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "zoodeploy", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+def _folder(root, n=8):
+    rng = np.random.default_rng(0)
+    for k, cls in enumerate(["circle", "square"]):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) // (k + 1)).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_train_on_image_folder_writes_artifact(tmp_path):
+    data = _folder(tmp_path / "data")
+    r = zd("train", "lenet5", "--data", data, "--epochs", "1", "-o", tmp_path / "art", "--json")
+    assert r.returncode == 0, r.stderr
+    card = json.loads(r.stdout)
+    assert card["labels"] == ["circle", "square"] and card["name"] == "lenet5"
+    assert (tmp_path / "art" / "checkpoint.pt").is_file()
+    assert json.loads((tmp_path / "art" / "card.json").read_text())["training"]["epochs"] == 1
+
+
+def _one_line_error(r, *needles):
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", ["unknown-model", "missing-dir", "empty-class", "corrupt-image", "bad-checkpoint"])
+def test_bad_input_is_one_line(tmp_path, case):
+    data = _folder(tmp_path / "data")
+    args = ["lenet5", "--data", data, "--epochs", "1", "-o", tmp_path / "out"]
+    needle = []
+    if case == "unknown-model":
+        args[0], needle = "resnet5O", ["resnet50"]
+    elif case == "missing-dir":
+        args[2], needle = tmp_path / "nope", ["does not exist"]
+    elif case == "empty-class":
+        (data / "empty").mkdir()
+        needle = ["empty", "no images"]
+    elif case == "corrupt-image":
+        (data / "circle" / "3.png").write_bytes(b"garbage")
+        needle = ["3.png"]
+    else:
+        (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+        args += ["--weights", tmp_path / "bad.pt"]
+        needle = ["bad.pt"]
+    _one_line_error(zd("train", *args), *needle)
+    assert not (tmp_path / "out" / "card.json").exists()

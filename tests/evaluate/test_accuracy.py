@@ -1,0 +1,100 @@
+"""Accuracy and drift: the metrics on known logits, and evaluation of real variants on held-out data."""
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoodeploy.card import add_variant, load_card, make_variant
+from zoodeploy.errors import DataError, ZoodeployError
+from zoodeploy.evaluate.accuracy import accuracy_of, eval_splits, evaluate_variants, topk_accuracy
+
+
+def test_metrics_on_known_logits():
+    labels = np.array([0, 1, 2, 2])
+    ref = np.array([[9, 1, 0], [0, 9, 1], [0, 1, 9], [9, 1, 0]], np.float32)  # 3 of 4 right
+    cand = np.array([[9, 1, 0], [9, 0, 1], [0, 1, 9], [0, 9, 1.5]], np.float32)  # 2 of 4 right
+    a = accuracy_of(cand, labels, ref, ["a", "b", "c"])
+    assert a.n == 4 and a.top1 == 50.0 and a.drop_pt == 25.0
+    assert a.agreement == 50.0  # rows 0 and 2 agree with the reference
+    assert a.max_abs_err == pytest.approx(9.0)
+    assert a.per_class == {"a": 100.0, "b": 0.0, "c": 50.0}
+    assert topk_accuracy(cand, labels, 2) == 75.0  # row 3: 2 is second to 1
+    assert a.top5 == 100.0  # k is capped at the class count
+
+
+def test_reference_against_itself_has_no_drift():
+    x = np.random.default_rng(0).standard_normal((50, 10)).astype(np.float32)
+    y = np.arange(50) % 10
+    a = accuracy_of(x, y, x)
+    assert (a.drop_pt, a.agreement, a.max_abs_err) == (0.0, 100.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def lenet_int8(trained, tmp_path_factory):
+    from zoodeploy.optimize import OptimizeConfig, optimize
+    art = tmp_path_factory.mktemp("acc") / "lenet5"
+    shutil.copytree(trained("lenet5"), art)
+    optimize(art, OptimizeConfig(fuse=False, int8=True, max_drop=None, bench=False, threads=1))
+    return art
+
+
+def test_fp32_onnx_scores_what_pytorch_scored_on_the_same_test_split(lenet_int8, digits):
+    card = load_card(lenet_int8)
+    acc = evaluate_variants(lenet_int8, ["fp32", "int8"], record=False)
+    # training measured the PyTorch model on this very split: the exported graph must agree
+    assert acc["fp32"].top1 == pytest.approx(card.training.test_accuracy)
+    assert acc["fp32"].n == len(digits.test) == card.data.counts["test"]
+    assert acc["int8"].drop_pt == pytest.approx(acc["fp32"].top1 - acc["int8"].top1)
+    assert 0 < acc["int8"].max_abs_err < 5 and acc["int8"].agreement > 90
+
+
+def test_figures_are_recorded_and_reproducible(lenet_int8, tmp_path):
+    art = tmp_path / "a"
+    shutil.copytree(lenet_int8, art)
+    first = evaluate_variants(art)
+    card = load_card(art)
+    assert {n: v.accuracy for n, v in card.variants.items()} == first
+    assert evaluate_variants(art, record=False) == first  # deterministic: same data, same numbers
+
+
+def test_other_data_is_evaluated_but_not_recorded(lenet_int8, tmp_path):
+    art = tmp_path / "a"
+    shutil.copytree(lenet_int8, art)
+    card = load_card(art)
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for label in card.labels:  # the model's ten classes, as a folder tree
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (8, 8), np.uint8)).save(root / label / f"{i}.png")
+    splits = eval_splits(card, root)
+    acc = evaluate_variants(art, ["fp32"], splits=splits)
+    assert acc["fp32"].n == len(splits.test) == 10  # 20% of 6 per class
+    assert load_card(art).variants["fp32"].accuracy is None
+
+
+def test_data_with_other_classes_is_refused(lenet_int8, tmp_path):
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(5):
+            Image.new("RGB", (8, 8)).save(tmp_path / cls / f"{i}.png")
+    with pytest.raises(DataError, match="classes"):
+        eval_splits(load_card(lenet_int8), tmp_path)
+
+
+def test_unknown_variant_fails_before_any_work(lenet_int8):
+    with pytest.raises(ZoodeployError, match="no variant 'int4'"):
+        evaluate_variants(lenet_int8, ["int4"])
+
+
+def test_modified_variant_file_is_refused(lenet_int8, tmp_path):
+    art = tmp_path / "a"
+    shutil.copytree(lenet_int8, art)
+    shutil.copy(art / "fp32.onnx", art / "copy.onnx")
+    add_variant(art, make_variant(art, "copy", "copy.onnx", precision="fp32", runtime="onnxruntime",
+                                  made_by="test"))
+    (art / "copy.onnx").write_bytes((art / "copy.onnx").read_bytes() + b"\0")
+    with pytest.raises(ZoodeployError, match="sha256"):
+        evaluate_variants(art, ["copy"])

@@ -1,0 +1,63 @@
+"""Training and fine-tuning: accuracy on the held-out split, card contents, freezing."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from zoodeploy.card import load_card
+from zoodeploy.errors import ZoodeployError
+from zoodeploy.models.train import Freeze, TrainConfig, load_trained, train
+
+
+def test_trained_lenet5_generalises_to_held_out_digits(trained):
+    card = load_card(trained("lenet5"))
+    # asserted on the test split, which training and model selection never saw
+    assert card.training.test_accuracy >= 95.0
+    assert card.data.counts["test"] == 359 and card.data.source == "digits"
+    assert card.training.best_epoch >= 1 and len(card.training.history) == card.training.epochs
+    assert card.provenance["versions"]["torch"]
+    assert card.labels == [str(i) for i in range(10)]
+
+
+def test_checkpoint_reloads_to_the_same_model(trained, digits):
+    from zoodeploy.evaluate.accuracy import topk_accuracy
+    from zoodeploy.models.train import predict_logits
+    path = trained("lenet5")
+    card = load_card(path)
+    model = load_trained(path)
+    logits = predict_logits(model, digits.test.arrays(card.preprocessing))
+    assert topk_accuracy(logits, digits.test.labels, 1) == pytest.approx(card.training.test_accuracy)
+
+
+def test_freeze_features_trains_only_the_head(trained, digits, tmp_path):
+    base = trained("lenet5")
+    card = train(TrainConfig("lenet5", epochs=1, freeze=Freeze.features,
+                             weights=str(base / "checkpoint.pt")), tmp_path / "ft", splits=digits,
+                 progress=False)
+    before = torch.load(base / "checkpoint.pt", weights_only=True)
+    after = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=True)
+    from zoodeploy.models.zoo import get_spec
+    head = get_spec("lenet5").head
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(head + ".") for k in changed), changed
+    assert card.training.freeze == "features"
+
+
+def test_freeze_without_weights_is_refused():
+    with pytest.raises(ZoodeployError, match="pretrained"):
+        TrainConfig("lenet5", freeze=Freeze.features)
+
+
+def test_too_small_input_is_refused():
+    from zoodeploy.models.zoo import get_spec
+    spec = get_spec("inception_v3")
+    with pytest.raises(ZoodeployError, match="at least"):
+        TrainConfig("inception_v3", image_size=spec.min_input_size - 1)
+
+
+def test_card_is_valid_json_and_nothing_half_written(trained):
+    path = trained("lenet5")
+    json.loads((path / "card.json").read_text())
+    assert not list(path.glob("*.tmp")) and not list(path.glob(".*.tmp"))

@@ -1,0 +1,105 @@
+"""One real `optimize` run on a trained MobileNetV2 with every pass: fused, int8 with accuracy
+control under the saturating S8S8 scheme, fp16, int8 in ORT format; then what each left behind."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from zoodeploy.card import load_card, variant_path
+from zoodeploy.evaluate.accuracy import test_arrays
+from zoodeploy.optimize import OptimizeConfig, optimize
+from zoodeploy.optimize.isa import detect_isa
+from zoodeploy.runtime import RunOptions, open_runner
+
+BUDGET = 0.5  # top-1 points on the validation split
+
+
+@pytest.fixture(scope="module")
+def optimized(trained, tmp_path_factory):
+    artifact = tmp_path_factory.mktemp("optimize") / "mobilenet_v2"
+    shutil.copytree(trained("mobilenet_v2"), artifact)
+    cfg = OptimizeConfig(fuse=True, int8=True, fp16=True, ort_format=True, scheme="s8s8", max_drop=BUDGET,
+                         calib_size=64, threads=1)
+    variants = {v.name: v for v in optimize(artifact, cfg)}
+    return artifact, variants
+
+
+def test_every_variant_lands_with_hash_accuracy_and_drift(optimized):
+    artifact, variants = optimized
+    assert list(variants) == ["fused", "int8", "fp16", "int8-ort"]
+    card = load_card(artifact)
+    for name, v in variants.items():
+        assert card.variants[name] == v
+        variant_path(artifact, v)  # exists, sha256 matches
+        assert v.made_by and v.recipe
+        assert v.accuracy.split == "test" and v.accuracy.n == card.data.counts["test"]
+        assert v.accuracy.drop_pt is not None and v.accuracy.agreement is not None
+        meta = {p.key for p in onnx.load(str(artifact / v.file)).metadata_props} if v.file.endswith(".onnx") else None
+        assert meta is None or "zoodeploy.card" in meta
+
+
+def test_accuracy_control_meets_the_budget_plain_s8s8_breaks(optimized):
+    artifact, variants = optimized
+    ac = variants["int8"].validation["accuracy_control"]
+    plain = ac["steps"][0]
+    assert plain["kept_in_float"] == 0
+    if plain["val_drop_pt"] <= BUDGET and detect_isa().vnni:
+        pytest.skip("s8s8 does not saturate on this CPU (VNNI): plain quantization is within budget")
+    assert plain["val_drop_pt"] > BUDGET  # measured: S8S8 saturates without VNNI
+    assert ac["met"] and ac["val_drop_pt"] <= BUDGET and ac["split"] == "val"
+    kept = ac["nodes_kept_in_float"]
+    assert kept and variants["int8"].recipe["nodes_to_exclude"] == kept
+    assert variants["int8"].precision == "mixed"
+    model = onnx.load(str(artifact / variants["int8"].file))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    by_name = {n.name: n for n in model.graph.node}
+    for name in kept:  # really in float: no input comes through a DequantizeLinear
+        assert name in by_name
+        assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear"
+                   for i in by_name[name].input), name
+    ranked = [r["node"] for r in ac["ranking"]]
+    assert ranked[:len(kept)] == kept  # the worst-ranked nodes, in order
+
+
+def test_speed_is_measured_and_a_slower_variant_says_so(optimized):
+    _, variants = optimized
+    for name in ("int8", "fp16", "int8-ort"):
+        v = variants[name]
+        speed = v.validation["speed"]
+        assert speed["reference"] == "fused" and v.latency["1"].p50_ms == pytest.approx(speed["p50_ms"], abs=1e-3)
+        slower = speed["p50_ms"] >= speed["reference_p50_ms"]
+        assert any("not faster" in n or "slower" in n for n in v.notes) == slower, (name, speed, v.notes)
+
+
+def test_fp16_keeps_fp32_io_and_fp16_inside(optimized):
+    artifact, variants = optimized
+    model = onnx.load(str(artifact / variants["fp16"].file))
+    elem = onnx.TensorProto
+    assert model.graph.input[0].type.tensor_type.elem_type == elem.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == elem.FLOAT
+    assert any(i.data_type == elem.FLOAT16 for i in model.graph.initializer)
+    assert variants["fp16"].accuracy.agreement >= 95.0
+
+
+def test_ort_format_runs_and_keeps_minimal_build_config(optimized):
+    artifact, variants = optimized
+    v = variants["int8-ort"]
+    assert v.file == "int8.ort"
+    config = artifact / v.recipe["required_operators_config"]
+    assert config.is_file() and any("QuantizeLinear" in ln or "QLinearConv" in ln for ln in v.validation["required_operators"])
+    report = v.validation["mobile_usability"]
+    assert set(report["eps"]) == {"NNAPI", "CoreML NeuralNetwork", "CoreML MLProgram"}
+    for ep in report["eps"].values():
+        assert ep["suitability"] in ("YES", "MAYBE", "NO") and ep["nodes"] > 0
+    card = load_card(artifact)
+    x, _ = test_arrays(card)
+    outs = []
+    for name in ("int8", "int8-ort"):
+        runner = open_runner(artifact, name, RunOptions(threads=1))
+        outs.append(runner.run(x[:16]))
+        runner.close()
+    np.testing.assert_allclose(outs[1], outs[0], atol=1e-4)  # same int8 model, ORT's own format

@@ -1,0 +1,94 @@
+"""Quantization pieces: the calibration reader, where calibration data comes from, the schemes."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from onnxruntime.quantization import CalibrationDataReader
+
+from zoodeploy.card import load_card, variant_path
+from zoodeploy.errors import DataError, OptimizeError
+from zoodeploy.optimize import OptimizeConfig
+from zoodeploy.optimize.data import calibration_arrays
+from zoodeploy.optimize.quantize import CalibrationReader, QuantConfig, Scheme, quantize
+
+
+def test_reader_follows_ort_protocol_including_strided_ranges():
+    x = np.arange(10 * 3 * 2 * 2, dtype=np.float32).reshape(10, 3, 2, 2)
+    reader = CalibrationReader(x, "input", batch=4)
+    assert isinstance(reader, CalibrationDataReader) and len(reader) == 3
+    assert [b["input"].shape[0] for b in reader] == [4, 4, 2]
+    assert reader.get_next() is None
+    reader.set_range(1, 2)
+    np.testing.assert_array_equal(reader.get_next()["input"], x[4:8])
+    assert reader.get_next() is None
+
+
+@pytest.mark.parametrize("kw, needle", [({"scheme": "s4s4"}, "--scheme"), ({"calibration": "kl"}, "--calibration"),
+                                        ({"calib_size": 0}, "--calib-size")])
+def test_bad_quant_config_is_one_clear_error(kw, needle):
+    with pytest.raises(OptimizeError, match=needle):
+        QuantConfig(**kw)
+
+
+@pytest.mark.parametrize("kw, needle", [({"fuse": False, "int8": False}, "nothing to do"),
+                                        ({"max_drop": -1.0}, "--max-drop"), ({"threads": 0}, "--threads")])
+def test_bad_optimize_config_is_one_clear_error(kw, needle):
+    with pytest.raises(OptimizeError, match=needle):
+        OptimizeConfig(**kw)
+
+
+def _digests(x: np.ndarray) -> set[bytes]:
+    return {a.tobytes() for a in x}
+
+
+def test_calibration_uses_training_images_only(trained, digits):
+    card = load_card(trained("lenet5"))
+    calib, desc = calibration_arrays(card, None, 64)
+    assert len(calib) == 64 and "train split" in desc
+    prep = card.preprocessing
+    assert _digests(calib) <= _digests(digits.train.arrays(prep))
+    assert not _digests(calib) & _digests(digits.test.arrays(prep))
+    assert not _digests(calib) & _digests(digits.val.arrays(prep))
+
+
+def test_calibration_directory_without_images_is_a_clear_error(trained, tmp_path):
+    card = load_card(trained("lenet5"))
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match="has no images"):
+        calibration_arrays(card, str(tmp_path / "empty"), 8)
+
+
+def test_calibration_from_a_plain_folder_of_images(trained, tmp_path, digits):
+    card = load_card(trained("lenet5"))
+    for i in range(5):
+        digits.train.image(i).save(tmp_path / f"{i}.png")
+    calib, desc = calibration_arrays(card, str(tmp_path), 100)
+    assert calib.shape == (5, 3, card.input_size, card.input_size) and "5 of 5 images" in desc
+
+
+def test_tensorrt_scheme_is_symmetric_s8s8_per_channel_qdq(zoo_artifact, tmp_path):
+    artifact = tmp_path / "resnet18"
+    shutil.copytree(zoo_artifact("resnet18"), artifact)
+    v = quantize(artifact, QuantConfig(scheme=Scheme.tensorrt, calib_size=8), variant_name="int8-trt-qdq")
+    assert v.name == "int8-trt-qdq" and v.file == "int8-trt-qdq.onnx" and v.recipe["scheme"] == "tensorrt"
+    assert v.accuracy is not None and v.accuracy.drop_pt is not None
+    model = onnx.load(str(variant_path(artifact, v)))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q_nodes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    dq_weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                  and inits[n.input[0]].dtype == np.int8 and inits[n.input[0]].ndim == 4]
+    assert q_nodes and dq_weights
+    for q in q_nodes:  # activations: int8, zero point 0 (symmetric)
+        zp = inits[q.input[2]]
+        assert zp.dtype == np.int8 and not zp.any()
+    for dq in dq_weights:  # conv weights: int8, one scale per output channel, zero points 0
+        assert inits[dq.input[1]].shape == (inits[dq.input[0]].shape[0],)
+        assert not inits[dq.input[2]].any()
+    assert any(n.op_type == "Relu" for n in model.graph.node)  # kept explicit for TensorRT to fuse
+    assert load_card(artifact).variants["int8-trt-qdq"].sha256 == v.sha256

@@ -1,0 +1,32 @@
+"""Every zoo model goes through fuse + int8; each variant lands verified, with accuracy and drift."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from zoodeploy.card import load_card, variant_path
+from zoodeploy.models.zoo import list_models
+from zoodeploy.optimize import OptimizeConfig, optimize
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_fuse_and_int8_for_every_zoo_model(zoo_artifact, name):
+    artifact = zoo_artifact(name)
+    cfg = OptimizeConfig(fuse=True, int8=True, calib_size=8, max_drop=None, bench=False, threads=1)
+    variants = {v.name: v for v in optimize(artifact, cfg)}
+    assert set(variants) == {"fused", "int8"}
+    card = load_card(artifact)
+    for v in variants.values():
+        variant_path(artifact, v)  # the file is there and matches the sha256 in the card
+        assert card.variants[v.name].sha256 == v.sha256
+        acc = v.accuracy
+        assert acc is not None and acc.split == "test" and acc.n == card.data.counts["test"]
+        assert acc.drop_pt is not None and acc.agreement is not None and acc.max_abs_err is not None
+    fused = variants["fused"].validation
+    assert fused["batchnorm_left"] == 0 and "BatchNormalization" not in fused["op_counts_after"]
+    assert fused["nodes_after"] <= fused["nodes_before"]
+    assert variants["fused"].accuracy.agreement == 100.0  # fusion changes rounding only
+    int8 = onnx.load(str(variant_path(artifact, variants["int8"])))
+    ops = {n.op_type for n in int8.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops, f"{name}: nothing was quantized"

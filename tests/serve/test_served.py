@@ -1,0 +1,171 @@
+"""The serving glue without a server: config, variant choice, request decoding, answers."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoodeploy.card import Accuracy, LatencyStats, load_card, save_card
+from zoodeploy.errors import ArtifactError
+from zoodeploy.preprocess import Preprocessing, load_image, preprocess, softmax
+from zoodeploy.serve import (Plan, RequestError, ServeConfig, ServeConfigError, images_to_tensor, ort_threads,
+                             pick_variant, provider_for, resources_for, tensor_input, top_k)
+
+PREP = Preprocessing(input_size=32, resize=32)
+
+
+def png(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def digit_like(mode: str) -> Image.Image:
+    """An 8x8-ish test pattern in any PIL mode a client might send."""
+    gray = (np.arange(24 * 20).reshape(24, 20) % 251).astype(np.uint8)
+    base = Image.fromarray(gray, "L")
+    if mode == "I;16":
+        return Image.fromarray(gray.astype(np.uint16) * 257)  # 16-bit grayscale: mode I;16
+    return base.convert(mode)
+
+
+# --- config --------------------------------------------------------------------------------------
+
+def test_config_reads_args_over_env_over_defaults():
+    env = {"ZOODEPLOY_ARTIFACT": "/a", "ZOODEPLOY_MAX_BATCH_SIZE": "16", "ZOODEPLOY_WORKERS": "2"}
+    cfg = ServeConfig.load({"workers": "3"}, env)
+    assert (cfg.artifact, cfg.max_batch_size, cfg.workers) == ("/a", 16, 3)
+    assert ServeConfig.load({}, {}).source == "artifacts/default"
+    assert ServeConfig.load({"model": "m:v"}, {}).source == "m:v"
+
+
+@pytest.mark.parametrize("args, needle", [
+    ({"artifact": "a", "model": "m"}, "not both"),
+    ({"workers": "two"}, "integer"),
+    ({"max_batch_size": "1"}, ">= 2"),
+    ({"provider": "tpu"}, "cpu, cuda, tensorrt"),
+    ({"threads": "0"}, ">= 1"),
+    ({"modle": "m"}, "unknown bento argument"),
+])
+def test_bad_config_says_what_is_wrong(args, needle):
+    with pytest.raises(ServeConfigError, match=needle):
+        ServeConfig.load(args, {})
+
+
+def test_threads_follow_the_worker_count():
+    assert ort_threads(1, cores=16) == 16
+    assert ort_threads(4, cores=16) == 4
+    assert ort_threads(3, cores=2) == 1
+
+
+# --- which variant -------------------------------------------------------------------------------
+
+def _acc(top1: float) -> Accuracy:
+    return Accuracy(n=360, top1=top1, top5=100.0)
+
+
+def _card_with_variants(artifact):
+    card = load_card(artifact)
+    fp32 = card.variants["fp32"]
+    card.variants["int8"] = fp32.model_copy(deep=True, update={"name": "int8", "precision": "int8"})
+    card.variants["trt-fp16"] = fp32.model_copy(deep=True, update={"name": "trt-fp16", "runtime": "tensorrt"})
+    return card
+
+
+def test_selected_variant_wins(trained):
+    card = _card_with_variants(trained("mobilenet_v2"))
+    card.selected = "int8"
+    assert pick_variant(card) == ("int8", None)
+    assert pick_variant(card, "fp32") == ("fp32", None)
+    with pytest.raises(ArtifactError, match="no variant 'fp16'"):
+        pick_variant(card, "fp16")
+
+
+def test_fallback_is_the_best_measured_variant_and_says_so(trained):
+    card = _card_with_variants(trained("mobilenet_v2"))
+    card.variants["fp32"].accuracy = _acc(97.0)
+    card.variants["int8"].accuracy = _acc(97.0)
+    card.variants["int8"].latency["1"] = LatencyStats(batch=1, runs=40, p50_ms=0.5, p90_ms=0.6, p99_ms=0.7,
+                                                      mean_ms=0.5, throughput=2000.0)
+    card.variants["trt-fp16"].accuracy = _acc(99.0)  # better, but a GPU engine: not on a CPU server
+    name, note = pick_variant(card)
+    assert name == "int8" and "selects no variant" in note and "int8" in note
+    assert pick_variant(card, gpu=True)[0] == "trt-fp16"
+
+
+def test_fallback_without_measurements_is_fp32(trained):
+    name, note = pick_variant(load_card(trained("mobilenet_v2")))
+    assert name == "fp32" and "reference" in note
+
+
+def test_gpu_variants_ask_for_a_gpu(trained):
+    card = _card_with_variants(trained("mobilenet_v2"))
+    trt, onnx = card.variants["trt-fp16"], card.variants["fp32"]
+    assert provider_for(onnx, ServeConfig()) == "cpu" and resources_for("cpu") == {}
+    assert provider_for(trt, ServeConfig()) == "cuda" and resources_for("cuda") == {"gpu": 1}
+    assert provider_for(onnx, ServeConfig(provider="tensorrt")) == "tensorrt"
+    with pytest.raises(ArtifactError, match="only on an NVIDIA GPU"):
+        provider_for(trt, ServeConfig(provider="cpu"))
+
+
+def test_plan_reads_the_artifact(artifact):
+    art = artifact("mobilenet_v2")
+    card = load_card(art)
+    card.selected = "fp32"
+    save_card(art, card)
+    plan = Plan.make(ServeConfig(artifact=str(art)))
+    assert (plan.variant, plan.provider, plan.note, plan.input_shape) == ("fp32", "cpu", None, (3, 32, 32))
+    with pytest.raises(ArtifactError, match="no card.json"):
+        Plan.make(ServeConfig(artifact=str(art / "nope")))
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode, fmt", [("L", "PNG"), ("RGB", "JPEG"), ("RGBA", "PNG"), ("P", "PNG"),
+                                       ("LA", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("1", "BMP")])
+def test_images_decode_as_evaluate_does(mode, fmt):
+    data = png(digit_like(mode), fmt)
+    x = images_to_tensor([data, data], PREP, max_pixels=10_000)
+    assert x.shape == (2, 3, 32, 32) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[0], preprocess(load_image(data), PREP))
+
+
+@pytest.mark.parametrize("data, needle", [
+    (b"", "empty image data"),
+    (b"this is not an image", "not a readable image"),
+    (png(digit_like("L"))[:60], "not a readable image"),
+    (png(Image.new("L", (200, 100))), "over the limit of 10000"),
+])
+def test_bad_images_are_refused_with_the_reason(data, needle):
+    with pytest.raises(RequestError, match=needle):
+        images_to_tensor([data], PREP, max_pixels=10_000)
+
+
+def test_a_bad_image_in_a_batch_is_named_by_position():
+    good = png(digit_like("L"))
+    with pytest.raises(RequestError, match="image 2 of 3"):
+        images_to_tensor([good, b"junk", good], PREP, max_pixels=10_000)
+
+
+def test_tensor_input_accepts_numbers_and_refuses_the_rest():
+    ok = tensor_input(np.zeros((2, 3, 32, 32), np.float64), (3, 32, 32), max_rows=4)
+    assert ok.dtype == np.float32 and ok.shape == (2, 3, 32, 32)
+    cases = [(np.zeros((1, 3, 16, 16)), "shape"), (np.zeros((3, 32, 32)), "shape"),
+             (np.array([["a"]]), "numbers"), (np.ones((1, 3, 32, 32), bool), "numbers"),
+             (np.zeros((5, 3, 32, 32)), "limit of 4"), (np.full((1, 3, 32, 32), np.nan), "NaN")]
+    for x, needle in cases:
+        with pytest.raises(RequestError, match=needle):
+            tensor_input(x, (3, 32, 32), max_rows=4)
+
+
+def test_top_k_is_softmax_of_the_logits():
+    logits = np.array([[0.0, 3.0, 1.0], [2.0, 0.0, 0.0]], np.float32)
+    out = top_k(logits, ["a", "b", "c"], k=2)
+    probs = softmax(logits)
+    assert [o["label"] for o in out] == ["b", "a"]
+    assert out[0]["top_k"][1]["label"] == "c" and len(out[0]["top_k"]) == 2
+    assert out[0]["probability"] == pytest.approx(float(probs[0, 1]))
+    assert len(top_k(logits, ["a", "b", "c"], k=50)[0]["top_k"]) == 3

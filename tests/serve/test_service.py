@@ -1,0 +1,232 @@
+"""The BentoML service through a real `bentoml serve` process and real HTTP clients.
+
+One server per module (conftest.py); every hard edge is followed by a good request, so a
+refused request must leave the server serving.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import bentoml
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from zoodeploy.card import load_card
+from zoodeploy.evaluate import accuracy as evaluate_path  # its test_arrays is no test
+from zoodeploy.fileio import sha256_file
+from zoodeploy.preprocess import softmax
+from zoodeploy.runtime import RunOptions, open_runner
+from zoodeploy.serve import images_to_tensor, ort_threads
+
+from serve_helpers import png_bytes, start_server
+
+TOL = 1e-5  # probabilities: same variant, same preprocessing; only the batch composition differs
+
+
+def classify(url: str, data: bytes, route: str = "/classify", field: str = "image", **form) -> httpx.Response:
+    return httpx.post(url + route, files={field: ("upload.png", data, "image/png")}, data=form, timeout=120)
+
+
+def probs_of(answer: dict, num_classes: int = 10) -> np.ndarray:
+    p = np.zeros(num_classes)
+    for entry in answer["top_k"]:
+        p[entry["index"]] = entry["probability"]
+    return p
+
+
+@pytest.fixture(scope="module")
+def offline(served_artifact, test_images):
+    """The evaluate path: the card's test arrays through open_runner, as `zoodeploy evaluate` runs them."""
+    card = load_card(served_artifact)
+    pngs, labels = test_images
+    x = evaluate_path.test_arrays(card)[0][:len(pngs)]
+    runner = open_runner(served_artifact, "fp32", RunOptions(threads=1))
+    try:
+        logits = evaluate_path.run_batched(runner, x)
+    finally:
+        runner.close()
+    return {"x": x, "logits": logits, "probs": softmax(logits), "card": card, "artifact": served_artifact}
+
+
+def test_ready_only_after_the_model_is_loaded_and_warm(server):
+    assert "serving mobilenet_v2 variant 'fp32'" in server.log_at_ready  # logged after warm-up
+    assert httpx.get(server.url + "/readyz").status_code == 200
+    assert httpx.get(server.url + "/livez").status_code == 200
+
+
+def test_uploads_are_the_evaluate_arrays(offline, test_images):
+    """The PNGs the tests upload decode to exactly the arrays `zoodeploy evaluate` scores."""
+    x = images_to_tensor(test_images[0], offline["card"].preprocessing, max_pixels=10_000)
+    np.testing.assert_array_equal(x, offline["x"])
+
+
+def test_served_answers_equal_offline_answers(server, offline, test_images):
+    pngs, labels = test_images
+    with ThreadPoolExecutor(8) as pool:  # concurrent, so the model service batches them
+        singles = list(pool.map(lambda d: classify(server.url, d, top_k="10"), pngs))
+    assert all(r.status_code == 200 for r in singles), singles[0].text
+    served = np.stack([probs_of(r.json()) for r in singles])
+    assert [r.json()["label"] for r in singles] == [str(i) for i in offline["probs"].argmax(1)]
+    np.testing.assert_allclose(served, offline["probs"], atol=TOL)
+
+    batch = httpx.post(server.url + "/classify_batch", files=[("images", (f"{i}.png", d, "image/png"))
+                                                              for i, d in enumerate(pngs[:8])],
+                       data={"top_k": "10"}, timeout=120)
+    assert batch.status_code == 200, batch.text
+    np.testing.assert_allclose([probs_of(a) for a in batch.json()], offline["probs"][:8], atol=TOL)
+
+    logits = httpx.post(server.url + "/predict", json={"tensor": offline["x"][:4].tolist()}, timeout=120)
+    assert logits.status_code == 200, logits.text
+    np.testing.assert_allclose(logits.json(), offline["logits"][:4], atol=1e-4)
+
+
+@pytest.mark.parametrize("mode, fmt", [("RGBA", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("P", "PNG"),
+                                       ("RGB", "JPEG")])
+def test_any_image_mode_is_served_like_offline(server, offline, test_images, mode, fmt):
+    digit = Image.open(io.BytesIO(test_images[0][0])).resize((64, 64))
+    img = Image.fromarray(np.asarray(digit, np.uint16) * 257) if mode == "I;16" else digit.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    r = classify(server.url, buf.getvalue(), top_k="10")
+    assert r.status_code == 200, r.text
+    x = images_to_tensor([buf.getvalue()], offline["card"].preprocessing, max_pixels=10_000)
+    runner = open_runner(offline["artifact"], "fp32", RunOptions(threads=1))
+    expected = softmax(runner.run(x))[0]
+    np.testing.assert_allclose(probs_of(r.json()), expected, atol=TOL)
+
+
+def test_bentoml_client(server, offline, test_images, tmp_path):
+    path = tmp_path / "digit.png"
+    path.write_bytes(test_images[0][0])
+    with bentoml.SyncHTTPClient(server.url) as client:
+        answer = client.classify(image=path, top_k=3)
+        logits = client.predict(tensor=offline["x"][:2])
+        meta = client.metadata()
+    assert answer["label"] == str(offline["probs"][0].argmax()) and len(answer["top_k"]) == 3
+    np.testing.assert_allclose(logits, offline["logits"][:2], atol=1e-4)
+    assert meta["variant"] == "fp32"
+
+
+def test_metadata_is_the_cards_essentials(server, served_artifact):
+    meta = httpx.get(server.url + "/metadata").json()
+    card = load_card(served_artifact)
+    assert (meta["model"], meta["variant"], meta["labels"]) == ("mobilenet_v2", "fp32", card.labels)
+    assert meta["sha256"] == card.variants["fp32"].sha256 and meta["selected_by_card"] is True
+    assert meta["input_shape"] == ["N", 3, 32, 32] and meta["preprocessing"]["input_size"] == 32
+    # the providers the model worker really uses, and threads from the worker count
+    assert meta["serving"]["providers"] == ["CPUExecutionProvider"]
+    assert meta["serving"]["intra_op_threads"] == ort_threads(1)
+    assert httpx.post(server.url + "/metadata").json() == meta
+
+
+# --- hard edges: a 4xx JSON error that says what was wrong, then a good request -----------------
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels: how a decompression bomb starts."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _big_png() -> bytes:
+    return png_bytes(Image.new("L", (2100, 2000)))  # 4.2 M pixels: over the test server's limit of 4 M
+
+
+BAD_REQUESTS = {
+    "not-an-image": (lambda u, d: classify(u, b"%PDF-1.4 this is not an image"), "unknown image format"),
+    "truncated-image": (lambda u, d: classify(u, d[: len(d) // 2]), "not a readable image"),
+    "empty-file": (lambda u, d: classify(u, b""), "empty image data"),
+    "empty-body": (lambda u, d: httpx.post(u + "/classify"), "Field required"),
+    "decompression-bomb": (lambda u, d: classify(u, _png_claiming(100_000, 100_000)), "decompression bomb"),
+    "claims-too-many-pixels": (lambda u, d: classify(u, _png_claiming(3000, 3000)), "over the limit of 4000000"),
+    "over-pixel-limit": (lambda u, d: classify(u, _big_png()), "over the limit of 4000000"),
+    "missing-field": (lambda u, d: classify(u, d, field="file"), "image"),
+    "bad-top-k": (lambda u, d: classify(u, d, top_k="0"), "greater than or equal to 1"),
+    "too-many-images": (lambda u, d: httpx.post(u + "/classify_batch", files=[("images", ("a.png", d))] * 9),
+                        "over the limit of 8"),
+    "tensor-wrong-shape": (lambda u, d: httpx.post(u + "/predict", json={"tensor": np.zeros((1, 3, 16, 16)).tolist()}),
+                           "(N, 3, 32, 32)"),
+    "tensor-wrong-dtype": (lambda u, d: httpx.post(u + "/predict", json={"tensor": [[["a"] * 32] * 32] * 3}),
+                           "must hold numbers"),
+    "tensor-ragged": (lambda u, d: httpx.post(u + "/predict", json={"tensor": [[1.0, 2.0], [3.0]]}), "tensor"),
+    "tensor-missing": (lambda u, d: httpx.post(u + "/predict", json={}), "Field required"),
+    "tensor-not-json": (lambda u, d: httpx.post(u + "/predict", content=b"{not json",
+                                                headers={"content-type": "application/json"}), "error"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_request_is_a_4xx_json_error_and_the_server_keeps_serving(server, offline, test_images, case):
+    send, needle = BAD_REQUESTS[case]
+    good = test_images[0][0]
+    r = send(server.url, good)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    body = r.json()
+    assert isinstance(body, dict) and isinstance(body["error"], str), body
+    assert needle in json.dumps(body), body
+    after = classify(server.url, good)
+    assert after.status_code == 200 and after.json()["label"] == str(offline["probs"][0].argmax()), after.text
+
+
+# --- load ------------------------------------------------------------------------------------------
+
+def _batch_counts(url: str) -> tuple[float, float]:
+    """(model runs, runs of one request) from BentoML's adaptive batch size histogram."""
+    text = httpx.get(url + "/metrics").text
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "bentoml_service_adaptive_batch_size")
+    buckets = [s for s in family.samples if s.name.endswith("_bucket") and s.labels["method_name"] == "infer"]
+    total = sum(s.value for s in buckets if s.labels["le"] == "+Inf")
+    single = sum(s.value for s in buckets if s.labels["le"] == "1.0")
+    return total, single
+
+
+def test_sixteen_clients_fifty_requests_each_no_errors_and_real_batches(server, test_images):
+    pngs, _ = test_images
+    expected = {i: classify(server.url, pngs[i]).json()["label"] for i in range(16)}
+    runs_before, singles_before = _batch_counts(server.url)
+
+    def client(i: int) -> list[str]:
+        failures = []
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            for _ in range(50):
+                r = c.post("/classify", files={"image": ("d.png", pngs[i], "image/png")})
+                if r.status_code != 200 or r.json()["label"] != expected[i]:
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+        return failures
+
+    with ThreadPoolExecutor(16) as pool:
+        failures = [f for fs in pool.map(client, range(16)) for f in fs]
+    assert failures == []
+    runs, singles = _batch_counts(server.url)
+    runs, singles = runs - runs_before, singles - singles_before
+    assert runs < 800, "every request ran the model on its own: adaptive batching formed no batch"
+    assert runs - singles > 0  # model runs that served more than one request
+
+
+# --- restart: last, it replaces the module's server ------------------------------------------------
+
+def test_restart_loses_nothing_and_needs_only_the_artifact(server, served_artifact, test_images, tmp_path):
+    pngs = test_images[0][:6]
+    before = [classify(server.url, d, top_k="10").json() for d in pngs]
+    meta = httpx.get(server.url + "/metadata").json()
+    files = {p.name: sha256_file(p) for p in served_artifact.iterdir()}
+    server.stop()
+    # a fresh BENTOML_HOME: nothing from the first run is needed, only the artifact directory
+    again = start_server(tmp_path, {"ZOODEPLOY_ARTIFACT": str(served_artifact)})
+    try:
+        after = [classify(again.url, d, top_k="10").json() for d in pngs]
+        assert httpx.get(again.url + "/metadata").json() == meta
+    finally:
+        again.stop()
+    assert [a["label"] for a in after] == [b["label"] for b in before]
+    np.testing.assert_allclose([probs_of(a) for a in after], [probs_of(b) for b in before], atol=TOL)
+    assert {p.name: sha256_file(p) for p in served_artifact.iterdir()} == files  # serving wrote nothing

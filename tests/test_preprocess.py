@@ -1,0 +1,80 @@
+"""Preprocessing: any PIL mode to RGB, exact resize/crop/normalize, bad images refused."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoodeploy.errors import ImageError
+from zoodeploy.preprocess import Preprocessing, load_image, preprocess, preprocess_batch, softmax
+
+
+def _png(img: Image.Image, fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "CMYK", "I;16", "LA", "1"])
+def test_every_mode_becomes_the_same_shape(mode):
+    rgb = Image.fromarray(np.arange(48 * 40 * 3, dtype=np.uint8).reshape(40, 48, 3) % 251, "RGB")
+    img = rgb.convert(mode) if mode != "I;16" else Image.fromarray((np.arange(40 * 48).reshape(40, 48) * 30).astype(np.uint16))
+    fmt = "JPEG" if mode == "CMYK" else ("TIFF" if mode == "CMYK" else "PNG")
+    out = preprocess(load_image(_png(img, fmt)), Preprocessing(input_size=32, resize=36))
+    assert out.shape == (3, 32, 32) and out.dtype == np.float32 and np.isfinite(out).all()
+
+
+def test_sixteen_bit_uses_the_full_range():
+    img = Image.fromarray(np.full((8, 8), 65535, np.uint16))
+    out = preprocess(img, Preprocessing(input_size=8, resize=8, mean=(0, 0, 0), std=(1, 1, 1)))
+    assert np.allclose(out, 1.0)
+
+
+def test_resize_shorter_side_then_centre_crop_then_normalize():
+    p = Preprocessing(input_size=4, resize=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    # a 16x8 image: shorter side 8 -> 16x8 stays, centre crop 4x4 of the middle
+    arr = np.zeros((8, 16, 3), np.uint8)
+    arr[:, 6:10] = 255  # the middle 4 columns white
+    out = preprocess(Image.fromarray(arr), p)
+    assert np.allclose(out, 1.0)  # (1 - 0.5) / 0.5
+    assert preprocess_batch([Image.fromarray(arr)] * 3, p).shape == (3, 3, 4, 4)
+
+
+def test_transparent_pixels_become_black_not_garbage():
+    img = Image.new("RGBA", (4, 4), (255, 255, 255, 0))
+    out = preprocess(img, Preprocessing(input_size=4, resize=4, mean=(0, 0, 0), std=(1, 1, 1)))
+    assert np.allclose(out, 0.0)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"definitely not an image", "not a readable image"),
+    (_png(Image.new("RGB", (64, 64), "red"))[:60], "not a readable image"),
+])
+def test_bad_bytes_are_image_errors(data, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(data)
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    big = _png(Image.new("L", (2000, 2000)))
+    with pytest.raises(ImageError, match="over the limit"):
+        load_image(big, max_pixels=1_000_000)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "nope.png")
+
+
+def test_preprocessing_round_trips_and_validates():
+    p = Preprocessing.for_size(64)
+    assert p.resize == 73 and Preprocessing.from_dict(p.to_dict()) == p
+    with pytest.raises(ValueError):
+        Preprocessing(input_size=64, resize=32)
+
+
+def test_softmax_rows_sum_to_one():
+    s = softmax(np.array([[1000.0, 0.0], [1.0, 2.0]], np.float32))
+    assert np.allclose(s.sum(1), 1.0) and s[0, 0] == pytest.approx(1.0)
