@@ -9,7 +9,8 @@ from zoodeploy.serve.process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "mobilenet_v2"  # the README's default model
-LIMITS = {"ZOODEPLOY_MAX_PIXELS": "4000000", "ZOODEPLOY_MAX_IMAGES": "8"}  # small, so the tests reach them
+# small, so the tests reach them
+LIMITS = {"ZOODEPLOY_MAX_PIXELS": "4000000", "ZOODEPLOY_MAX_IMAGES": "8", "ZOODEPLOY_MAX_UPLOAD_MB": "1"}
 
 
 def png_bytes(img) -> bytes:

@@ -104,11 +104,15 @@ def test_fallback_without_measurements_is_fp32(trained):
 def test_gpu_variants_ask_for_a_gpu(trained):
     card = _card_with_variants(trained("mobilenet_v2"))
     trt, onnx = card.variants["trt-fp16"], card.variants["fp32"]
-    assert provider_for(onnx, ServeConfig()) == "cpu" and resources_for("cpu") == {}
-    assert provider_for(trt, ServeConfig()) == "cuda" and resources_for("cuda") == {"gpu": 1}
-    assert provider_for(onnx, ServeConfig(provider="tensorrt")) == "tensorrt"
+    assert provider_for(onnx, ServeConfig()) == ("cpu", None) and resources_for("cpu") == {}
+    assert provider_for(trt, ServeConfig()) == ("cuda", None) and resources_for("cuda") == {"gpu": 1}
+    assert provider_for(onnx, ServeConfig(provider="tensorrt")) == ("tensorrt", None)
     with pytest.raises(ArtifactError, match="only on an NVIDIA GPU"):
         provider_for(trt, ServeConfig(provider="cpu"))
+    fp16 = onnx.model_copy(update={"name": "fp16", "recipe": {"target": "gpu"}})
+    assert provider_for(fp16, ServeConfig()) == ("cuda", None)
+    provider, note = provider_for(fp16, ServeConfig(provider="cpu"))  # allowed, never silently
+    assert provider == "cpu" and "made for a GPU" in note
 
 
 def test_plan_reads_the_artifact(artifact):
@@ -117,7 +121,7 @@ def test_plan_reads_the_artifact(artifact):
     card.selected = "fp32"
     save_card(art, card)
     plan = Plan.make(ServeConfig(artifact=str(art)))
-    assert (plan.variant, plan.provider, plan.note, plan.input_shape) == ("fp32", "cpu", None, (3, 32, 32))
+    assert (plan.variant, plan.provider, plan.notes, plan.input_shape) == ("fp32", "cpu", (), (3, 32, 32))
     with pytest.raises(ArtifactError, match="no card.json"):
         Plan.make(ServeConfig(artifact=str(art / "nope")))
 

@@ -42,10 +42,10 @@ def list_cmd(include: IncludeOpt = None, json: JsonFlag = False) -> None:
     if json:
         print_json([_spec_dict(s) for s in specs])
         return
-    table = Table("family", "year", "input", "params", "MACs", "weights", box=box.SIMPLE_HEAD,
+    table = Table(Column("name", no_wrap=True),  # names are what users copy
+                  "family", "year", "input", "params", "MACs", "weights", box=box.SIMPLE_HEAD,
                   pad_edge=False,
                   caption="params, MACs: published, at the input size; weights: pretrained ones")
-    table.columns.insert(0, Column("name", no_wrap=True))  # names are what users copy
     for s in specs:
         table.add_row(s.name, s.family, str(s.year), str(s.input_size), _si(s.published_params),
                       _si(s.published_macs), IMAGENET if s.weights_enum else "")

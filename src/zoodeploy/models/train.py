@@ -31,7 +31,7 @@ class TrainConfig:
     model: str
     data: str = "digits"
     image_size: int | None = None  # default: 32 for digits (or the model's minimum), else its own
-    epochs: int = 8
+    epochs: int | None = None  # default: the zoo entry's train_epochs
     batch_size: int = 64
     lr: float = 1e-2
     weight_decay: float = 5e-4
@@ -44,6 +44,8 @@ class TrainConfig:
     def __post_init__(self):
         self.freeze = Freeze(self.freeze)
         spec = get_spec(self.model)  # unknown names fail here, with suggestions
+        if self.epochs is None:
+            self.epochs = spec.train_epochs
         if self.image_size is None:
             self.image_size = max(32, spec.min_input_size) if self.data == "digits" else spec.input_size
         if self.image_size < spec.min_input_size:
@@ -83,6 +85,16 @@ def _checkpoint_num_classes(spec: ModelSpec, path: str) -> int | None:
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else {}
     w = state.get(f"{spec.head}.weight") if isinstance(state, dict) else None
     return int(w.shape[0]) if isinstance(w, torch.Tensor) else None
+
+
+def _skip_small_aux_branches(model: nn.Module, spec: ModelSpec, image_size: int) -> None:
+    """Inception v3's auxiliary classifier needs >= 299 px: below that it trains without it.
+
+    Its weights stay in the model (unused), so the checkpoint loads into the zoo's builder.
+    """
+    if spec.aux_heads and image_size < spec.aux_min_input_size:
+        for head in spec.aux_heads:
+            model.get_submodule(head.rpartition(".")[0]).forward = lambda *args, **kwargs: None
 
 
 def _loss(out, target: torch.Tensor, aux_weight: float, smoothing: float) -> torch.Tensor:
@@ -141,6 +153,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
     x_train, y_train = splits.train.arrays(prep), splits.train.labels
     x_val, x_test = splits.val.arrays(prep), splits.test.arrays(prep)
     model = _initial_model(cfg, spec, len(splits.labels))
+    _skip_small_aux_branches(model, spec, cfg.image_size)
     params = _set_trainable(model, spec, cfg.freeze)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * -(-len(x_train) // cfg.batch_size)

@@ -38,6 +38,9 @@ class ModelSpec:
     figures_source: str = ""
     weights_enum: str | None = None  # e.g. "ResNet50_Weights.IMAGENET1K_V2"
     aux_loss_weight: float = 0.0  # weight of auxiliary classifier losses in training
+    # `zoodeploy train`'s default epochs from scratch on a small data set such as digits: enough
+    # for a big net to converge in minutes on 2 cores; tiny nets (LeNet-5) need more, cheaper ones
+    train_epochs: int = 12
     aux_heads: tuple[str, ...] = ()  # final layers of the auxiliary classifiers (GoogLeNet)
     aux_min_input_size: int = 0  # smallest input the auxiliary classifiers take (train mode)
     figures_num_classes: int = 1000  # the class count the published figures are for

@@ -40,13 +40,14 @@ class ServeConfig:
     max_latency_ms: int = 2000  # adaptive batching sheds a request that would wait longer (503)
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused before decoding (decompression bombs)
     max_images: int = 64  # images (or tensor rows) in one request
+    max_upload_mb: int = 64  # request body size; larger ones are refused (413) before parsing
 
     def __post_init__(self):
         if self.artifact and self.model:
             raise ServeConfigError("give either artifact (a directory) or model (a store tag), not both")
         if self.provider is not None and self.provider not in PROVIDERS:
             raise ServeConfigError(f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}")
-        for name in ("workers", "max_batch_size", "max_latency_ms", "max_pixels", "max_images"):
+        for name in ("workers", "max_batch_size", "max_latency_ms", "max_pixels", "max_images", "max_upload_mb"):
             if getattr(self, name) < 1:
                 raise ServeConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 1, got {getattr(self, name)}")
         if self.threads is not None and self.threads < 1:

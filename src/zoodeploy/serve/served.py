@@ -77,13 +77,22 @@ def _p50(v: Variant) -> float:
     return stats.p50_ms if stats else float("inf")
 
 
-def provider_for(variant: Variant, config: ServeConfig) -> str:
-    """Where the variant runs: as configured, else on the GPU only when it cannot run elsewhere."""
-    provider = config.provider or ("cuda" if needs_gpu(variant) else "cpu")
-    if needs_gpu(variant) and provider == "cpu":
+def made_for_gpu(variant: Variant) -> bool:
+    """GPU-only engines, and ONNX variants made for a GPU (fp16 records recipe target "gpu")."""
+    return needs_gpu(variant) or variant.recipe.get("target") == "gpu"
+
+
+def provider_for(variant: Variant, config: ServeConfig) -> tuple[str, str | None]:
+    """(provider, note): as configured, else where the card says the variant is meant to run."""
+    if config.provider is None:
+        return ("cuda" if made_for_gpu(variant) else "cpu"), None
+    if needs_gpu(variant) and config.provider == "cpu":
         raise ArtifactError(f"variant {variant.name!r} is a {variant.runtime} engine and runs only on an "
                             "NVIDIA GPU; serve it with ZOODEPLOY_PROVIDER=cuda, or pick an ONNX variant")
-    return provider
+    if made_for_gpu(variant) and config.provider == "cpu":
+        return "cpu", (f"variant {variant.name!r} was made for a GPU; it runs on the CPU here because "
+                       "ZOODEPLOY_PROVIDER=cpu asks for it")
+    return config.provider, None
 
 
 def resources_for(provider: str) -> dict[str, Any]:
@@ -111,14 +120,15 @@ class Plan:
     card: ModelCard
     variant: str
     provider: str
-    note: str | None  # why this variant, when the card did not select it
+    notes: tuple[str, ...]  # choices the card did not make itself, for the log
 
     @classmethod
     def make(cls, config: ServeConfig) -> Plan:
         path = artifact_dir(config)
         card = load_card(path)
-        name, note = pick_variant(card, config.variant, gpu=config.provider not in (None, "cpu"))
-        return cls(path, card, name, provider_for(card.variants[name], config), note)
+        name, why = pick_variant(card, config.variant, gpu=config.provider not in (None, "cpu"))
+        provider, where = provider_for(card.variants[name], config)
+        return cls(path, card, name, provider, tuple(n for n in (why, where) if n))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -132,8 +142,8 @@ class ServedModel:
 
     def __init__(self, plan: Plan, config: ServeConfig):
         from zoodeploy.runtime import open_runner
-        if plan.note:
-            log.warning(plan.note)
+        for note in plan.notes:
+            log.warning(note)
         self.plan = plan
         self.runner: Runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider),
                                           card=plan.card)

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from zoodeploy.serve.config import ServeConfig, bento_arguments
+from zoodeploy.serve.guard import UploadGuard
 from zoodeploy.serve.served import (Plan, RequestError, ServedModel, essentials, images_to_tensor,
                                     resources_for, tensor_input, top_k)
 
@@ -116,6 +117,11 @@ class Classifier:
     async def _predict(self, tensor: np.ndarray) -> np.ndarray:
         x = tensor_input(tensor, PLAN.input_shape, CONFIG.max_images)
         return await self.model.to_async.infer(x)
+
+
+Classifier.add_asgi_middleware(UploadGuard, limited=frozenset({"/predict"}),
+                               uploads={"/classify": "image", "/classify_batch": "images"},
+                               values=frozenset({"top_k"}), max_bytes=CONFIG.max_upload_mb * 2**20)
 
 
 def _read_images(paths: list[Path], prep, max_pixels: int) -> np.ndarray:
