@@ -117,3 +117,21 @@ def zoo_artifact(tmp_path_factory, digits):
         return made[(name, size)]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def optimized(trained, tmp_path_factory):
+    """optimized(name) -> read-only trained artifact with the real `fused` and `int8` variants
+    (optimize() on 1 thread, without accuracy control or timing); copy it before changing it."""
+    from zoodeploy.optimize import OptimizeConfig, optimize
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            out = tmp_path_factory.mktemp("optimized") / name
+            shutil.copytree(trained(name), out)
+            optimize(out, OptimizeConfig(fuse=True, int8=True, max_drop=None, bench=False, threads=1))
+            made[name] = out
+        return made[name]
+
+    return get

@@ -15,7 +15,6 @@ from onnx import helper, numpy_helper
 from zoodeploy.card import add_variant, load_card, make_variant
 from zoodeploy.evaluate.gate import GateConfig, LatencyBaseline, check
 from zoodeploy.errors import GateError, ZoodeployError
-from zoodeploy.optimize import OptimizeConfig, optimize
 
 FAST = ["--max-seconds", "4"]
 
@@ -23,15 +22,6 @@ FAST = ["--max-seconds", "4"]
 def zd(*args):
     return subprocess.run([sys.executable, "-m", "zoodeploy", *map(str, args)], capture_output=True, text=True,
                           timeout=600)
-
-
-@pytest.fixture(scope="module")
-def optimized(trained, tmp_path_factory):
-    """lenet5 with its real fused and int8 variants (read-only: copy before planting anything)."""
-    art = tmp_path_factory.mktemp("gate") / "lenet5"
-    shutil.copytree(trained("lenet5"), art)
-    optimize(art, OptimizeConfig(fuse=True, int8=True, max_drop=None, bench=False, threads=1))
-    return art
 
 
 def perturb_weights(src, dst, seed=0):
@@ -84,7 +74,7 @@ def fails(r):
 
 def test_gate_passes_real_variants_and_fails_planted_regressions(optimized, tmp_path):
     art = tmp_path / "lenet5"
-    shutil.copytree(optimized, art)
+    shutil.copytree(optimized("lenet5"), art)
     baseline = tmp_path / "baseline.json"
     gate = ["check", art, "--max-drop", "1.5", "--baseline", baseline, *FAST]
 
@@ -118,7 +108,7 @@ def test_slowed_graph_computes_the_same_logits(optimized, tmp_path):
     """The planted slow variant must fail on speed alone, so it must be exactly as accurate."""
     from zoodeploy.evaluate import evaluate_variants
     art = tmp_path / "lenet5"
-    shutil.copytree(optimized, art)
+    shutil.copytree(optimized("lenet5"), art)
     plant(art, "slow", "slow.onnx", slow_down, "fp32")
     acc = evaluate_variants(art, ["fp32", "slow"], record=False)
     assert acc["slow"].max_abs_err == 0 and acc["slow"].agreement == 100
@@ -126,7 +116,7 @@ def test_slowed_graph_computes_the_same_logits(optimized, tmp_path):
 
 def test_update_is_refused_when_accuracy_fails(optimized, tmp_path):
     art = tmp_path / "lenet5"
-    shutil.copytree(optimized, art)
+    shutil.copytree(optimized("lenet5"), art)
     plant(art, "perturbed", "perturbed.onnx", perturb_weights, "fp32")
     fast = dict(max_seconds=1.0, window_seconds=0.05, min_runs=10)
     from zoodeploy.bench.latency import BenchConfig
@@ -140,12 +130,12 @@ def test_baseline_of_other_settings_is_refused(optimized, tmp_path):
     b = tmp_path / "b.json"
     b.write_text(LatencyBaseline(model="lenet5", batch=1, threads=3, ratios={"int8": 1.0}).model_dump_json())
     with pytest.raises(GateError, match="threads 3"):
-        check(optimized, GateConfig(max_drop=1, max_slowdown=1.5, baseline=b, threads=1))
+        check(optimized("lenet5"), GateConfig(max_drop=1, max_slowdown=1.5, baseline=b, threads=1))
     b.write_text(LatencyBaseline(model="resnet18", batch=1, threads=1, ratios={}).model_dump_json())
     with pytest.raises(GateError, match="baseline for resnet18"):
-        check(optimized, GateConfig(max_drop=1, max_slowdown=1.5, baseline=b))
+        check(optimized("lenet5"), GateConfig(max_drop=1, max_slowdown=1.5, baseline=b))
     with pytest.raises(GateError, match="no latency baseline"):
-        check(optimized, GateConfig(max_drop=1, max_slowdown=1.5, baseline=tmp_path / "none.json"))
+        check(optimized("lenet5"), GateConfig(max_drop=1, max_slowdown=1.5, baseline=tmp_path / "none.json"))
 
 
 @pytest.mark.parametrize("bad", [dict(max_drop=-1), dict(max_drop=1, max_slowdown=0.5),

@@ -51,7 +51,7 @@ def test_transparent_pixels_become_black_not_garbage():
     (b"", "empty"),
     (b"definitely not an image", "not a readable image"),
     (_png(Image.new("RGB", (64, 64), "red"))[:60], "not a readable image"),
-])
+], ids=["empty", "not-an-image", "truncated-png"])
 def test_bad_bytes_are_image_errors(data, message):
     with pytest.raises(ImageError, match=message):
         load_image(data)

@@ -34,7 +34,7 @@ class BuildConfig:
     data: str = "digits"
     target: Target = Target.cpu
     max_drop: float = 1.0  # top-1 percentage points a selected variant may lose against fp32
-    epochs: int = 8  # 0: no training, use --weights as they are
+    epochs: int | None = None  # default: the zoo entry's train_epochs; 0: use --weights untrained
     image_size: int | None = None
     weights: str | None = None  # imagenet or a checkpoint path
     batches: tuple[int, ...] = (1, 8, 32)  # bench sizes; the first decides the selection
@@ -44,12 +44,15 @@ class BuildConfig:
     timing: BenchConfig = field(default_factory=BenchConfig)
 
     def __post_init__(self):
-        self.target = Target(self.target)
+        try:
+            self.target = Target(self.target)
+        except ValueError:
+            raise ZoodeployError(f"unknown --target {self.target!r}; use cpu, mobile or gpu") from None
         self.out = Path(self.out)
         get_spec(self.model)  # unknown names fail here, with suggestions
         if self.max_drop < 0:
             raise ZoodeployError(f"--max-drop must be >= 0 percentage points, got {self.max_drop}")
-        if self.epochs < 0 or (self.epochs == 0 and self.weights is None):
+        if self.epochs is not None and (self.epochs < 0 or (self.epochs == 0 and self.weights is None)):
             raise ZoodeployError("--epochs must be >= 1, or 0 together with --weights (use them untrained)")
         if (self.out / CARD_FILE).exists() and not self.force:
             raise ArtifactError(f"{self.out} already holds an artifact; choose another -o or pass --force")

@@ -12,36 +12,20 @@ from zoodeploy.bench import BenchConfig, BenchOptions, bench_variants
 from zoodeploy.bench.variants import timing_input
 from zoodeploy.card import load_card
 from zoodeploy.errors import ZoodeployError
-from zoodeploy.optimize import OptimizeConfig, optimize
 
 FAST = BenchConfig(warmup=5, window=5, window_seconds=0.05, min_runs=20, max_seconds=3.0)
 
 
-@pytest.fixture(scope="module")
-def with_int8(trained, tmp_path_factory):
-    """with_int8(name) -> a module-private artifact holding fp32 and a real int8 variant."""
-    made = {}
-
-    def get(name):
-        if name not in made:
-            art = tmp_path_factory.mktemp("bench") / name
-            shutil.copytree(trained(name), art)
-            optimize(art, OptimizeConfig(fuse=False, int8=True, max_drop=None, bench=False, threads=1))
-            made[name] = art
-        return made[name]
-    return get
-
-
-def test_bench_records_each_variant_and_the_eager_baseline(with_int8, tmp_path):
+def test_bench_records_each_variant_and_the_eager_baseline(optimized, tmp_path):
     art = tmp_path / "lenet5"
-    shutil.copytree(with_int8("lenet5"), art)
+    shutil.copytree(optimized("lenet5"), art)
     result = bench_variants(art, BenchOptions(batches=(1, 4), threads=1, timing=FAST))
     card = load_card(art)
-    assert set(result.variants) == {"fp32", "int8"} and set(result.eager) == {1, 4}
+    assert set(result.variants) == {"fp32", "fused", "int8"} and set(result.eager) == {1, 4}
     for b in (1, 4):
         eager = card.eager_latency[str(b)]
         assert eager.settings["runtime"] == "torch" and eager.speedup_vs_eager == 1.0
-        for name in ("fp32", "int8"):
+        for name in ("fp32", "fused", "int8"):
             s = card.variants[name].latency[str(b)]
             assert s == result.variants[name][b]
             assert s.batch == b and s.runs >= FAST.min_runs and 0 < s.p50_ms <= s.p90_ms <= s.p99_ms
@@ -51,13 +35,13 @@ def test_bench_records_each_variant_and_the_eager_baseline(with_int8, tmp_path):
             assert s.settings["intra_op_threads"] == eager.settings["intra_op_threads"] == 1
             assert s.settings["graph_optimization"] == "ORT_ENABLE_ALL" and s.settings["spinning"] is True
             assert s.settings["run_id"] == eager.settings["run_id"] == result.run_id
-            assert set(s.settings["interleaved_with"]) == {"eager", "fp32", "int8"} - {name}
+            assert set(s.settings["interleaved_with"]) == {"eager", "fp32", "fused", "int8"} - {name}
             assert s.settings["process_peak_rss_mb"] == result.peak_rss_mb > 50
 
 
-def test_a_second_run_replaces_a_variants_figures(with_int8, tmp_path):
+def test_a_second_run_replaces_a_variants_figures(optimized, tmp_path):
     art = tmp_path / "lenet5"
-    shutil.copytree(with_int8("lenet5"), art)
+    shutil.copytree(optimized("lenet5"), art)
     bench_variants(art, BenchOptions(batches=(1, 4), threads=1, timing=FAST))
     bench_variants(art, BenchOptions(variants=["int8"], batches=(2,), threads=1, eager=False, timing=FAST))
     card = load_card(art)
@@ -107,10 +91,10 @@ def _plain_p50(sessions, x, runs=150, block=15):
     return {n: float(np.median(t)) * 1000 for n, t in times.items()}
 
 
-def test_bench_agrees_with_plain_onnxruntime(with_int8, digits):
+def test_bench_agrees_with_plain_onnxruntime(optimized, digits):
     """Bench and an independent perf_counter loop over the same files, alternated three times so
     machine noise hits both: the fp32/int8 ratio must agree within 1.5x, absolute p50 within 2.5x."""
-    art = with_int8("mobilenet_v2")
+    art = optimized("mobilenet_v2")
     card = load_card(art)
     x = np.ascontiguousarray(digits.test.arrays(card.preprocessing)[:8])
     ours, plain = [], []

@@ -9,9 +9,8 @@ from PIL import Image
 
 from zoodeploy.bench import BenchConfig, BenchOptions, bench_variants
 from zoodeploy.bench.report import pareto_front, write_report
-from zoodeploy.build import select_variant
 from zoodeploy.card import load_card, save_card
-from zoodeploy.errors import ArtifactError, GateError
+from zoodeploy.errors import ArtifactError
 from zoodeploy.evaluate import evaluate_variants
 
 FAST = BenchConfig(warmup=3, window=5, window_seconds=0.03, min_runs=15, max_seconds=2.0)
@@ -23,27 +22,12 @@ def test_pareto_front():
 
 
 @pytest.fixture(scope="module")
-def measured(trained, tmp_path_factory):
-    from zoodeploy.optimize import OptimizeConfig, optimize
+def measured(optimized, tmp_path_factory):
     art = tmp_path_factory.mktemp("report") / "lenet5"
-    shutil.copytree(trained("lenet5"), art)
-    optimize(art, OptimizeConfig(fuse=True, int8=True, max_drop=None, bench=False, threads=1))
+    shutil.copytree(optimized("lenet5"), art)
     evaluate_variants(art)
     bench_variants(art, BenchOptions(batches=(1, 8), threads=1, timing=FAST))
     return art
-
-
-def test_select_takes_the_fastest_within_budget(measured):
-    card = load_card(measured)
-    p50 = {n: v.latency["1"].p50_ms for n, v in card.variants.items()}
-    within = [n for n, v in card.variants.items() if v.accuracy.drop_pt <= 1.0]
-    assert select_variant(card, 1.0, 1) == min(within, key=p50.get)
-    card.variants["int8"].accuracy.drop_pt = 5.0  # pretend int8 drifted: it can no longer win
-    assert select_variant(card, 1.0, 1) != "int8"
-    for v in card.variants.values():
-        v.accuracy.drop_pt = 5.0
-    with pytest.raises(GateError, match="within 1 pt"):
-        select_variant(card, 1.0, 1)
 
 
 def test_report_holds_the_cards_figures(measured, tmp_path):
@@ -60,7 +44,7 @@ def test_report_holds_the_cards_figures(measured, tmp_path):
         for b, s in v.latency.items():
             lat = next(ln for ln in md.splitlines() if re.match(rf"\| (\*\*)?{name}(\*\*)?( \(selected\))? \| {b} \|", ln))
             assert f"| {s.p50_ms:.3f} | {s.p90_ms:.3f} | {s.p99_ms:.3f} |" in lat
-            assert f"{s.speedup_vs_eager:.2f}x" in lat and f"| {s.runs} |" in lat
+            assert f"| {s.speedup_vs_eager:.2f} |" in lat and f"| {s.runs} |" in lat
     assert "**int8** (selected)" in md
     assert f"| PyTorch eager | 1 | {card.eager_latency['1'].p50_ms:.3f} |" in md
     assert "359 images the model never trained on" in md

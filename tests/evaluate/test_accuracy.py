@@ -31,13 +31,9 @@ def test_reference_against_itself_has_no_drift():
     assert (a.drop_pt, a.agreement, a.max_abs_err) == (0.0, 100.0, 0.0)
 
 
-@pytest.fixture(scope="module")
-def lenet_int8(trained, tmp_path_factory):
-    from zoodeploy.optimize import OptimizeConfig, optimize
-    art = tmp_path_factory.mktemp("acc") / "lenet5"
-    shutil.copytree(trained("lenet5"), art)
-    optimize(art, OptimizeConfig(fuse=False, int8=True, max_drop=None, bench=False, threads=1))
-    return art
+@pytest.fixture
+def lenet_int8(optimized):
+    return optimized("lenet5")
 
 
 def test_fp32_onnx_scores_what_pytorch_scored_on_the_same_test_split(lenet_int8, digits):

@@ -175,11 +175,11 @@ def _latency_table(card: ModelCard) -> list[str]:
              for _, s in sorted(v.latency.items(), key=lambda kv: int(kv[0]))]
     if not rows:
         return ["No latency figures yet: run `zoodeploy bench`."]
-    out = ["| variant | batch | p50 ms | p90 ms | p99 ms | throughput img/s | speed-up vs eager | runs | stable |",
+    out = ["| variant | batch | p50 ms | p90 ms | p99 ms | throughput img/s | speed-up vs eager (x) | runs | stable |",
            "|---|--:|--:|--:|--:|--:|--:|--:|---|"]
     for name, s in sorted(rows, key=lambda r: r[1].batch):
         out.append(f"| {name} | {s.batch} | {s.p50_ms:.3f} | {s.p90_ms:.3f} | {s.p99_ms:.3f} | "
-                   f"{s.throughput:,.0f} | {_fmt(s.speedup_vs_eager, '.2f')}x | {s.runs} | "
+                   f"{s.throughput:,.0f} | {_fmt(s.speedup_vs_eager, '.2f')} | {s.runs} | "
                    f"{'yes' if s.settings.get('stable') else 'no'} |")
     return out
 

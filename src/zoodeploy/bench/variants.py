@@ -37,7 +37,7 @@ class BenchOptions:
     threads: int | None = None  # intra-op threads for every backend; default: available cores
     device: str = "cpu"
     spin: bool = True  # ORT thread spinning (lowest latency; burns idle CPU)
-    eager: bool = True  # time the PyTorch model too: the baseline of every speed-up
+    eager: bool = True  # time the PyTorch model too (when the card has a checkpoint): the baseline
     timing: BenchConfig = field(default_factory=BenchConfig)
 
     def __post_init__(self):
@@ -107,7 +107,8 @@ def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, sp
     per_batch: dict[int, dict[str, LatencyStats]] = {}
     with ExitStack() as stack:
         runners = {}
-        for name in ([EAGER] if opts.eager else []) + names:
+        eager = opts.eager and card.checkpoint is not None  # a lone ONNX file has no PyTorch model
+        for name in ([EAGER] if eager else []) + names:
             runners[name] = open_runner(artifact, name, run_opts, card=card)
             stack.callback(runners[name].close)
         for b in opts.batches:

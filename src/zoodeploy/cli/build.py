@@ -20,7 +20,8 @@ def build(
     data: Annotated[str, typer.Option(help="`digits` (bundled) or an ImageFolder directory.")] = "digits",
     target: Annotated[Target, typer.Option(help="cpu: fuse+int8; mobile: + ORT format; gpu: fp16 + TensorRT.")] = Target.cpu,
     max_drop: Annotated[float, typer.Option(help="Top-1 percentage points the selected variant may lose vs fp32.")] = 1.0,
-    epochs: Annotated[int, typer.Option(help="Training epochs; 0 uses --weights as they are.")] = 8,
+    epochs: Annotated[int | None, typer.Option(
+        help="Training epochs (default: the zoo entry's); 0 uses --weights as they are.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Input size (default: 32 for digits).")] = None,
     weights: Annotated[str | None, typer.Option(help="`imagenet` or a checkpoint path (default: from scratch).")] = None,
     batch: BatchOpt = "1,8,32",

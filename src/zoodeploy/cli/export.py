@@ -13,17 +13,25 @@ from zoodeploy.export import PROGRAM_FILE, ExportConfig, ExportFormat, export_so
 from zoodeploy.export.onnx_export import DEFAULT_OPSET
 
 
+SourceArg = Annotated[str, typer.Argument(
+    help="Artifact directory, or a zoo model name (see `zoodeploy models list`).")]
+OutOpt = Annotated[Path | None, typer.Option(
+    "-o", "--out", help="Artifact directory to write (default: SOURCE itself; artifacts/NAME for a zoo name).")]
+InputSizeOpt = Annotated[int | None, typer.Option(help="Input height = width (default: the card's / model's).")]
+WeightsOpt = Annotated[str | None, typer.Option(
+    help="For a zoo name: `imagenet` (default), a checkpoint path, or `none` (random init).")]
+FormatOpt = Annotated[ExportFormat, typer.Option(
+    "--format", help="`exported-program` also saves the torch.export program (fp32.pt2).")]
+
+
 def export(
-    source: Annotated[str, typer.Argument(help="Artifact directory, or a zoo model name (see `zoodeploy models list`).")],
-    out: Annotated[Path | None, typer.Option(
-        "-o", "--out", help="Artifact directory to write (default: SOURCE itself; artifacts/NAME for a zoo name).")] = None,
+    source: SourceArg,
+    out: OutOpt = None,
     opset: Annotated[int, typer.Option(help="ONNX opset, 18 to 23.")] = DEFAULT_OPSET,
-    input_size: Annotated[int | None, typer.Option(help="Input height = width (default: the card's / model's).")] = None,
+    input_size: InputSizeOpt = None,
     batch: Annotated[str, typer.Option(help="`dynamic`, or a fixed batch size N.")] = "dynamic",
-    weights: Annotated[str | None, typer.Option(
-        help="For a zoo name: `imagenet` (default), a checkpoint path, or `none` (random init).")] = None,
-    format: Annotated[ExportFormat, typer.Option(
-        "--format", help="`exported-program` also saves the torch.export program (fp32.pt2).")] = ExportFormat.onnx,
+    weights: WeightsOpt = None,
+    format: FormatOpt = ExportFormat.onnx,
     json: JsonFlag = False,
 ) -> None:
     """Export to ONNX (torch.onnx dynamo exporter), check it and validate it against PyTorch."""
@@ -32,9 +40,11 @@ def export(
     if json:
         print_json({"artifact": str(artifact), **variant.model_dump(mode="json")})
         return
-    console.print(f"[green]exported[/] {source} -> {artifact / variant.file}: {summary(variant)}", soft_wrap=True)
+    console.print(f"[green]exported[/] {source} -> {artifact / variant.file}: {summary(variant)}",
+                  soft_wrap=True)
     if cfg.format is ExportFormat.exported_program:
-        console.print(f"[green]saved[/] the torch.export program -> {artifact / PROGRAM_FILE} (validated too)", soft_wrap=True)
+        console.print(f"[green]saved[/] the torch.export program -> {artifact / PROGRAM_FILE} (validated too)",
+                      soft_wrap=True)
 
 
 def summary(variant: Variant) -> str:

@@ -131,7 +131,7 @@ def export_model(model: nn.Module, card: ModelCard, out: Path, samples: np.ndarr
             tmp = files.enter_context(atomic_path(out))
             with steps.step("onnx.checker"):
                 onnx.save(proto, str(tmp))
-                check_graph(tmp, card, cfg)
+                check_graph(tmp, proto, card, cfg)
             with steps.step("validate"):
                 figures = validate_onnx(tmp, model, samples, cfg, f"{card.name} fp32 ONNX export")
             if program_out:
@@ -191,13 +191,13 @@ def _name_batch_dim(proto: onnx.ModelProto) -> None:
             dim.dim_param = "batch"
 
 
-def check_graph(path: Path, card: ModelCard, cfg: ExportConfig) -> None:
-    """onnx.checker (full check: strict shape inference too), then the graph's opset and I/O."""
+def check_graph(path: Path, model: onnx.ModelProto, card: ModelCard, cfg: ExportConfig) -> None:
+    """onnx.checker on the saved file (full check: strict shape inference too), then the graph's
+    opset and inputs / outputs."""
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:  # noqa: BLE001 - checker and shape inference raise several types
         raise ExportError(f"{card.name}: onnx.checker rejected the exported graph: {gist(e)}") from None
-    model = onnx.load(str(path), load_external_data=False)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset != cfg.opset:
         raise ExportError(f"{card.name}: asked for opset {cfg.opset} but the exporter wrote {opset}")

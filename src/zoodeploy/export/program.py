@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -29,7 +31,8 @@ def capture(model: nn.Module, example: torch.Tensor, batch: int | None, name: st
     """torch.export (non-strict) of an eval-mode model, with a dynamic batch unless `batch` is set."""
     dims = None if batch else ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
     try:
-        program = torch.export.export(model, (example,), dynamic_shapes=dims, strict=False)
+        with out_of_place(model):
+            program = torch.export.export(model, (example,), dynamic_shapes=dims, strict=False)
     except Exception as e:  # noqa: BLE001 - torch.export fails in many ways; all mean "cannot capture"
         raise ExportError(f"{name}: torch.export cannot capture the model: {gist(e)}") from None
     outputs = program.graph_signature.user_outputs
@@ -37,6 +40,25 @@ def capture(model: nn.Module, example: torch.Tensor, batch: int | None, name: st
         raise ExportError(f"{name}: the model returns {len(outputs)} outputs in eval mode; export needs "
                           "one logits tensor (return only the logits at inference)")
     return program
+
+
+@contextlib.contextmanager
+def out_of_place(model: nn.Module) -> Iterator[None]:
+    """torch.nn's in-place activations (ReLU(inplace=True), ...) made out-of-place while capturing.
+
+    The numbers are the same, and the graph (functional after export either way) too; but
+    decomposing in-place ops under a dynamic batch is slow: MobileNetV2's export spends 8 of
+    its 13 CPU seconds of decomposition on its ReLU6(inplace=True) layers.
+    """
+    flipped = [m for m in model.modules()
+               if type(m).__module__.startswith("torch.nn.") and getattr(m, "inplace", None) is True]
+    for m in flipped:
+        m.inplace = False
+    try:
+        yield
+    finally:
+        for m in flipped:
+            m.inplace = True
 
 
 def save_program(program: torch.export.ExportedProgram, path: Path) -> None:

@@ -36,8 +36,8 @@ class Tolerance:
     min_top5_agreement: float = 100.0  # percent of samples whose top-5 sets agree
 
     def __post_init__(self):
-        if min(self.atol, self.rtol) < 0 or not 0 <= min(self.min_top1_agreement, self.min_top5_agreement):
-            raise ValidationError("tolerances must be non-negative")
+        if min(self.atol, self.rtol, self.min_top1_agreement, self.min_top5_agreement) < 0:
+            raise ValidationError(f"tolerances must be non-negative, got {self}")
 
 
 @dataclass
@@ -52,15 +52,18 @@ class Comparison:
     top5_agreement: float
     logit_scale: float = 0.0  # largest |reference logit|: what the errors are relative to
 
+    def summary(self) -> str:
+        return (f"measured on {self.samples} images: max abs error {self.max_abs_err:.3g}, max relative error "
+                f"{self.max_rel_err:.3g}, top-1 {self.top1_agreement:.1f}%, top-5 {self.top5_agreement:.1f}%")
+
     def failures(self, tol: Tolerance) -> list[str]:
         out = []
         if self.max_abs_err > tol.atol and self.max_rel_err > tol.rtol:
-            out.append(f"max abs error {self.max_abs_err:.3g} > atol {tol.atol:g} and max relative error "
-                       f"{self.max_rel_err:.3g} > rtol {tol.rtol:g} (logits up to {self.logit_scale:.3g})")
+            out.append(f"error over both atol {tol.atol:g} and rtol {tol.rtol:g} (logits up to {self.logit_scale:.3g})")
         if self.top1_agreement < tol.min_top1_agreement:
-            out.append(f"top-1 agreement {self.top1_agreement:.2f}% < {tol.min_top1_agreement:g}%")
+            out.append(f"top-1 agreement under {tol.min_top1_agreement:g}%")
         if self.top5_agreement < tol.min_top5_agreement:
-            out.append(f"top-5 agreement {self.top5_agreement:.2f}% < {tol.min_top5_agreement:g}%")
+            out.append(f"top-5 agreement under {tol.min_top5_agreement:g}%")
         return out
 
 
@@ -92,7 +95,8 @@ class ToleranceError(ValidationError):
 def check(comparisons: list[Comparison], tol: Tolerance, what: str) -> dict:
     """Raise one ToleranceError listing every failure; else return the figures for the card."""
     figures = {"tolerance": asdict(tol), "comparisons": [asdict(c) for c in comparisons]}
-    problems = [f"batch {c.batch}: {f}" for c in comparisons for f in c.failures(tol)]
+    problems = [f"batch {c.batch}: {', '.join(c.failures(tol))} ({c.summary()})"
+                for c in comparisons if c.failures(tol)]
     if problems:
         raise ToleranceError(f"{what} failed validation against PyTorch: " + "; ".join(problems), figures)
     return figures

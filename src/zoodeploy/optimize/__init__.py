@@ -88,7 +88,7 @@ def optimize(artifact: str | Path, cfg: OptimizeConfig | None = None) -> list[Va
             _say(cfg, f"{doing} {card.name} in {root}")
             names.append(run().name)
     _say(cfg, f"measuring accuracy and drift of {', '.join(names)} on the test split")
-    evaluate_variants(root, names)
+    evaluate_variants(root, names, progress=cfg.progress)
     if cfg.bench:
         _say(cfg, "measuring batch-1 latency against fused fp32")
         measure_speedups(root, names, cfg.threads, cfg.quant.isa)

@@ -80,7 +80,11 @@ def needs_gpu(variant: Variant) -> bool:
 
 
 def _load_backends() -> None:
-    from zoodeploy.runtime import ort, torch_runner  # noqa: F401  (they register themselves)
+    from zoodeploy.runtime import ort  # noqa: F401  (they register themselves)
+    try:  # PyTorch is not needed to run ONNX variants: a serving image may leave it out
+        from zoodeploy.runtime import torch_runner  # noqa: F401
+    except ImportError:
+        pass
     try:
         from zoodeploy.runtime import tensorrt, torch_tensorrt  # noqa: F401
     except ImportError:

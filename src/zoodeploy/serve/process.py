@@ -32,6 +32,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _signal(p: psutil.Process, sig: int) -> None:
+    try:
+        p.send_signal(sig)
+    except psutil.NoSuchProcess:
+        pass
+
+
 class ServerProcess:
     """`bentoml serve TARGET` with ZOODEPLOY_* settings; a context manager that waits for /readyz."""
 
@@ -89,26 +103,26 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM to the arbiter, then SIGKILL to whatever of it is left after `grace` seconds."""
+        """SIGTERM to the arbiter and, shortly after, to each worker it started; SIGKILL after `grace`."""
         if self._proc is None:
             return
         self._remember_children()
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        # a worker whose dependency was polled while starting can outlive the arbiter (BentoML 1.4)
-        for pid in self._children:
-            try:
-                p = psutil.Process(pid)
-                p.wait(0.5 if p.is_running() else 0)
-            except psutil.TimeoutExpired:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+        # BentoML 1.4 leaves the API worker running when /readyz was polled while its dependency
+        # was starting (the arbiter never stops it), so every worker is signalled directly too
+        workers = [p for p in map(_process, self._children) if p is not None]
+        _, alive = psutil.wait_procs(workers, timeout=2)
+        for p in alive:
+            _signal(p, signal.SIGTERM)
+        _, alive = psutil.wait_procs(alive, timeout=grace)
+        for p in alive:
+            _signal(p, signal.SIGKILL)
+        try:
+            self._proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
         self._proc = None
         self._children.clear()
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import aiohttp
 import bentoml
 import numpy as np
 from pydantic import Field
@@ -42,8 +43,14 @@ CONFIG = ServeConfig.load(bento_arguments())
 PLAN = Plan.make(CONFIG)
 
 
+# BentoML's client to this service replaces its connection pool every `max_requests` calls or
+# `max_age` seconds by closing it, which drops the calls still in flight on it (500s under load);
+# one local service has no replicas to rotate between, so the pool lives as long as the server.
+KEEP_CONNECTIONS = {"max_requests": 2**62, "max_age": 1e12}
+
+
 @bentoml.service(name="zoodeploy-model", workers=CONFIG.workers, resources=resources_for(PLAN.provider),
-                 traffic={"timeout": 60})
+                 traffic={"timeout": 60}, runner_connection=KEEP_CONNECTIONS)
 class Model:
     """Runs the served variant. Ready (`/readyz`) only once it is loaded and warmed up."""
 
@@ -111,12 +118,18 @@ class Classifier:
         if len(paths) > CONFIG.max_images:
             raise RequestError(f"{len(paths)} images, over the limit of {CONFIG.max_images} per request")
         x = await asyncio.to_thread(_read_images, paths, self.prep, CONFIG.max_pixels)
-        logits = await self.model.to_async.infer(x)
-        return top_k(logits, self.labels, k)
+        return top_k(await self._infer(x), self.labels, k)
 
     async def _predict(self, tensor: np.ndarray) -> np.ndarray:
-        x = tensor_input(tensor, PLAN.input_shape, CONFIG.max_images)
-        return await self.model.to_async.infer(x)
+        return await self._infer(tensor_input(tensor, PLAN.input_shape, CONFIG.max_images))
+
+    async def _infer(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return await self.model.to_async.infer(x)
+        except aiohttp.ServerDisconnectedError:
+            # a pooled keep-alive connection the model server had just closed: inference is
+            # idempotent, so one retry on a fresh connection is safe
+            return await self.model.to_async.infer(x)
 
 
 Classifier.add_asgi_middleware(UploadGuard, limited=frozenset({"/predict"}),

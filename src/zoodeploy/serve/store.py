@@ -49,7 +49,8 @@ def import_artifact(artifact: str | Path, variant: str | None = None, name: str 
         for f in files:
             shutil.copy2(f, Path(model.path) / f.name)
         save_card(model.path, stored_card)
-    return Imported(str(model.tag), True, chosen, Path(model.path))
+    saved = bentoml.models.get(tag)  # the model moved from its temporary directory into the store
+    return Imported(str(saved.tag), True, chosen, Path(saved.path))
 
 
 def _tag(name: str, version: str) -> str:

@@ -1,0 +1,100 @@
+"""`zoodeploy export` through real subprocesses: artifacts, zoo names, and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torchvision
+
+from zoodeploy.card import load_card
+
+LOCAL_PROXY = "http://127.0.0.1:9"  # nothing listens there: downloads fail at once, as offline
+
+
+def zd(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "zoodeploy", "export", *map(str, args)], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def one_line_error(r, *needles):
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def no_leftovers(directory):
+    return [p.name for p in directory.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"] == []
+
+
+def test_export_artifact_in_place_prints_and_records(artifact):
+    art = artifact("lenet5")
+    r = zd(art, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    card = load_card(art)
+    assert out["artifact"] == str(art) and out["sha256"] == card.variants["fp32"].sha256
+    assert [c["batch"] for c in out["validation"]["comparisons"]] == [1, 8]
+    assert out["validation"]["samples"].startswith("digits val split")
+
+
+def test_torchvision_state_dict_exports_to_a_graph_matching_torchvision(tmp_path):
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(num_classes=10).eval()
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pt")
+    out = tmp_path / "art"
+    r = zd("resnet18", "--weights", tmp_path / "resnet18.pt", "--input-size", 40, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "exported resnet18" in r.stderr and r.stdout == ""
+    card = load_card(out)
+    assert (card.input_size, card.num_classes, card.data) == (40, 10, None)
+    assert card.variants["fp32"].recipe["input_size"] is None  # the new artifact is made at 40px
+    assert card.variants["fp32"].validation["samples"].startswith("random normal")
+    x = np.random.default_rng(0).standard_normal((5, 3, 40, 40)).astype(np.float32)
+    got = ort.InferenceSession(str(out / "fp32.onnx")).run(None, {"input": x})[0]
+    with torch.inference_mode():
+        want = reference(torch.from_numpy(x)).numpy()
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+    assert (got.argmax(1) == want.argmax(1)).all()
+    assert no_leftovers(tmp_path)
+
+
+def test_missing_artifact(tmp_path):
+    one_line_error(zd(tmp_path / "nope"), "does not exist")
+
+
+def test_corrupt_checkpoint(artifact):
+    art = artifact("lenet5")
+    (art / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    one_line_error(zd(art), "checkpoint.pt", "sha256")
+    card = load_card(art)  # also when the card is made to agree with the broken file
+    from zoodeploy.card import save_card
+    from zoodeploy.fileio import sha256_file
+    card.checkpoint_sha256 = sha256_file(art / "checkpoint.pt")
+    save_card(art, card)
+    one_line_error(zd(art), "checkpoint.pt", "not a readable")
+    assert no_leftovers(art)
+
+
+def test_unwritable_output(tmp_path):
+    (tmp_path / "file").write_text("a regular file, not a directory")
+    one_line_error(zd("lenet5", "--weights", "none", "-o", tmp_path / "file" / "art"), "cannot write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_imagenet_weights_offline(tmp_path):
+    env = {"TORCH_HOME": str(tmp_path / "hub"), "HTTPS_PROXY": LOCAL_PROXY, "https_proxy": LOCAL_PROXY,
+           "HTTP_PROXY": LOCAL_PROXY, "http_proxy": LOCAL_PROXY}
+    one_line_error(zd("squeezenet1_1", "--weights", "imagenet", "-o", tmp_path / "art", env=env),
+                   "cannot download", "place it at")
+    assert not (tmp_path / "art").exists() and no_leftovers(tmp_path)
+
+
+def test_input_size_below_the_architectures_minimum(tmp_path):
+    one_line_error(zd("alexnet", "--weights", "none", "--input-size", 8, "-o", tmp_path / "art"), "at least 63px")
+    assert not (tmp_path / "art").exists() and no_leftovers(tmp_path)
