@@ -31,7 +31,7 @@ def _folder(root, classes):
     for cls, n in classes.items():
         (root / cls).mkdir(parents=True)
         for i in range(n):
-            Image.fromarray(np.full((12, 12, 3), 40 * i, np.uint8)).save(root / cls / f"{i}.png")
+            Image.fromarray(np.full((12, 12, 3), (40 * i) % 256, np.uint8)).save(root / cls / f"{i}.png")
     return root
 
 

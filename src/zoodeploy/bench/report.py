@@ -198,6 +198,11 @@ def _settings(card: ModelCard, batch: int) -> list[str]:
              f"{s.get('bench', {}).get('warmup', '?')} warm-up runs, until {s.get('bench', {}).get('windows', '?')} "
              f"successive windows agreed within {100 * s.get('bench', {}).get('stability', 0):.0f}%.",
              "Speed-ups compare medians (p50) within one run."]
+    unsettled = [s for s in every if not s.settings.get("stable")]
+    if unsettled:
+        lines.append(f"**Note:** {len(unsettled)} of {len(every)} rows did not settle before the time limit (the "
+                     "machine was busy, or the limit is short): their percentiles are less certain; re-run "
+                     "`zoodeploy bench` on a quiet machine or with a larger `--max-seconds`.")
     if len(runs) > 1:
         lines.append(f"**Note:** these figures come from {len(runs)} separate runs ({', '.join(runs)}); "
                      "ratios across runs carry the machine's drift. Re-run `zoodeploy bench` for one run.")

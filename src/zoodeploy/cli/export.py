@@ -52,7 +52,7 @@ def summary(variant: Variant) -> str:
     v = variant.validation
     comps = v["comparisons"]
     batch = variant.recipe["batch"]
-    return (f"opset {variant.recipe['opset']}, {'dynamic' if batch == 'dynamic' else 'fixed'} batch; "
+    return (f"opset {variant.recipe['opset']}, {'dynamic batch' if batch == 'dynamic' else f'fixed batch {batch}'}; "
             f"vs PyTorch at batch {', '.join(str(c['batch']) for c in comps)} on {v['samples']}: "
             f"max abs error {max(c['max_abs_err'] for c in comps):.2g}, "
             f"max relative error {max(c['max_rel_err'] for c in comps):.2g}, "

@@ -1,10 +1,21 @@
-"""PyTorch -> validated, self-describing ONNX (and a torch.export program for torch-tensorrt)."""
+"""PyTorch -> validated, self-describing ONNX (and a torch.export program for torch-tensorrt).
 
-from zoodeploy.export.metadata import read_card_metadata, set_card_metadata
-from zoodeploy.export.onnx_export import (FP32_FILE, PROGRAM, PROGRAM_FILE, ExportConfig, ExportFormat,
-                                          export_artifact, export_model)
-from zoodeploy.export.source import export_source
-from zoodeploy.export.validate import Tolerance
+Names are imported on first use, so `zoodeploy.export.metadata` and `.validate` (which other
+stages use on ONNX files) do not pull in torch.
+"""
 
-__all__ = ["FP32_FILE", "PROGRAM", "PROGRAM_FILE", "ExportConfig", "ExportFormat", "Tolerance", "export_artifact",
-           "export_model", "export_source", "read_card_metadata", "set_card_metadata"]
+from importlib import import_module
+
+_HOME = {
+    "FP32_FILE": "onnx_export", "PROGRAM": "onnx_export", "PROGRAM_FILE": "onnx_export",
+    "ExportConfig": "onnx_export", "ExportFormat": "onnx_export", "export_artifact": "onnx_export",
+    "export_model": "onnx_export", "export_source": "source", "Tolerance": "validate",
+    "read_card_metadata": "metadata", "set_card_metadata": "metadata",
+}
+__all__ = list(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)

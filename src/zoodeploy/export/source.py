@@ -14,7 +14,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -94,7 +93,7 @@ def _export_zoo(name: str, out: Path, cfg: ExportConfig, weights: str, progress:
         with torch.random.fork_rng(devices=[]):  # random init is reproducible, the caller's RNG untouched
             torch.manual_seed(0)
             init_artifact(name, tmp, image_size=size, weights=init_weights, labels=labels)
-        variant = export_artifact(tmp, replace(cfg, input_size=None), progress=progress)
+        variant = export_artifact(tmp, cfg, progress=progress)
     return out, variant
 
 

@@ -91,8 +91,9 @@ def _split_indices(labels: np.ndarray, seed: int, val_fraction: float,
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
     for k in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == k))
-        n_test = int(round(len(idx) * test_fraction))
-        n_val = int(round(len(idx) * val_fraction))
+        # every class in every split, so that val and test accuracy cover every class
+        n_test = max(1, int(round(len(idx) * test_fraction))) if test_fraction > 0 else 0
+        n_val = max(1, int(round(len(idx) * val_fraction))) if val_fraction > 0 else 0
         if len(idx) - n_test - n_val < 1:
             raise DataError(f"class {k} has only {len(idx)} image(s): too few to split into "
                             "train/val/test; add images")

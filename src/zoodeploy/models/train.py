@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -184,7 +185,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
         history.append({"epoch": epoch, "loss": total / len(x_train), "val_accuracy": val})
         if progress:
             tqdm.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: loss {total / len(x_train):.4f} "
-                       f"val {val:.2f}%")
+                       f"val {val:.2f}%", file=sys.stderr)
         if val > best[0]:
             best = (val, epoch, copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])
