@@ -59,3 +59,25 @@ def test_saved_file_has_no_cpu_specific_layout(tmp_path):
     all_level = onnx.load(str(tmp_path / "all.onnx"))
     if detect_isa().avx2:  # NCHWc kernels exist for AVX2 / AVX-512: there ALL really adds them
         assert any(n.domain == "com.microsoft.nchwc" for n in all_level.graph.node)
+
+
+def test_batchnorm_that_follows_no_conv_becomes_mul_add(tmp_path):
+    """DenseNet-style pre-activation: Concat -> BatchNormalization -> Relu -> Conv."""
+    rng = np.random.default_rng(2)
+    c = 8
+    init = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in {
+        "scale": rng.uniform(0.5, 1.5, c), "bias": rng.standard_normal(c), "mean": rng.standard_normal(c),
+        "var": rng.uniform(0.5, 1.5, c), "w": rng.standard_normal((4, c, 1, 1))}.items()]
+    nodes = [helper.make_node("Concat", ["x", "x"], ["cat"], axis=1, name="cat"),
+             helper.make_node("BatchNormalization", ["cat", "scale", "bias", "mean", "var"], ["bn"], name="bn"),
+             helper.make_node("Relu", ["bn"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w"], ["y"], name="conv")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c // 2, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 5, 5])], init)
+    src = tmp_path / "pre.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    _, after = optimized_graph(src, tmp_path / "fused.onnx")
+    counts = op_counts(after)
+    assert "BatchNormalization" not in counts and counts["Mul"] == 1 and counts["Add"] == 1
+    x = rng.standard_normal((3, c // 2, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(run(tmp_path / "fused.onnx", x), run(src, x), rtol=1e-4, atol=1e-5)

@@ -25,7 +25,6 @@ def test_fuse_and_int8_for_every_zoo_model(zoo_artifact, name):
         assert acc.drop_pt is not None and acc.agreement is not None and acc.max_abs_err is not None
     fused = variants["fused"].validation
     assert fused["batchnorm_left"] == 0 and "BatchNormalization" not in fused["op_counts_after"]
-    assert fused["nodes_after"] <= fused["nodes_before"]
     assert variants["fused"].accuracy.agreement == 100.0  # fusion changes rounding only
     int8 = onnx.load(str(variant_path(artifact, variants["int8"])))
     ops = {n.op_type for n in int8.graph.node}
