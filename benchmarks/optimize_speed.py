@@ -1,7 +1,7 @@
 """INT8 / fused speed-ups and accuracy drops on this CPU, measured in one run (not a pass/fail test).
 
     .venv/bin/python benchmarks/optimize_speed.py [--models resnet50,mobilenet_v2,squeezenet1_1]
-        [--threads 2] [--work DIR] [--out DIR]
+        [--threads 2] [--epochs N] [--rounds 3] [--work DIR] [--out DIR]
 
 For each model: train on digits at 32x32 (seconds to minutes), export, `optimize` (fuse + int8
 with accuracy control, 0.5 pt budget on the validation split): the int8 drop is its test-split
@@ -39,16 +39,17 @@ def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def trained_artifact(name: str, work: Path, splits) -> Path:
-    """Digits-trained at 32px with `zoodeploy train`'s defaults, exported; reused from --work."""
+def trained_artifact(name: str, work: Path, splits, epochs: int | None) -> Path:
+    """Digits-trained at 32px (`zoodeploy train`'s defaults but --epochs), exported; reused from --work."""
     from zoodeploy.export import export_artifact
     from zoodeploy.models.train import TrainConfig, train
-    out = work / f"{name}-32px"
+    cfg = TrainConfig(name, image_size=32, **({"epochs": epochs} if epochs else {}))
+    out = work / f"{name}-32px-{cfg.epochs}ep"
     if not (out / "card.json").exists():
-        log(f"training {name} on digits at 32px")
-        tmp = work / f"{name}-32px.partial"
+        log(f"training {name} on digits at 32px for {cfg.epochs} epochs")
+        tmp = work / f"{out.name}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
-        train(TrainConfig(name, image_size=32), tmp, splits=splits)
+        train(cfg, tmp, splits=splits)
         export_artifact(tmp)
         tmp.rename(out)
     return out
@@ -69,7 +70,7 @@ def speed_artifact(artifact: Path, work: Path, size: int) -> Path:
     from zoodeploy.card import load_card, save_card
     from zoodeploy.export import export_artifact
     from zoodeploy.models.data import digits_preprocessing
-    out = work / f"{artifact.name.rsplit('-', 1)[0]}-{size}px"
+    out = work / f"{artifact.name}-at-{size}px"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     card = load_card(artifact)
@@ -82,13 +83,21 @@ def speed_artifact(artifact: Path, work: Path, size: int) -> Path:
     return out
 
 
-def make_fast_variants(artifact: Path, int8) -> None:
-    """fused + int8 at the speed size, with the accuracy run's scheme and nodes kept in float."""
+def make_fast_variants(artifact: Path, int8) -> list[str]:
+    """fused + int8 at the speed size, with the accuracy run's scheme and nodes kept in float;
+    returns the kept nodes the re-exported graph does not have (it should have them all)."""
+    import onnx
+
     from zoodeploy.optimize import QuantConfig, fuse, quantize
-    fuse(artifact, evaluate=False)
-    cfg = QuantConfig(scheme=int8.recipe["scheme"], calib_size=int8.recipe["calib_size"],
-                      nodes_to_exclude=tuple(int8.recipe["nodes_to_exclude"]))
+    fused = fuse(artifact, evaluate=False)
+    kept = tuple(int8.recipe["nodes_to_exclude"])
+    names = {n.name for n in onnx.load(str(artifact / fused.file), load_external_data=False).graph.node}
+    missing = [n for n in kept if n not in names]
+    if missing:
+        log(f"WARNING: {artifact.name} has no node(s) {missing}: they stay quantized at {SPEED_SIZE}px")
+    cfg = QuantConfig(scheme=int8.recipe["scheme"], calib_size=int8.recipe["calib_size"], nodes_to_exclude=kept)
     quantize(artifact, cfg, "int8", evaluate=False)
+    return missing
 
 
 def time_variants(artifact: Path, threads: int | None, rounds: int) -> dict[str, float]:
@@ -112,19 +121,20 @@ def time_variants(artifact: Path, threads: int | None, rounds: int) -> dict[str,
     return {v: float(np.median(t)) for v, t in p50s.items()}
 
 
-def evaluate_model(name: str, work: Path, splits, threads: int | None, rounds: int) -> dict:
+def evaluate_model(name: str, work: Path, splits, threads: int | None, rounds: int, epochs: int | None) -> dict:
     from zoodeploy.optimize.isa import detect_isa
-    art32 = trained_artifact(name, work, splits)
+    art32 = trained_artifact(name, work, splits, epochs)
     int8 = accuracy_run(art32, work, threads)
     art224 = speed_artifact(art32, work, SPEED_SIZE)
-    make_fast_variants(art224, int8)
+    missing = make_fast_variants(art224, int8)
     ms = time_variants(art224, threads, rounds)
     best = min(("fp32", "fused", "int8"), key=ms.get)
     return {"model": name, "ms": ms, "int8_speedup": ms["fp32"] / ms["int8"],
             "best": best, "best_vs_eager": ms["eager"] / ms[best],
             "int8_drop_pt": int8.accuracy.drop_pt, "fp32_top1": int8.accuracy.top1 + int8.accuracy.drop_pt,
             "int8_top1": int8.accuracy.top1, "scheme": int8.recipe["scheme"],
-            "nodes_kept_in_float": int8.recipe["nodes_to_exclude"], "isa": detect_isa().summary}
+            "nodes_kept_in_float": int8.recipe["nodes_to_exclude"], "kept_nodes_missing_at_speed_size": missing,
+            "isa": detect_isa().summary}
 
 
 def verdict(row: dict) -> list[str]:
@@ -179,6 +189,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(TARGETS))
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads for every runtime (default: all cores)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per variant")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: `zoodeploy train`'s)")
     ap.add_argument("--work", type=Path, default=None, help="keep trained artifacts here between runs")
     ap.add_argument("--out", type=Path, default=Path("optimize_speed_results"))
     args = ap.parse_args()
@@ -187,7 +198,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="optimize-speed-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        rows = [evaluate_model(name, work, splits, args.threads, args.rounds) for name in args.models.split(",")]
+        rows = [evaluate_model(name, work, splits, args.threads, args.rounds, args.epochs)
+                for name in args.models.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     plot(rows, args.out / "optimize_speed.png")

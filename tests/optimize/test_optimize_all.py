@@ -19,7 +19,7 @@ BUDGET = 0.5  # top-1 points on the validation split
 
 
 @pytest.fixture(scope="module")
-def optimized(trained, tmp_path_factory):
+def all_passes(trained, tmp_path_factory):
     artifact = tmp_path_factory.mktemp("optimize") / "mobilenet_v2"
     shutil.copytree(trained("mobilenet_v2"), artifact)
     cfg = OptimizeConfig(fuse=True, int8=True, fp16=True, ort_format=True, max_drop=BUDGET, calib_size=64,
@@ -28,8 +28,8 @@ def optimized(trained, tmp_path_factory):
     return artifact, variants
 
 
-def test_every_variant_lands_with_hash_accuracy_and_drift(optimized):
-    artifact, variants = optimized
+def test_every_variant_lands_with_hash_accuracy_and_drift(all_passes):
+    artifact, variants = all_passes
     assert list(variants) == ["fused", "int8", "fp16", "int8-ort"]
     card = load_card(artifact)
     for name, v in variants.items():
@@ -48,8 +48,8 @@ BREAKING = [dict(scheme="s8s8"), dict(scheme="u8s8"), dict(scheme="s8s8", per_ch
             dict(scheme="u8s8-reduce-range", per_channel=False)]
 
 
-def test_accuracy_control_meets_the_budget_plain_quantization_breaks(optimized):
-    artifact, _ = optimized
+def test_accuracy_control_meets_the_budget_plain_quantization_breaks(all_passes):
+    artifact, _ = all_passes
     measured = []
     for kw in BREAKING:
         v = quantize_with_accuracy_control(artifact, QuantConfig(calib_size=64, **kw), max_drop=BUDGET,
@@ -74,8 +74,8 @@ def test_accuracy_control_meets_the_budget_plain_quantization_breaks(optimized):
                    for i in by_name[name].input), name
 
 
-def test_speed_is_measured_and_a_slower_variant_says_so(optimized):
-    _, variants = optimized
+def test_speed_is_measured_and_a_slower_variant_says_so(all_passes):
+    _, variants = all_passes
     for name in ("int8", "fp16", "int8-ort"):
         v = variants[name]
         speed = v.validation["speed"]
@@ -84,8 +84,8 @@ def test_speed_is_measured_and_a_slower_variant_says_so(optimized):
         assert any("not faster" in n or "slower" in n for n in v.notes) == slower, (name, speed, v.notes)
 
 
-def test_fp16_keeps_fp32_io_and_fp16_inside(optimized):
-    artifact, variants = optimized
+def test_fp16_keeps_fp32_io_and_fp16_inside(all_passes):
+    artifact, variants = all_passes
     model = onnx.load(str(artifact / variants["fp16"].file))
     elem = onnx.TensorProto
     assert model.graph.input[0].type.tensor_type.elem_type == elem.FLOAT
@@ -94,8 +94,8 @@ def test_fp16_keeps_fp32_io_and_fp16_inside(optimized):
     assert variants["fp16"].accuracy.agreement >= 95.0
 
 
-def test_ort_format_runs_and_keeps_minimal_build_config(optimized):
-    artifact, variants = optimized
+def test_ort_format_runs_and_keeps_minimal_build_config(all_passes):
+    artifact, variants = all_passes
     v = variants["int8-ort"]
     assert v.file == "int8.ort"
     config = artifact / v.recipe["required_operators_config"]

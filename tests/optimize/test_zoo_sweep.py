@@ -1,4 +1,8 @@
-"""Every zoo model goes through fuse + int8; each variant lands verified, with accuracy and drift."""
+"""Every zoo model goes through fuse + int8; each variant lands verified, with accuracy and drift.
+
+The >100M-parameter entries (the VGGs) are marked `slow`: their 0.5 GB classifiers make every
+load, save, hash and session of the pass cost ~1 min each on two cores.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,15 @@ import onnx
 import pytest
 
 from zoodeploy.card import load_card, variant_path
-from zoodeploy.models.zoo import list_models
+from zoodeploy.models.zoo import get_spec, list_models
 from zoodeploy.optimize import OptimizeConfig, optimize
 
 
-@pytest.mark.parametrize("name", list_models())
+BIG = 100_000_000  # parameters
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if (get_spec(n).published_params or 0) > BIG
+                                  else n for n in list_models()])
 def test_fuse_and_int8_for_every_zoo_model(zoo_artifact, name):
     artifact = zoo_artifact(name)
     cfg = OptimizeConfig(fuse=True, int8=True, calib_size=8, max_drop=None, bench=False, threads=1)

@@ -7,9 +7,7 @@ with `--format exported-program`, the `.pt2` program the torch-tensorrt path com
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
@@ -24,7 +22,7 @@ from tqdm.auto import tqdm
 from zoodeploy.card import ModelCard, Variant, load_card, make_variant, save_card
 from zoodeploy.errors import ExportError, ZoodeployError
 from zoodeploy.export.metadata import set_card_metadata
-from zoodeploy.export.program import capture, example_input, gist, load_program, save_program, unsupported_op
+from zoodeploy.export.program import capture, example_input, failed_op, gist, load_program, quiet, save_program
 from zoodeploy.export.validate import Comparison, Tolerance, ToleranceError, check, compare_logits, validation_samples
 from zoodeploy.fileio import atomic_path
 from zoodeploy.runtime.base import RunOptions
@@ -149,8 +147,7 @@ def to_onnx(program: torch.export.ExportedProgram, example: torch.Tensor, cfg: E
             card: ModelCard) -> onnx.ModelProto:
     """Translate the captured program; the card's essentials go into its metadata_props."""
     try:
-        with warnings.catch_warnings(), _quiet("torch.onnx", "onnxscript"):
-            warnings.simplefilter("ignore")
+        with quiet():
             # optimize=True: onnxscript folds constants and removes the shape arithmetic of the
             # dynamic batch (MobileNetV2: 562 -> 100 nodes) for ~1 s; verify/report stay off,
             # validation below is stricter than torch.onnx's own verify
@@ -158,29 +155,16 @@ def to_onnx(program: torch.export.ExportedProgram, example: torch.Tensor, cfg: E
                                              opset_version=cfg.opset, dynamo=True, optimize=True,
                                              verify=False, report=False, verbose=False)
     except Exception as e:  # noqa: BLE001 - the exporter's errors are all "this model did not translate"
-        op = unsupported_op(e)
+        op = failed_op(e)
         if op:
-            raise ExportError(f"{card.name}: torch.onnx has no ONNX translation for operator {op} at opset "
-                              f"{cfg.opset}; replace it in the model (or try a newer --opset)") from None
+            raise ExportError(f"{card.name}: torch.onnx cannot translate operator {op} at opset {cfg.opset} "
+                              f"({gist(e)}); replace it in the model or try another --opset") from None
         raise ExportError(f"{card.name}: torch.onnx cannot translate the model: {gist(e)}") from None
     proto = onnx_program.model_proto
     if cfg.batch is None:
         _name_batch_dim(proto)
     shape = [cfg.batch or "batch", 3, card.input_size, card.input_size]
     return set_card_metadata(proto, card, variant=FP32, input_shape=shape, opset=cfg.opset)
-
-
-@contextlib.contextmanager
-def _quiet(*loggers: str) -> Iterator[None]:
-    """Silence the exporters' progress chatter; our own progress and errors say what matters."""
-    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
-    for logger, _ in saved:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for logger, level in saved:
-            logger.setLevel(level)
 
 
 def _name_batch_dim(proto: onnx.ModelProto) -> None:

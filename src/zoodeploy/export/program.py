@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +33,7 @@ def capture(model: nn.Module, example: torch.Tensor, batch: int | None, name: st
     """torch.export (non-strict) of an eval-mode model, with a dynamic batch unless `batch` is set."""
     dims = None if batch else ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
     try:
-        with out_of_place(model):
+        with out_of_place(model), quiet():
             program = torch.export.export(model, (example,), dynamic_shapes=dims, strict=False)
     except Exception as e:  # noqa: BLE001 - torch.export fails in many ways; all mean "cannot capture"
         raise ExportError(f"{name}: torch.export cannot capture the model: {gist(e)}") from None
@@ -61,6 +63,26 @@ def out_of_place(model: nn.Module) -> Iterator[None]:
             m.inplace = True
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """torch's and onnxscript's loggers and warnings silenced (ERROR and up pass).
+
+    They narrate progress and dump whole graphs on failures; the export's progress bar and its
+    one-line errors say what matters.
+    """
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("torch", "onnxscript")]
+    saved = [(logger, logger.level) for logger in map(logging.getLogger, names)]
+    for logger, _ in saved:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
 def save_program(program: torch.export.ExportedProgram, path: Path) -> None:
     # a file object: torch.export.save insists on a .pt2 name, and `path` is a temp file
     with open(path, "wb") as f:
@@ -73,14 +95,14 @@ def load_program(path: Path) -> nn.Module:
         return torch.export.load(f).module()
 
 
-def unsupported_op(e: BaseException) -> str | None:
-    """The operator torch.onnx had no translation for, from its error text (None if another error)."""
+def failed_op(e: BaseException) -> str | None:
+    """The operator torch.onnx failed to translate, from its error text (None: not an operator)."""
     text = _ANSI.sub("", _chain_text(e))
     for pattern in _OP_PATTERNS:
         m = pattern.search(text)
         if m:
-            op = ".".join(g for g in m.groups() if g and g != "default")
-            return op.replace("::", ".")
+            op = ".".join(g for g in m.groups() if g).replace("::", ".")
+            return op.removesuffix(".default")
     return None
 
 

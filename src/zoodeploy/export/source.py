@@ -9,7 +9,6 @@ leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import shutil
 import tempfile
@@ -54,14 +53,11 @@ def export_source(source: str | Path, out: str | Path | None = None, cfg: Export
 
 def zoo_name(source: str) -> str:
     """`source` as a zoo name, or one line saying it is neither that nor an existing directory."""
-    from zoodeploy.models.zoo import list_models
-    names = list_models()
-    if source in names:
-        return source
-    close = difflib.get_close_matches(source, names, n=3, cutoff=0.6)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise UnknownNameError(f"{source} is neither an artifact directory nor a zoo model name{hint}; pass a "
-                           "directory made by `zoodeploy train` or a name from `zoodeploy models list`")
+    from zoodeploy.models.zoo import get_spec
+    try:
+        return get_spec(source).name
+    except UnknownNameError as e:  # the registry's message suggests close names
+        raise UnknownNameError(f"{source} is neither an artifact directory nor a zoo model name: {e}") from None
 
 
 def _export_existing(artifact: Path, out: Path | None, cfg: ExportConfig, progress: bool) -> tuple[Path, Variant]:

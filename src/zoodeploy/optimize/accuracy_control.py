@@ -195,7 +195,7 @@ def control(quantizer: Quantizer, x_val: np.ndarray, y_val: np.ndarray, fp32: Pa
         ranking = rank_nodes(quantizer.prepared, s.path(0), quantizer.calib[:RANKING_SAMPLES],
                              quantizer.input_name, threads, progress)
         s.order = [r["node"] for r in ranking if r["node"] not in base]
-        report.candidates, report.ranking = len(s.order), ranking[:20]
+        report.candidates, report.ranking = len(s.order), ranking
         if not s.order:
             raise OptimizeError("accuracy control found no quantized node it could rank; "
                                 "pass --max-drop none or another --scheme")
