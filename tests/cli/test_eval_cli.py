@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from zoodeploy.card import load_card
 
@@ -49,7 +50,11 @@ def test_evaluate_bench_report_json(artifact):
     assert json.loads(r.stdout) == {"report": str(art / "report.md"), "pareto": str(art / "pareto.png")}
 
 
-@pytest.mark.parametrize("case", ["no-artifact", "unknown-variant", "bad-batch", "no-baseline", "no-figures"])
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+
+
+@pytest.mark.parametrize("case", ["no-artifact", "unknown-variant", "bad-batch", "no-baseline", "no-figures",
+                                  pytest.param("no-gpu", marks=NO_GPU)])
 def test_bad_input_is_one_line(case, trained, tmp_path):
     art = tmp_path / "a"
     shutil.copytree(trained("lenet5"), art)
@@ -60,6 +65,7 @@ def test_bad_input_is_one_line(case, trained, tmp_path):
         "no-baseline": (["check", art, "--max-drop", "1", "--max-slowdown", "1.5"],
                         ["no latency baseline", "--update-baseline"]),
         "no-figures": (["report", art], ["zoodeploy bench"]),
+        "no-gpu": (["bench", art, "--device", "cuda"], ["GPU", "zoodeploy[gpu]"]),
     }[case]
     one_line_error(zd(*args), *needles)
 

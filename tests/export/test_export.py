@@ -113,6 +113,20 @@ class InferenceModeNet(nn.Module):
         return z * 2 if torch.is_inference_mode_enabled() else z
 
 
+class DataDependentNet(nn.Module):
+    """Python control flow on tensor values: torch.export cannot capture it."""
+
+    def forward(self, x):
+        z = x.mean(dim=(2, 3))
+        return z if z.sum() > 0 else -z
+
+
+class TwoOutputNet(nn.Module):
+    def forward(self, x):
+        z = x.mean(dim=(2, 3))
+        return z, z
+
+
 def tiny_card(name):
     return ModelCard(name=name, num_classes=3, labels=["a", "b", "c"],
                      preprocessing=Preprocessing(input_size=8, resize=8))
@@ -123,6 +137,16 @@ def test_unsupported_operator_is_named_with_the_model(tmp_path):
     with pytest.raises(ExportError, match=r"kthvaluenet: .*aten\.kthvalue"):
         export_model(KthValueNet(), tiny_card("kthvaluenet"), tmp_path / FP32_FILE, samples, ExportConfig())
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("model, needle", [(DataDependentNet(), "torch.export cannot capture the model"),
+                                           (TwoOutputNet(), "the model returns 2 outputs")])
+def test_model_that_cannot_be_captured_is_one_clear_error(tmp_path, capfd, model, needle):
+    samples = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    with pytest.raises(ExportError, match=f"tiny: {needle}"):
+        export_model(model, tiny_card("tiny"), tmp_path / FP32_FILE, samples, ExportConfig())
+    assert list(tmp_path.iterdir()) == []
+    assert capfd.readouterr().err == ""  # torch's graph dumps do not reach the user's terminal
 
 
 def test_graph_that_differs_from_pytorch_is_refused_with_the_measured_error(tmp_path):

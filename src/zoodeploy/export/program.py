@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 import warnings
@@ -65,17 +66,18 @@ def out_of_place(model: nn.Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """torch's and onnxscript's loggers and warnings silenced (ERROR and up pass).
+    """torch's and onnxscript's loggers (below ERROR), warnings and stderr prints silenced.
 
-    They narrate progress and dump whole graphs on failures; the export's progress bar and its
-    one-line errors say what matters.
+    They narrate progress and dump whole graphs on failures (torch.export prints the partial
+    graph straight to sys.stderr); the export's progress bar and its one-line errors say what
+    matters.
     """
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("torch", "onnxscript")]
     saved = [(logger, logger.level) for logger in map(logging.getLogger, names)]
     for logger, _ in saved:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:

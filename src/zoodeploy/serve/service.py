@@ -67,11 +67,6 @@ class Model:
     @bentoml.api(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Logits for a float32 (N, 3, H, W) batch, already checked by the API service."""
-        self._n = getattr(self, "_n", 0) + 1
-        if self._n == 30:
-            import cProfile; self._prof = cProfile.Profile(); self._prof.enable()
-        if self._n == 330:
-            self._prof.disable(); self._prof.dump_stats("/tmp/serve-dev/model2.prof")
         return self.served.run(x)
 
     @bentoml.api
@@ -133,11 +128,6 @@ class Classifier:
         return await self._infer(tensor_input(tensor, PLAN.input_shape, CONFIG.max_images))
 
     async def _infer(self, x: np.ndarray) -> np.ndarray:
-        self._n = getattr(self, "_n", 0) + 1
-        if self._n == 30:
-            import cProfile; self._prof = cProfile.Profile(); self._prof.enable()
-        if self._n == 330:
-            self._prof.disable(); self._prof.dump_stats("/tmp/serve-dev/front2.prof")
         try:
             return await self.model.to_async.infer(x)
         except aiohttp.ServerDisconnectedError:
