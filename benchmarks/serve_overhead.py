@@ -52,7 +52,7 @@ def main() -> None:
         server = start(args.artifact, Path(home))
         try:
             latency = measure_latency(server.url, plan, config, image, args.seconds)
-            served_tput = served_throughput(server.url, image, args.clients, args.requests)
+            served_tput = served_throughput(server, image, args.clients, args.requests)
         finally:
             server.stop()
     offline = offline_throughput(plan, config, image, args.seconds)
@@ -95,12 +95,13 @@ def measure_latency(url: str, plan, config, image: bytes, seconds: float) -> dic
     return stats
 
 
-def served_throughput(url: str, image: bytes, clients: int, per_client: int) -> dict:
+def served_throughput(server, image: bytes, clients: int, per_client: int) -> dict:
+    """Images/s of `clients` concurrent clients, and the CPU each process spent per image."""
     import httpx
 
     def client(n: int) -> int:
         ok = 0
-        with httpx.Client(base_url=url, timeout=120) as c:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
             for _ in range(n):
                 ok += c.post("/classify", files={"image": ("digit.png", image, "image/png")}).status_code == 200
         return ok
@@ -108,11 +109,24 @@ def served_throughput(url: str, image: bytes, clients: int, per_client: int) -> 
     with ThreadPoolExecutor(clients) as pool:  # warm-up: connections, the dispatcher's first estimates
         list(pool.map(client, [5] * clients))
     print(f"{clients} clients x {per_client} requests ...", file=sys.stderr)
+    cpu_before = cpu_seconds(server)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         ok = sum(pool.map(client, [per_client] * clients))
     wall = time.perf_counter() - t0
-    return {"images_per_s": ok / wall, "ok": ok, "requests": clients * per_client, "seconds": wall}
+    cpu = {k: (v - cpu_before[k]) * 1000.0 / max(ok, 1) for k, v in cpu_seconds(server).items()}
+    return {"images_per_s": ok / wall, "ok": ok, "requests": clients * per_client, "seconds": wall,
+            "cpu_ms_per_image": cpu}
+
+
+def cpu_seconds(server) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the API worker, the model worker and this client."""
+    import psutil
+    out = {"client": sum(psutil.Process().cpu_times()[:2])}
+    for pid in server.worker_pids():
+        p = psutil.Process(pid)
+        out["model" if "zoodeploy-model" in " ".join(p.cmdline()) else "api"] = sum(p.cpu_times()[:2])
+    return out
 
 
 def offline_throughput(plan, config, image: bytes, seconds: float) -> dict:
@@ -148,7 +162,8 @@ def summarize(plan, latency, served_tput, offline, args, load_before) -> dict:
                        "offline_batched_images_per_s": offline["model_images_per_s"],
                        "offline_with_decode_images_per_s": offline["with_decode_images_per_s"],
                        "offline_batch": offline["batch"], "served_vs_offline": ratio,
-                       "served_vs_offline_with_decode": served_tput["images_per_s"] / offline["with_decode_images_per_s"]},
+                       "served_vs_offline_with_decode": served_tput["images_per_s"] / offline["with_decode_images_per_s"],
+                       "served_cpu_ms_per_image": served_tput["cpu_ms_per_image"]},
         "targets": {"overhead_ms": OVERHEAD_TARGET_MS, "throughput_ratio": THROUGHPUT_TARGET,
                     "overhead_met": overhead <= OVERHEAD_TARGET_MS, "throughput_met": ratio >= THROUGHPUT_TARGET},
         "runtime_settings": offline["settings"],
@@ -191,6 +206,9 @@ def report(record: dict) -> None:
           f"(target >= {tg['throughput_ratio']:.0%}: {'met' if tg['throughput_met'] else 'MISSED'}); "
           f"vs offline with decode {tp['offline_with_decode_images_per_s']:.0f} img/s: "
           f"{tp['served_vs_offline_with_decode']:.0%}")
+    cpu = tp["served_cpu_ms_per_image"]
+    print("served CPU per image: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items())
+          + f" (in-process decode + run + top-k: {lat['in_process_p50']:.2f} ms)")
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ PROGRAM_FILE = "fp32.pt2"
 FP32 = "fp32"
 PROGRAM = "exported-program"
 PROGRAM_RUNTIME = "torch-export"  # runtime/torch_runner.py runs a saved program
-MIN_OPSET = 18  # torch.onnx's own function library targets 18; older ones need a lossy down-conversion
-MAX_OPSET = 23  # torch.onnx's newest (ONNX_MAX_OPSET), which ONNX Runtime 1.23 also runs
-DEFAULT_OPSET = 18  # the widest runtime support: ONNX Runtime >= 1.14, TensorRT >= 8.6
+MIN_OPSET = 18  # torch.onnx's function library is written for 18; older ones go through a version
+#                converter that torch.onnx itself says may fail (and then keeps 18 without saying so)
+MAX_OPSET = 23  # torch.onnx's newest (ONNX_MAX_OPSET); 18..23 all export and run in ONNX Runtime 1.23
+DEFAULT_OPSET = 18  # the oldest of those: the widest runtime support (ONNX Runtime >= 1.14)
 INPUT, OUTPUT = "input", "logits"
 
 

@@ -50,8 +50,9 @@ def out_of_place(model: nn.Module) -> Iterator[None]:
     """torch.nn's in-place activations (ReLU(inplace=True), ...) made out-of-place while capturing.
 
     The numbers are the same, and the graph (functional after export either way) too; but
-    decomposing in-place ops under a dynamic batch is slow: MobileNetV2's export spends 8 of
-    its 13 CPU seconds of decomposition on its ReLU6(inplace=True) layers.
+    decomposing in-place ops under a dynamic batch is slow. Measured CPU seconds of a whole
+    export, as built vs out of place (benchmarks/export_zoo.py --compare-inplace): MobileNetV2
+    15.4 vs 9.5, MobileNetV3-Large 18.9 vs 13.3, ResNet-18 7.8 vs 6.1, DenseNet-121 35.3 vs 33.2.
     """
     flipped = [m for m in model.modules()
                if type(m).__module__.startswith("torch.nn.") and getattr(m, "inplace", None) is True]

@@ -98,6 +98,11 @@ class ServerProcess:
         except psutil.NoSuchProcess:
             pass
 
+    def worker_pids(self) -> list[int]:
+        """The processes `bentoml serve` started (API and model workers), alive now."""
+        self._remember_children()
+        return [pid for pid in sorted(self._children) if psutil.pid_exists(pid)]
+
     def tail(self, lines: int = 30) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
