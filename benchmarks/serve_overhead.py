@@ -26,7 +26,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 
 OVERHEAD_TARGET_MS = 3.0
 THROUGHPUT_TARGET = 0.70
@@ -109,14 +108,26 @@ def served_throughput(server, image: bytes, clients: int, per_client: int) -> di
     with ThreadPoolExecutor(clients) as pool:  # warm-up: connections, the dispatcher's first estimates
         list(pool.map(client, [5] * clients))
     print(f"{clients} clients x {per_client} requests ...", file=sys.stderr)
-    cpu_before = cpu_seconds(server)
+    cpu_before, batches_before = cpu_seconds(server), model_runs(server.url)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         ok = sum(pool.map(client, [per_client] * clients))
     wall = time.perf_counter() - t0
     cpu = {k: (v - cpu_before[k]) * 1000.0 / max(ok, 1) for k, v in cpu_seconds(server).items()}
+    runs, requests = (after - before for after, before in zip(model_runs(server.url), batches_before))
     return {"images_per_s": ok / wall, "ok": ok, "requests": clients * per_client, "seconds": wall,
-            "cpu_ms_per_image": cpu}
+            "cpu_ms_per_image": cpu, "model_runs": runs, "mean_batch": requests / max(runs, 1)}
+
+
+def model_runs(url: str) -> tuple[float, float]:
+    """(model runs, requests they served) so far, from BentoML's adaptive batch size histogram."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+    text = httpx.get(url + "/metrics").text
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "bentoml_service_adaptive_batch_size")
+    samples = [x for x in family.samples if x.labels.get("method_name") == "infer"]
+    return (sum(x.value for x in samples if x.name.endswith("_count")),
+            sum(x.value for x in samples if x.name.endswith("_sum")))
 
 
 def cpu_seconds(server) -> dict[str, float]:
@@ -163,7 +174,8 @@ def summarize(plan, latency, served_tput, offline, args, load_before) -> dict:
                        "offline_with_decode_images_per_s": offline["with_decode_images_per_s"],
                        "offline_batch": offline["batch"], "served_vs_offline": ratio,
                        "served_vs_offline_with_decode": served_tput["images_per_s"] / offline["with_decode_images_per_s"],
-                       "served_cpu_ms_per_image": served_tput["cpu_ms_per_image"]},
+                       "served_cpu_ms_per_image": served_tput["cpu_ms_per_image"],
+                       "model_runs": served_tput["model_runs"], "mean_batch": served_tput["mean_batch"]},
         "targets": {"overhead_ms": OVERHEAD_TARGET_MS, "throughput_ratio": THROUGHPUT_TARGET,
                     "overhead_met": overhead <= OVERHEAD_TARGET_MS, "throughput_met": ratio >= THROUGHPUT_TARGET},
         "runtime_settings": offline["settings"],
@@ -208,7 +220,8 @@ def report(record: dict) -> None:
           f"{tp['served_vs_offline_with_decode']:.0%}")
     cpu = tp["served_cpu_ms_per_image"]
     print("served CPU per image: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items())
-          + f" (in-process decode + run + top-k: {lat['in_process_p50']:.2f} ms)")
+          + f" (in-process decode + run + top-k: {lat['in_process_p50']:.2f} ms); adaptive batching: "
+          f"{tp['served_requests']} requests in {tp['model_runs']:.0f} model runs, mean batch {tp['mean_batch']:.2f}")
 
 
 if __name__ == "__main__":
