@@ -4,12 +4,11 @@ wrong weights, and a variant slowed by extra real work inside its graph."""
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
+from cli_support import run_cli
 from onnx import helper, numpy_helper
 
 from zoodeploy.card import add_variant, load_card, make_variant
@@ -17,11 +16,6 @@ from zoodeploy.evaluate.gate import GateConfig, LatencyBaseline, check
 from zoodeploy.errors import GateError, ZoodeployError
 
 FAST = ["--max-seconds", "4"]
-
-
-def zd(*args):
-    return subprocess.run([sys.executable, "-m", "zoodeploy", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
 
 
 def perturb_weights(src, dst, seed=0):
@@ -78,19 +72,19 @@ def test_gate_passes_real_variants_and_fails_planted_regressions(optimized, tmp_
     baseline = tmp_path / "baseline.json"
     gate = ["check", art, "--max-drop", "1.5", "--baseline", baseline, *FAST]
 
-    r = zd(*gate, "--update-baseline", "--threads", "1")
+    r = run_cli(*gate, "--update-baseline", "--threads", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     stored = LatencyBaseline.model_validate_json(baseline.read_text())
     assert set(stored.ratios) == {"fused", "int8"} and stored.threads == 1 and stored.batch == 1
 
-    r = zd(*gate, "--max-slowdown", "2", "--json")  # threads and batch come from the baseline
+    r = run_cli(*gate, "--max-slowdown", "2", "--json")  # threads and batch come from the baseline
     assert r.returncode == 0, r.stdout + r.stderr
     assert not fails(r)
     before = json.loads(r.stdout)
 
     plant(art, "perturbed", "perturbed.onnx", perturb_weights, "fp32")
     plant(art, "int8", "int8-slow.onnx", slow_down, "int8")  # same name: the regression hits int8
-    r = zd(*gate, "--max-slowdown", "2", "--json")
+    r = run_cli(*gate, "--max-slowdown", "2", "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     lines = fails(r)
     assert len(lines) == 2 and "Traceback" not in r.stderr, r.stderr

@@ -4,31 +4,17 @@ exit 1. (The gate's failures on planted regressions are in tests/test_gate.py.)"
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
+from cli_support import assert_one_line_error, run_cli
 
 from zoodeploy.card import load_card
 
 
-def zd(*args):
-    return subprocess.run([sys.executable, "-m", "zoodeploy", *map(str, args)], capture_output=True, text=True,
-                          timeout=900)
-
-
-def one_line_error(r, *needles):
-    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def test_evaluate_bench_report_json(artifact):
     art = artifact("lenet5")
-    r = zd("evaluate", art, "--json")
+    r = run_cli("evaluate", art, "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     fp32 = out["variants"]["fp32"]
@@ -36,7 +22,7 @@ def test_evaluate_bench_report_json(artifact):
     assert fp32["n"] == 359 and fp32["drop_pt"] == 0 and set(fp32["per_class"]) == set(map(str, range(10)))
     assert load_card(art).variants["fp32"].accuracy.model_dump(mode="json") == fp32
 
-    r = zd("bench", art, "--batch", "1,2", "--threads", "1", "--max-seconds", "1", "--json")
+    r = run_cli("bench", art, "--batch", "1,2", "--threads", "1", "--max-seconds", "1", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert set(out["eager"]) == {"1", "2"} and set(out["variants"]["fp32"]) == {"1", "2"}
@@ -45,7 +31,7 @@ def test_evaluate_bench_report_json(artifact):
     assert out["threads"] == 1 and out["peak_rss_mb"] > 0
     assert load_card(art).variants["fp32"].latency["2"].p50_ms == row["p50_ms"]
 
-    r = zd("report", art, "--json")
+    r = run_cli("report", art, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"report": str(art / "report.md"), "pareto": str(art / "pareto.png")}
 
@@ -67,14 +53,14 @@ def test_bad_input_is_one_line(case, trained, tmp_path):
         "no-figures": (["report", art], ["zoodeploy bench"]),
         "no-gpu": (["bench", art, "--device", "cuda"], ["GPU", "zoodeploy[gpu]"]),
     }[case]
-    one_line_error(zd(*args), *needles)
+    assert_one_line_error(run_cli(*args), *needles)
 
 
 @pytest.mark.slow
 def test_build_mobile_selects_the_fastest_variant_within_budget(tmp_path):
     out = tmp_path / "lenet5"
-    r = zd("build", "lenet5", "--data", "digits", "--target", "mobile", "--epochs", "2", "--max-drop", "1.5",
-           "--batch", "1,4", "--threads", "1", "--max-seconds", "2", "-o", out)
+    r = run_cli("build", "lenet5", "--data", "digits", "--target", "mobile", "--epochs", "2", "--max-drop", "1.5",
+                "--batch", "1,4", "--threads", "1", "--max-seconds", "2", "-o", out)
     assert r.returncode == 0, r.stderr
     stages = [ln.split(":")[0] for ln in r.stderr.splitlines() if ln.startswith("[") and ": " in ln]
     assert stages == [f"[{i}/7] {s}" for i, s in
@@ -89,7 +75,7 @@ def test_build_mobile_selects_the_fastest_variant_within_budget(tmp_path):
     md = (out / "report.md").read_text()
     assert f"**selected: `{card.selected}`**" in md and (out / "pareto.png").stat().st_size > 10_000
     # a reader reproduces every accuracy figure with `zoodeploy evaluate`
-    r = zd("evaluate", out, "--json")
+    r = run_cli("evaluate", out, "--json")
     assert r.returncode == 0, r.stderr
     again = json.loads(r.stdout)["variants"]
     assert again == {n: v.accuracy.model_dump(mode="json") for n, v in card.variants.items()}
@@ -101,5 +87,5 @@ def test_bad_build_input_is_one_line(case, tmp_path):
     if case == "existing":
         out.mkdir()
         (out / "card.json").write_text("{}")
-    r = zd("build", "resnet5O" if case == "unknown-model" else "lenet5", "-o", out)
-    one_line_error(r, "resnet50" if case == "unknown-model" else "--force")
+    r = run_cli("build", "resnet5O" if case == "unknown-model" else "lenet5", "-o", out)
+    assert_one_line_error(r, "resnet50" if case == "unknown-model" else "--force")

@@ -1,31 +1,20 @@
 """`zoodeploy export` through real subprocesses: artifacts, zoo names, and one-line errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import onnxruntime as ort
 import torch
 import torchvision
+from cli_support import assert_one_line_error, run_cli
 
 from zoodeploy.card import load_card
 
 LOCAL_PROXY = "http://127.0.0.1:9"  # nothing listens there: downloads fail at once, as offline
 
 
-def zd(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "zoodeploy", "export", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **(env or {})})
-
-
-def one_line_error(r, *needles):
-    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
+def zd(*args, **kw):
+    return run_cli("export", *args, **kw)
 
 
 def no_leftovers(directory):
@@ -65,36 +54,37 @@ def test_torchvision_state_dict_exports_to_a_graph_matching_torchvision(tmp_path
 
 
 def test_missing_artifact(tmp_path):
-    one_line_error(zd(tmp_path / "nope"), "does not exist")
+    assert_one_line_error(zd(tmp_path / "nope"), "does not exist")
 
 
 def test_corrupt_checkpoint(artifact):
     art = artifact("lenet5")
     (art / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    one_line_error(zd(art), "checkpoint.pt", "sha256")
+    assert_one_line_error(zd(art), "checkpoint.pt", "sha256")
     card = load_card(art)  # also when the card is made to agree with the broken file
     from zoodeploy.card import save_card
     from zoodeploy.fileio import sha256_file
     card.checkpoint_sha256 = sha256_file(art / "checkpoint.pt")
     save_card(art, card)
-    one_line_error(zd(art), "checkpoint.pt", "not a readable")
+    assert_one_line_error(zd(art), "checkpoint.pt", "not a readable")
     assert no_leftovers(art)
 
 
 def test_unwritable_output(tmp_path):
     (tmp_path / "file").write_text("a regular file, not a directory")
-    one_line_error(zd("lenet5", "--weights", "none", "-o", tmp_path / "file" / "art"), "cannot write")
+    assert_one_line_error(zd("lenet5", "--weights", "none", "-o", tmp_path / "file" / "art"), "cannot write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_imagenet_weights_offline(tmp_path):
     env = {"TORCH_HOME": str(tmp_path / "hub"), "HTTPS_PROXY": LOCAL_PROXY, "https_proxy": LOCAL_PROXY,
            "HTTP_PROXY": LOCAL_PROXY, "http_proxy": LOCAL_PROXY}
-    one_line_error(zd("squeezenet1_1", "--weights", "imagenet", "-o", tmp_path / "art", env=env),
-                   "cannot download", "place it at")
+    assert_one_line_error(zd("squeezenet1_1", "--weights", "imagenet", "-o", tmp_path / "art", env=env),
+                          "cannot download", "place it at")
     assert not (tmp_path / "art").exists() and no_leftovers(tmp_path)
 
 
 def test_input_size_below_the_architectures_minimum(tmp_path):
-    one_line_error(zd("alexnet", "--weights", "none", "--input-size", 8, "-o", tmp_path / "art"), "at least 63px")
+    r = zd("alexnet", "--weights", "none", "--input-size", 8, "-o", tmp_path / "art")
+    assert_one_line_error(r, "at least 63px")
     assert not (tmp_path / "art").exists() and no_leftovers(tmp_path)

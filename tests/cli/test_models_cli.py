@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from cli_support import assert_one_line_error
 from typer.testing import CliRunner
 
 from zoodeploy.cli.models import app
@@ -57,10 +58,7 @@ def test_info_json_measures_the_model(ran):
 
 
 def test_unknown_name_is_one_line_with_a_suggestion(ran):
-    r = ran["unknown"]
-    assert r.returncode == 1
-    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
-    assert "unknown model 'resnet05'" in r.stderr and "resnet50" in r.stderr
+    assert_one_line_error(ran["unknown"], "unknown model 'resnet05'", "resnet50")
 
 
 def test_too_small_input_is_one_line(ran):

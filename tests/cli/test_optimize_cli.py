@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import onnx
 import pytest
-
-
-def zd(*args):
-    return subprocess.run([sys.executable, "-m", "zoodeploy", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+from cli_support import assert_one_line_error, run_cli
 
 
 def test_default_is_fuse_and_int8_with_json(trained, tmp_path):
     artifact = tmp_path / "lenet5"
     shutil.copytree(trained("lenet5"), artifact)
-    r = zd("optimize", artifact, "--calib-size", "16", "--threads", "1", "--json")
+    r = run_cli("optimize", artifact, "--calib-size", "16", "--threads", "1", "--json")
     assert r.returncode == 0, r.stderr
     variants = json.loads(r.stdout)  # stdout holds the JSON only: progress went to stderr
     assert [v["name"] for v in variants] == ["fused", "int8"]
@@ -33,14 +27,6 @@ def test_default_is_fuse_and_int8_with_json(trained, tmp_path):
     assert {"fused", "int8"} <= set(card["variants"])
 
 
-def _one_line_error(r, *needles):
-    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("case", ["not-onnx", "no-metadata-no-calib", "calib-dir-without-images",
                                   "bad-max-drop", "bad-scheme"])
 def test_bad_input_is_one_line(trained, tmp_path, case):
@@ -52,14 +38,14 @@ def test_bad_input_is_one_line(trained, tmp_path, case):
     (tmp_path / "calib" / "dogs").mkdir()
     if case == "not-onnx":
         (tmp_path / "notes.onnx").write_text("hello\n")
-        r, needles = zd("optimize", tmp_path / "notes.onnx", "--calib-data", "digits"), ["notes.onnx", "ONNX"]
+        r, needles = run_cli("optimize", tmp_path / "notes.onnx", "--calib-data", "digits"), ["notes.onnx", "ONNX"]
     elif case == "no-metadata-no-calib":
-        r, needles = zd("optimize", bare), ["lone ONNX model", "--calib-data"]
+        r, needles = run_cli("optimize", bare), ["lone ONNX model", "--calib-data"]
     elif case == "calib-dir-without-images":
-        r, needles = zd("optimize", bare, "--calib-data", tmp_path / "calib"), ["no images"]
+        r, needles = run_cli("optimize", bare, "--calib-data", tmp_path / "calib"), ["no images"]
     elif case == "bad-max-drop":
-        r, needles = zd("optimize", bare, "--calib-data", "digits", "--max-drop", "half"), ["--max-drop"]
+        r, needles = run_cli("optimize", bare, "--calib-data", "digits", "--max-drop", "half"), ["--max-drop"]
     else:
-        r, needles = zd("optimize", bare, "--calib-data", "digits", "--scheme", "s4s4"), ["--scheme", "u8s8"]
-    _one_line_error(r, *needles)
+        r, needles = run_cli("optimize", bare, "--calib-data", "digits", "--scheme", "s4s4"), ["--scheme", "u8s8"]
+    assert_one_line_error(r, *needles)
     assert not (tmp_path / "bare-artifact" / "fused.onnx").exists()

@@ -1,17 +1,11 @@
 """`zoodeploy train` through a real subprocess: output, and one-line errors for bad input."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_support import assert_one_line_error, run_cli
 from PIL import Image
-
-
-def zd(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "zoodeploy", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
 
 
 def _folder(root, n=8):
@@ -25,20 +19,12 @@ def _folder(root, n=8):
 
 def test_train_on_image_folder_writes_artifact(tmp_path):
     data = _folder(tmp_path / "data")
-    r = zd("train", "lenet5", "--data", data, "--epochs", "1", "-o", tmp_path / "art", "--json")
+    r = run_cli("train", "lenet5", "--data", data, "--epochs", "1", "-o", tmp_path / "art", "--json")
     assert r.returncode == 0, r.stderr
     card = json.loads(r.stdout)
     assert card["labels"] == ["circle", "square"] and card["name"] == "lenet5"
     assert (tmp_path / "art" / "checkpoint.pt").is_file()
     assert json.loads((tmp_path / "art" / "card.json").read_text())["training"]["epochs"] == 1
-
-
-def _one_line_error(r, *needles):
-    assert r.returncode == 1, (r.returncode, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("case", ["unknown-model", "missing-dir", "empty-class", "corrupt-image", "bad-checkpoint"])
@@ -60,5 +46,5 @@ def test_bad_input_is_one_line(tmp_path, case):
         (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
         args += ["--weights", tmp_path / "bad.pt"]
         needle = ["bad.pt"]
-    _one_line_error(zd("train", *args), *needle)
+    assert_one_line_error(run_cli("train", *args), *needle)
     assert not (tmp_path / "out" / "card.json").exists()

@@ -1,33 +1,19 @@
 """`zoodeploy compile` through a real subprocess: one line, exit 1, for whatever is wrong or missing."""
 
 import importlib.util
-import subprocess
-import sys
 
 import pytest
 import torch
+from cli_support import assert_one_line_error, run_cli
 
 HAS_CUDA = torch.cuda.is_available()
-
-
-def zd(*args):
-    return subprocess.run([sys.executable, "-m", "zoodeploy", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-
-
-def one_line_error(r, *needles):
-    assert r.returncode == 1, (r.returncode, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="checks the message on a machine without a GPU")
 def test_without_a_gpu_compile_says_what_is_missing(zoo_artifact):
     art = zoo_artifact("lenet5")
-    r = zd("compile", art, "--precision", "int8", "--max-batch", 8)
-    one_line_error(r, "an NVIDIA CUDA GPU is not available", "pip install 'zoodeploy[gpu]'")
+    r = run_cli("compile", art, "--precision", "int8", "--max-batch", 8)
+    assert_one_line_error(r, "an NVIDIA CUDA GPU is not available", "pip install 'zoodeploy[gpu]'")
     assert not list(art.glob("*.engine")) and not list(art.glob(".*.tmp"))
 
 
@@ -42,10 +28,10 @@ def test_without_a_gpu_torch_tensorrt_says_so_before_anything_else(zoo_artifact)
 @pytest.mark.gpu
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed")
 def test_with_a_gpu_but_without_tensorrt_compile_names_it(zoo_artifact):
-    r = zd("compile", zoo_artifact("lenet5"), "--precision", "fp16")
-    one_line_error(r, "TensorRT is not available", "pip install 'zoodeploy[gpu]'")
+    r = run_cli("compile", zoo_artifact("lenet5"), "--precision", "fp16")
+    assert_one_line_error(r, "TensorRT is not available", "pip install 'zoodeploy[gpu]'")
 
 
 def test_bad_options_are_one_line(tmp_path):
     # the other config errors are checked in-process (test_gpu_plan.py); one subprocess shows the path
-    one_line_error(zd("compile", tmp_path, "--max-batch", 0), "--max-batch must be at least 1")
+    assert_one_line_error(run_cli("compile", tmp_path, "--max-batch", 0), "--max-batch must be at least 1")

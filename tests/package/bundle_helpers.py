@@ -1,31 +1,14 @@
-"""Helpers for the package tests: the CLI as a subprocess, and taking bundles apart."""
+"""Helpers for the package tests: taking bundles apart and putting them back."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from zoodeploy.fileio import sha256_file
 from zoodeploy.package import safe_extract
 from zoodeploy.package.archive import write_archive
-
-
-def zd(*args, cwd=None):
-    """`zoodeploy ARGS` as a real subprocess."""
-    return subprocess.run([sys.executable, "-m", "zoodeploy", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
-
-
-def one_line_error(r, *needles, code=1):
-    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def unpack(archive: Path, dest: Path) -> Path:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_helpers import one_line_error, unpack
+from bundle_helpers import unpack
+from cli_support import assert_one_line_error
 
 from zoodeploy.card import load_card
 from zoodeploy.evaluate.accuracy import test_arrays as split_arrays  # not collected as a test
@@ -123,9 +124,9 @@ def test_tampered_bundle_fails_self_check_on_device(device, bundles, tmp_path):
     data = bytearray((root / "model.onnx").read_bytes())
     data[-100] ^= 0xFF
     (root / "model.onnx").write_bytes(bytes(data))
-    one_line_error(_run(python, root, "--self-check"), "model.onnx (sha256 mismatch")
+    assert_one_line_error(_run(python, root, "--self-check"), "model.onnx (sha256 mismatch")
     # classifying refuses too: every run checks the hashes first
-    one_line_error(_run(python, root, "samples/00_0.png"), "model.onnx (sha256 mismatch")
+    assert_one_line_error(_run(python, root, "samples/00_0.png"), "model.onnx (sha256 mismatch")
 
 
 def test_missing_runtime_names_the_package_and_version(bundles, tmp_path):
@@ -134,8 +135,8 @@ def test_missing_runtime_names_the_package_and_version(bundles, tmp_path):
     bare = tmp_path / "bare"
     subprocess.run([_base_python(), "-m", "venv", "--without-pip", str(bare)], check=True, env=_clean_env())
     r = _run(bare / "bin" / "python", root, "--self-check")
-    line = one_line_error(r, "onnxruntime is not installed", f"pip install 'onnxruntime{need['onnxruntime']}'",
-                          code=3)
+    line = assert_one_line_error(r, "onnxruntime is not installed", f"pip install 'onnxruntime{need['onnxruntime']}'",
+                                 code=3)
     assert f"'numpy{need['numpy']}'" in line and f"'pillow{need['pillow']}'" in line
 
 
@@ -148,5 +149,5 @@ def test_too_old_runtime_names_the_version_to_install(device, bundles, tmp_path)
     old.mkdir(parents=True)
     (old / "__init__.py").write_text("__version__ = '1.10.0'\n")
     env = {**_clean_env(), "PYTHONPATH": str(old.parent)}
-    one_line_error(_run(python, root, "--self-check", env=env),
-                   f"onnxruntime 1.10.0 is older than {need}", f"pip install 'onnxruntime{need}'", code=3)
+    assert_one_line_error(_run(python, root, "--self-check", env=env),
+                          f"onnxruntime 1.10.0 is older than {need}", f"pip install 'onnxruntime{need}'", code=3)

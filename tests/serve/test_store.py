@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from cli_support import assert_one_line_error, run_cli
 from serve_helpers import REPO, start_server
 
 from zoodeploy.card import load_card
@@ -33,19 +34,9 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path = REPO) -> subprocess.Com
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, **env}, timeout=600)
 
 
-def zd(*args, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "zoodeploy", *map(str, args)], env)
-
-
-def one_line_error(r: subprocess.CompletedProcess, needle: str) -> None:
-    assert r.returncode == 1, (r.returncode, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr and needle in lines[0], r.stderr
-
-
 @pytest.fixture(scope="module")
 def imported(served_artifact, home):
-    r = zd("bento", "import", served_artifact, "--json", env=home)
+    r = run_cli("bento", "import", served_artifact, "--json", env=home, cwd=REPO)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -61,7 +52,7 @@ def test_import_saves_the_served_variant_with_labels(imported, served_artifact, 
     assert {k: info["labels"][k] for k in wanted} == wanted
     assert info["metadata"]["card"]["labels"] == card.labels
     assert load_card(stored).selected == "fp32"
-    again = zd("bento", "import", served_artifact, "--json", env=home)  # same content: same tag, no copy
+    again = run_cli("bento", "import", served_artifact, "--json", env=home, cwd=REPO)  # same content: same tag, no copy
     assert json.loads(again.stdout) == {**imported, "created": False}
 
 
@@ -71,7 +62,7 @@ def test_import_saves_the_served_variant_with_labels(imported, served_artifact, 
     (["bento", "import", "{art}", "--name", "Bad Name"], "lowercase"),
 ])
 def test_bad_import_is_one_line(served_artifact, home, args, needle):
-    one_line_error(zd(*[a.format(art=served_artifact) for a in args], env=home), needle)
+    assert_one_line_error(run_cli(*[a.format(art=served_artifact) for a in args], env=home, cwd=REPO), needle)
 
 
 def test_serving_an_unknown_store_model_fails_before_starting(home):
