@@ -1,60 +1,67 @@
-"""The `zoodeploy` command: wires the command modules, turns errors into one line."""
+"""The `zoodeploy` command: wires the command modules, turns errors into one line.
+
+Each command lives in its own module; `zoodeploy NAME ...` imports only NAME's module, so a
+command that needs no torch starts in a fraction of a second. `--help` imports them all.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-import click
 import typer
 
 from zoodeploy.errors import ZoodeployError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Trained CNN zoo models to verified, fast ONNX / TensorRT / BentoML deployments.")
+# command -> (module under zoodeploy.cli, attribute, whether it is a group of subcommands)
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "models": ("models", "app", True),
+    "train": ("train", "train", False),
+    "export": ("export", "export", False),
+    "optimize": ("optimize", "optimize", False),
+    "evaluate": ("evaluate", "evaluate", False),
+    "bench": ("bench", "bench", False),
+    "check": ("check", "check", False),
+    "report": ("report", "report", False),
+    "build": ("build", "build", False),
+    "compile": ("compile", "compile_cmd", False),
+    "package": ("package", "package", False),
+    "verify-bundle": ("package", "verify_bundle", False),
+    "bento": ("bento", "app", True),
+}
 
-# --- command wiring (one line per command module) ---
-from zoodeploy.cli import models as _models  # noqa: E402
-app.add_typer(_models.app, name="models")
-from zoodeploy.cli import train as _train  # noqa: E402
-app.command("train")(_train.train)
-from zoodeploy.cli import evaluate as _evaluate  # noqa: E402
-app.command("evaluate")(_evaluate.evaluate)
-from zoodeploy.cli import bench as _bench  # noqa: E402
-app.command("bench")(_bench.bench)
-from zoodeploy.cli import check as _check  # noqa: E402
-app.command("check")(_check.check)
-from zoodeploy.cli import report as _report  # noqa: E402
-app.command("report")(_report.report)
-from zoodeploy.cli import build as _build  # noqa: E402
-app.command("build")(_build.build)
-from zoodeploy.cli import package as _package  # noqa: E402
-app.command("package")(_package.package)
-app.command("verify-bundle")(_package.verify_bundle)
-from zoodeploy.cli import compile as _compile  # noqa: E402
-app.command("compile")(_compile.compile_cmd)
-from zoodeploy.cli import bento as _bento  # noqa: E402
-app.add_typer(_bento.app, name="bento")
-from zoodeploy.cli import optimize as _optimize  # noqa: E402
-app.command("optimize")(_optimize.optimize)
-from zoodeploy.cli import export as _export  # noqa: E402
-app.command("export")(_export.export)
-# --- end of command wiring ---
+
+def _no_options() -> None:
+    pass
+
+
+def make_app(only: str | None = None) -> typer.Typer:
+    """The CLI with every command, or with just `only` (what `main` runs for one command)."""
+    app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                      help="Trained CNN zoo models to verified, fast ONNX / TensorRT / BentoML deployments.")
+    app.callback()(_no_options)  # a group even when it holds one command
+    for name, (module, attr, group) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        obj = getattr(importlib.import_module(f"zoodeploy.cli.{module}"), attr)
+        if group:
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name)(obj)
+    return app
 
 
 def main() -> None:
-    try:
-        rc = app(standalone_mode=False)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    first = sys.argv[1] if len(sys.argv) > 1 else None
+    app = make_app(first if first in COMMANDS else None)
+    try:  # standalone: usage errors print typer's message and exit 2, typer.Exit keeps its code
+        app()
+    except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except ZoodeployError as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         sys.exit(1)
-    sys.exit(rc if isinstance(rc, int) else 0)
-
 
 if __name__ == "__main__":
     main()
