@@ -6,6 +6,8 @@ hash of the sources that make them, so a change to training or export retrains.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -16,6 +18,42 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "zoodeploy"
 # epochs that take each model well past 90% on digits at 32px in a few seconds to a minute
 TEST_EPOCHS = {"lenet5": 10, "mobilenet_v2": 6, "squeezenet1_1": 8, "resnet18": 4}
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (scripts/test.sh runs `-n auto`), each worker gets a core of its own.
+
+    Two workers whose torch and ONNX Runtime thread pools both spread over every core slow each
+    other 5-100x (spin-waiting); pinned, each is a one-core machine, and the servers and CLI
+    subprocesses it starts inherit that.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) <= len(cpus):
+        os.sched_setaffinity(0, {cpus[int(worker.removeprefix("gw")) % len(cpus)]})
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on `path` (a file): one process builds a shared fixture, the others wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _shared_root(tmp_path_factory, name: str) -> Path:
+    """A directory all xdist workers of this run share (each has its own basetemp below it)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def _source_hash() -> str:
@@ -40,7 +78,7 @@ def trained(tmp_path_factory, digits):
     from zoodeploy.models.train import TrainConfig, train
 
     cache_root = os.environ.get("ZOODEPLOY_TEST_CACHE")
-    root = Path(cache_root) / _source_hash() if cache_root else tmp_path_factory.mktemp("trained")
+    root = Path(cache_root) / _source_hash() if cache_root else _shared_root(tmp_path_factory, "trained")
     made: dict[tuple, Path] = {}
 
     def get(name: str, image_size: int = 32, epochs: int | None = None, export: bool = True) -> Path:
@@ -49,6 +87,12 @@ def trained(tmp_path_factory, digits):
         if key in made:
             return made[key]
         out = root / f"{name}-{image_size}px-{epochs}ep{'-onnx' if export else ''}"
+        with _locked(root / f".{out.name}.lock"):
+            _make_trained(out, name, image_size, epochs, export)
+        made[key] = out
+        return out
+
+    def _make_trained(out: Path, name: str, image_size: int, epochs: int, export: bool) -> None:
         if not (out / "card.json").exists():
             tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -56,12 +100,7 @@ def trained(tmp_path_factory, digits):
                   progress=False)
             if export:
                 export_artifact(tmp)
-            try:
-                tmp.rename(out)
-            except OSError:  # another process made it first
-                shutil.rmtree(tmp, ignore_errors=True)
-        made[key] = out
-        return out
+            tmp.rename(out)
 
     return get
 
@@ -124,14 +163,17 @@ def optimized(trained, tmp_path_factory):
     """optimized(name) -> read-only trained artifact with the real `fused` and `int8` variants
     (optimize() on 1 thread, without accuracy control or timing); copy it before changing it."""
     from zoodeploy.optimize import OptimizeConfig, optimize
-    made: dict[str, Path] = {}
+    root = _shared_root(tmp_path_factory, "optimized")
 
     def get(name: str) -> Path:
-        if name not in made:
-            out = tmp_path_factory.mktemp("optimized") / name
-            shutil.copytree(trained(name), out)
-            optimize(out, OptimizeConfig(fuse=True, int8=True, max_drop=None, bench=False, threads=1))
-            made[name] = out
-        return made[name]
+        out = root / name
+        with _locked(root / f".{name}.lock"):
+            if not (out / "card.json").exists():
+                tmp = root / f"{name}.partial-{os.getpid()}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(trained(name), tmp)
+                optimize(tmp, OptimizeConfig(fuse=True, int8=True, max_drop=None, bench=False, threads=1))
+                tmp.rename(out)
+        return out
 
     return get

@@ -13,8 +13,9 @@ from zoodeploy.card import ONNX_METADATA_KEY, load_card
 from zoodeploy.export import FP32_FILE, Tolerance
 from zoodeploy.export.validate import Comparison
 from zoodeploy.fileio import sha256_file
-from zoodeploy.models.zoo import get_spec, list_models
+from zoodeploy.models.zoo import get_spec
 from zoodeploy.preprocess import Preprocessing
+from zoo_params import zoo_params
 
 TRAINING_ONLY_OPS = {"Dropout"}
 
@@ -54,11 +55,7 @@ def assert_exported(art, name):
     assert meta["source_sha256"] == card.checkpoint_sha256
 
 
-BIG = 100_000_000  # parameters: the VGGs, whose 0.5 GB classifiers make every save, load and session slow
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if (get_spec(n).published_params or 0) > BIG
-                                  else n for n in list_models()])
+@pytest.mark.parametrize("name", zoo_params())
 def test_zoo_model_exports_and_validates(zoo_artifact, name):
     assert_exported(zoo_artifact(name), name)
 

@@ -10,15 +10,11 @@ import onnx
 import pytest
 
 from zoodeploy.card import load_card, variant_path
-from zoodeploy.models.zoo import get_spec, list_models
 from zoodeploy.optimize import OptimizeConfig, optimize
+from zoo_params import zoo_params
 
 
-BIG = 100_000_000  # parameters
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if (get_spec(n).published_params or 0) > BIG
-                                  else n for n in list_models()])
+@pytest.mark.parametrize("name", zoo_params())
 def test_fuse_and_int8_for_every_zoo_model(zoo_artifact, name):
     artifact = zoo_artifact(name)
     cfg = OptimizeConfig(fuse=True, int8=True, calib_size=8, max_drop=None, bench=False, threads=1)
