@@ -115,8 +115,16 @@ def artifact(trained, tmp_path):
     return get
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """`gpu` tests skip without CUDA, `tensorrt` tests without TensorRT: cleanly, with a reason."""
+    """`gpu` tests skip without CUDA, `tensorrt` tests without TensorRT: cleanly, with a reason.
+
+    Under `--dist loadgroup` a test file without groups of its own runs in one worker, so its
+    module fixtures (a server, a trained model) are made once.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     import importlib.util
 
     import torch
