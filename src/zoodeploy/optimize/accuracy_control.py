@@ -32,7 +32,7 @@ from zoodeploy.card import Variant, load_card
 from zoodeploy.errors import OptimizeError
 from zoodeploy.evaluate.accuracy import topk_accuracy
 from zoodeploy.optimize.data import validation_arrays
-from zoodeploy.optimize.quantize import QuantConfig, Quantizer, open_quantizer
+from zoodeploy.optimize.quantize import QuantConfig, Quantizer, keep_in_float, open_quantizer
 from zoodeploy.optimize.record import record_model
 from zoodeploy.runtime import RunOptions
 from zoodeploy.runtime.ort import create_session
@@ -112,24 +112,19 @@ def rank_nodes(prepared: Path, qdq_path: Path, x: np.ndarray, input_name: str, t
     a fake-quantized graph does not show, is in the measurement.
     """
     float_model = onnx.load(str(prepared))
-    float_nodes = {n.name: n for n in float_model.graph.node}
     reference = _output(float_model, x, input_name, threads)
     qdq = onnx.load(str(qdq_path))
-    candidates = quantized_nodes(qdq, set(float_nodes))
-    taken = {i.name for i in qdq.graph.initializer} | {o for n in qdq.graph.node for o in n.output}
-    needed = {i for n in candidates for i in float_nodes[n.name].input}
-    qdq.graph.initializer.extend(i for i in float_model.graph.initializer if i.name in needed and i.name not in taken)
     base = _sqnr(reference, _output(qdq, x, input_name, threads))
     ranking = []
-    for node in tqdm(candidates, desc="rank nodes", unit="node", disable=not progress, leave=False):
-        quantized_inputs = list(node.input)
-        node.input[:] = float_nodes[node.name].input
+    for node in tqdm(quantized_nodes(qdq, {n.name for n in float_model.graph.node}), desc="rank nodes",
+                     unit="node", disable=not progress, leave=False):
+        candidate = onnx.ModelProto()
+        candidate.CopyFrom(qdq)
+        keep_in_float(candidate, float_model, {node.name})  # what re-quantizing with it excluded gives
         try:
-            sqnr = _sqnr(reference, _output(qdq, x, input_name, threads))
+            sqnr = _sqnr(reference, _output(candidate, x, input_name, threads))
         except Exception:  # noqa: BLE001 - a node ORT cannot run this way is simply not ranked
             continue
-        finally:
-            node.input[:] = quantized_inputs
         ranking.append({"node": node.name, "op": node.op_type, "output_sqnr_db": round(sqnr, 3),
                         "gain_db": round(sqnr - base, 3)})
     return sorted(ranking, key=lambda r: -r["gain_db"])

@@ -166,6 +166,40 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def keep_in_float(qdq: onnx.ModelProto, float_model: onnx.ModelProto, names: set[str]) -> None:
+    """Give the nodes `names` of a QDQ model their float inputs (tensors and weights) back.
+
+    ORT's `nodes_to_exclude` leaves an excluded node's weights in float, but a tensor it shares
+    with a quantized consumer (a residual branch, a concat) reaches it through that consumer's
+    Q -> DQ pair, so it still computes on quantized values. Rewired here, it reads the float
+    tensor; Q/DQ nodes nothing reads any more are dropped.
+    """
+    float_nodes = {n.name: n for n in float_model.graph.node}
+    taken = {i.name for i in qdq.graph.initializer} | {o for n in qdq.graph.node for o in n.output}
+    needed: set[str] = set()
+    for node in qdq.graph.node:
+        if node.name in names and node.name in float_nodes:
+            node.input[:] = float_nodes[node.name].input
+            needed.update(node.input)
+    qdq.graph.initializer.extend(i for i in float_model.graph.initializer if i.name in needed and i.name not in taken)
+    _drop_dead_nodes(qdq)
+
+
+def _drop_dead_nodes(model: onnx.ModelProto) -> None:
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        read = {i for n in model.graph.node for i in n.input} | outputs
+        dead = [n for n in model.graph.node if not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    read = {i for n in model.graph.node for i in n.input}
+    unused = [i for i in model.graph.initializer if i.name not in read]
+    for i in unused:
+        model.graph.initializer.remove(i)
+
+
 class Quantizer:
     """Pre-processed model + cached calibration ranges: quantize again with other exclusions cheaply."""
 
@@ -218,6 +252,10 @@ class Quantizer:
                                 f"{self.cfg.calibration.value}): {first_line(e)}") from None
         finally:
             reader.bar.close()
+        if nodes_to_exclude:
+            model = onnx.load(str(out))
+            keep_in_float(model, onnx.load(str(self.prepared)), set(nodes_to_exclude))
+            onnx.save(model, str(out))
 
     def extra_options(self) -> dict[str, Any]:
         return {
