@@ -139,31 +139,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_trt)
 
 
-@pytest.fixture(scope="session")
-def zoo_artifact(tmp_path_factory, digits):
+@pytest.fixture
+def zoo_artifact(tmp_path, digits):
     """zoo_artifact(name, image_size=None) -> untrained (random-init) artifact on digits, exported.
 
     For tests that sweep the whole zoo: training 28 models would take too long, and export,
-    fusion and quantization are checked against the model's own fp32 outputs anyway.
+    fusion and quantization are checked against the model's own fp32 outputs anyway. Removed
+    after the test: the zoo's checkpoints, graphs and variants together fill gigabytes.
     """
     from zoodeploy.export import export_artifact
     from zoodeploy.models.train import init_artifact
     from zoodeploy.models.zoo import get_spec
-    root = tmp_path_factory.mktemp("zoo")
-    made: dict[tuple, Path] = {}
 
     def get(name: str, image_size: int | None = None) -> Path:
+        import torch
         size = image_size or max(32, get_spec(name).min_input_size)
-        if (name, size) not in made:
-            out = root / f"{name}-{size}px"
-            import torch
+        out = tmp_path / "zoo" / f"{name}-{size}px"
+        if not (out / "card.json").exists():
             torch.manual_seed(0)
             init_artifact(name, out, image_size=size, splits=digits)
             export_artifact(out)
-            made[(name, size)] = out
-        return made[(name, size)]
+        return out
 
-    return get
+    yield get
+    shutil.rmtree(tmp_path / "zoo", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,63 +1,11 @@
-"""Every zoo architecture exports with the dynamo exporter and validates against PyTorch.
+"""Zoo models export at their full default size (224 px) too; the sweep over every architecture
+at small inputs is tests/optimize/test_zoo_sweep.py (export, then fuse + int8, one artifact)."""
 
-Small inputs for the sweep (the `zoo_artifact` fixture: random init, digits, max(32, the
-architecture's minimum) px); the full default size (224 px) for two cheap architectures.
-"""
-
-import json
-
-import onnx
 import pytest
+from zoo_support import assert_exported
 
-from zoodeploy.card import ONNX_METADATA_KEY, load_card
-from zoodeploy.export import FP32_FILE, Tolerance
-from zoodeploy.export.validate import Comparison
-from zoodeploy.fileio import sha256_file
+from zoodeploy.card import load_card
 from zoodeploy.models.zoo import get_spec
-from zoodeploy.preprocess import Preprocessing
-from zoo_params import zoo_params
-
-TRAINING_ONLY_OPS = {"Dropout"}
-
-
-def dims(value):
-    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
-
-
-def assert_exported(art, name):
-    """The card's fp32 variant and its file: validated, dynamic batch, self-describing, inference only.
-
-    The validation figures come from the export itself (ONNX Runtime vs the PyTorch model on the
-    val split at batch 1 and 8); that this check catches a graph that differs from PyTorch is
-    tested on its own in test_export.py.
-    """
-    card = load_card(art)
-    v = card.variants["fp32"]
-    size = card.input_size
-    assert v.validation["samples"].startswith("digits val split")
-    comps = [Comparison(**c) for c in v.validation["comparisons"]]
-    assert [c.batch for c in comps] == [1, 8] and all(c.samples >= 16 for c in comps)
-    assert all(c.failures(Tolerance()) == [] for c in comps), comps
-    assert v.recipe["batch"] == "dynamic" and v.recipe["opset"] == 18
-    assert v.sha256 == sha256_file(art / FP32_FILE)
-
-    model = onnx.load(str(art / FP32_FILE))  # once: heavy for the VGGs (500 MB)
-    assert [(i.name, dims(i)) for i in model.graph.input] == [("input", ["batch", 3, size, size])]
-    assert [(o.name, dims(o)) for o in model.graph.output] == [("logits", ["batch", card.num_classes])]
-    assert not TRAINING_ONLY_OPS & {n.op_type for n in model.graph.node}
-    # GoogLeNet / Inception auxiliary classifiers serve training only: none of their weights
-    aux = [i.name for i in model.graph.initializer if "aux" in i.name.lower()]
-    assert not aux, aux[:3]
-
-    meta = json.loads({p.key: p.value for p in model.metadata_props}[ONNX_METADATA_KEY])
-    assert (meta["name"], meta["labels"], meta["input_shape"]) == (name, card.labels, ["batch", 3, size, size])
-    assert Preprocessing.from_dict(meta["preprocessing"]) == card.preprocessing
-    assert meta["source_sha256"] == card.checkpoint_sha256
-
-
-@pytest.mark.parametrize("name", zoo_params())
-def test_zoo_model_exports_and_validates(zoo_artifact, name):
-    assert_exported(zoo_artifact(name), name)
 
 
 @pytest.mark.parametrize("name", ["squeezenet1_1", "nin"])  # and lenet5, whose default is 32 px

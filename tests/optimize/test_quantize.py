@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import onnx
@@ -72,9 +71,8 @@ def test_calibration_from_a_plain_folder_of_images(trained, tmp_path, digits):
     assert calib.shape == (5, 3, card.input_size, card.input_size) and "5 of 5 images" in desc
 
 
-def test_tensorrt_scheme_is_symmetric_s8s8_per_channel_qdq(zoo_artifact, tmp_path):
-    artifact = tmp_path / "resnet18"
-    shutil.copytree(zoo_artifact("resnet18"), artifact)
+def test_tensorrt_scheme_is_symmetric_s8s8_per_channel_qdq(zoo_artifact):
+    artifact = zoo_artifact("resnet18")
     v = quantize(artifact, QuantConfig(scheme=Scheme.tensorrt, calib_size=8), variant_name="int8-trt-qdq")
     assert v.name == "int8-trt-qdq" and v.file == "int8-trt-qdq.onnx" and v.recipe["scheme"] == "tensorrt"
     assert v.accuracy is not None and v.accuracy.drop_pt is not None

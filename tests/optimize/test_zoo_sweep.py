@@ -1,7 +1,9 @@
-"""Every zoo model goes through fuse + int8; each variant lands verified, with accuracy and drift.
+"""Every zoo model exports and validates, then goes through fuse + int8; each variant lands
+verified, with accuracy and drift.
 
-The >100M-parameter entries (the VGGs) are marked `slow`: their 0.5 GB classifiers make every
-load, save, hash and session of the pass cost ~1 min each on two cores.
+Small inputs (the `zoo_artifact` fixture: random init, digits, max(32, the architecture's
+minimum) px). The >100M-parameter entries (the VGGs) are marked `slow`: their 0.5 GB
+classifiers make every load, save, hash and session cost tens of seconds on one core.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import pytest
 
 from zoodeploy.card import load_card, variant_path
 from zoodeploy.optimize import OptimizeConfig, optimize
-from zoo_params import zoo_params
+from zoo_support import assert_exported, zoo_params
 
 
 @pytest.mark.parametrize("name", zoo_params())
-def test_fuse_and_int8_for_every_zoo_model(zoo_artifact, name):
+def test_every_zoo_model_exports_validates_fuses_and_quantizes(zoo_artifact, name):
     artifact = zoo_artifact(name)
+    assert_exported(artifact, name)
     cfg = OptimizeConfig(fuse=True, int8=True, calib_size=8, max_drop=None, bench=False, threads=1)
     variants = {v.name: v for v in optimize(artifact, cfg)}
     assert set(variants) == {"fused", "int8"}

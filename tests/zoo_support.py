@@ -1,0 +1,62 @@
+"""The zoo as pytest parameters, and what an exported zoo artifact must hold; shared by the
+zoo sweep (tests/optimize/test_zoo_sweep.py) and the full-size exports (tests/export)."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from zoodeploy.card import ONNX_METADATA_KEY, load_card
+from zoodeploy.export import FP32_FILE, Tolerance
+from zoodeploy.export.validate import Comparison
+from zoodeploy.fileio import sha256_file
+from zoodeploy.models.zoo import get_spec, list_models
+from zoodeploy.preprocess import Preprocessing
+
+BIG = 100_000_000  # parameters: the VGGs, whose 0.5 GB classifiers make every save, load and session slow
+TRAINING_ONLY_OPS = {"Dropout"}
+
+
+def zoo_params() -> list:
+    """Every zoo name, the >100M-parameter ones marked `slow`; each its own pytest-xdist group,
+    so that the sweep spreads over the workers (a file's tests otherwise share one)."""
+    return [pytest.param(n, marks=[pytest.mark.xdist_group(n)]
+                         + ([pytest.mark.slow] if (get_spec(n).published_params or 0) > BIG else []))
+            for n in list_models()]
+
+
+def dims(value):
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
+
+
+def assert_exported(art, name):
+    """The card's fp32 variant and its file: validated, dynamic batch, self-describing, inference only.
+
+    The validation figures come from the export itself (ONNX Runtime vs the PyTorch model on the
+    val split at batch 1 and 8); that this check catches a graph that differs from PyTorch is
+    tested on its own in tests/export/test_export.py.
+    """
+    card = load_card(art)
+    v = card.variants["fp32"]
+    size = card.input_size
+    assert v.validation["samples"].startswith("digits val split")
+    comps = [Comparison(**c) for c in v.validation["comparisons"]]
+    assert [c.batch for c in comps] == [1, 8] and all(c.samples >= 16 for c in comps)
+    assert all(c.failures(Tolerance()) == [] for c in comps), comps
+    assert v.recipe["batch"] == "dynamic" and v.recipe["opset"] == 18
+    assert v.sha256 == sha256_file(art / FP32_FILE)
+
+    model = onnx.load(str(art / FP32_FILE))  # once: heavy for the VGGs (500 MB)
+    assert [(i.name, dims(i)) for i in model.graph.input] == [("input", ["batch", 3, size, size])]
+    assert [(o.name, dims(o)) for o in model.graph.output] == [("logits", ["batch", card.num_classes])]
+    assert not TRAINING_ONLY_OPS & {n.op_type for n in model.graph.node}
+    # GoogLeNet / Inception auxiliary classifiers serve training only: none of their weights
+    aux = [i.name for i in model.graph.initializer if "aux" in i.name.lower()]
+    assert not aux, aux[:3]
+
+    meta = json.loads({p.key: p.value for p in model.metadata_props}[ONNX_METADATA_KEY])
+    assert (meta["name"], meta["labels"], meta["input_shape"]) == (name, card.labels, ["batch", 3, size, size])
+    assert Preprocessing.from_dict(meta["preprocessing"]) == card.preprocessing
+    assert meta["source_sha256"] == card.checkpoint_sha256
