@@ -34,7 +34,7 @@ class TrainConfig:
     image_size: int | None = None  # default: 32 for digits (or the model's minimum), else its own
     epochs: int | None = None  # default: the zoo entry's train_epochs
     batch_size: int = 64
-    lr: float = 1e-2
+    lr: float | None = None  # default: the zoo entry's train_lr
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     freeze: Freeze = Freeze.none
@@ -47,6 +47,8 @@ class TrainConfig:
         spec = get_spec(self.model)  # unknown names fail here, with suggestions
         if self.epochs is None:
             self.epochs = spec.train_epochs
+        if self.lr is None:
+            self.lr = spec.train_lr
         if self.image_size is None:
             self.image_size = max(32, spec.min_input_size) if self.data == "digits" else spec.input_size
         if self.image_size < spec.min_input_size:
@@ -129,6 +131,17 @@ def _accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     return float((predict_logits(model, x).argmax(1) == y).mean() * 100.0)
 
 
+# BatchNorm running statistics must settle within a few hundred steps on a small data set;
+# MobileNetV3's momentum of 0.01 leaves them near their initial values, and eval mode at chance
+MIN_BN_MOMENTUM = 0.1
+
+
+def _settle_batchnorm_faster(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None:
+            m.momentum = max(m.momentum, MIN_BN_MOMENTUM)
+
+
 def _set_trainable(model: nn.Module, spec: ModelSpec, freeze: Freeze) -> list[nn.Parameter]:
     if freeze is Freeze.none:
         model.train()
@@ -155,6 +168,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
     x_val, x_test = splits.val.arrays(prep), splits.test.arrays(prep)
     model = _initial_model(cfg, spec, len(splits.labels))
     _skip_small_aux_branches(model, spec, cfg.image_size)
+    _settle_batchnorm_faster(model)
     params = _set_trainable(model, spec, cfg.freeze)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * -(-len(x_train) // cfg.batch_size)

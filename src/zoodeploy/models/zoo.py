@@ -41,6 +41,9 @@ class ModelSpec:
     # `zoodeploy train`'s default epochs from scratch on a small data set such as digits: enough
     # for a big net to converge in minutes on 2 cores; tiny nets (LeNet-5) need more, cheaper ones
     train_epochs: int = 12
+    # its peak learning rate (AdamW, one-cycle): 1e-2 suits the nets with BatchNorm; the ones
+    # without (AlexNet, ZFNet, VGG, NiN, SqueezeNet) lose every ReLU to it and stay at chance
+    train_lr: float = 1e-2
     aux_heads: tuple[str, ...] = ()  # final layers of the auxiliary classifiers (GoogLeNet)
     aux_min_input_size: int = 0  # smallest input the auxiliary classifiers take (train mode)
     figures_num_classes: int = 1000  # the class count the published figures are for

@@ -57,6 +57,8 @@ def nin(*, num_classes: int = 1000) -> NIN:
 register_model(ModelSpec(
     name="nin", family="NIN", year=2013, paper="Network In Network",
     builder=nin, head="classifier.4", min_input_size=39,
+    # no BatchNorm: at 1e-2 every ReLU dies (10.0% test); 3e-4 for 30 epochs: 96.9%
+    train_lr=3e-4, train_epochs=30,
     figures_source="Lin et al. 2013 report ImageNet results without parameter or operation "
                    "counts; layout of the authors' Caffe ImageNet model (nin_imagenet)",
 ))

@@ -56,6 +56,7 @@ register_model(ModelSpec(
     name="zfnet", family="ZFNet", year=2013,
     paper="Visualizing and Understanding Convolutional Networks",
     builder=zfnet, head="classifier.6", min_input_size=63,
+    train_lr=3e-4,  # no BatchNorm: at 1e-2 every ReLU dies and it stays at chance
     figures_source="Zeiler & Fergus 2013 publish no parameter or operation count; "
                    "measured from Fig. 3's layout",
 ))
