@@ -6,7 +6,10 @@ Measured in one run, on one machine, so the ratios hold even when absolute figur
 
 * latency: p50 of one image through POST /classify (one client, keep-alive) against the same
   work in-process: decode + preprocess + the variant's runner + top-k, with the server's own
-  runtime settings; the two are timed interleaved. Target: served - in-process <= 3 ms.
+  runtime settings. Target: served - in-process <= 3 ms. A third timing, interleaved with the
+  two, posts the same upload to a BentoML service that does nothing with it
+  (benchmarks/serve_floor.py): BentoML's own floor, so that the overhead splits into the floor
+  and what zoodeploy's endpoint adds above it.
 * throughput: images/s of 16 concurrent clients against the variant's offline batched
   throughput (batches of the server's max batch size, preprocessed arrays). Target: >= 70%.
 
@@ -34,6 +37,7 @@ THROUGHPUT_TARGET = 0.70
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifact", type=Path, default=Path("artifacts/default"))
+    ap.add_argument("--variant", default=None, help="default: the card's selected variant")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=50, help="per client, for throughput")
     ap.add_argument("--seconds", type=float, default=20.0, help="latency measurement budget")
@@ -42,18 +46,21 @@ def main() -> None:
 
     from zoodeploy.serve import Plan, ServeConfig
     from zoodeploy.serve.samples import write_samples
-    config = ServeConfig(artifact=str(args.artifact))
+    config = ServeConfig(artifact=str(args.artifact), variant=args.variant)
     plan = Plan.make(config)
     args.out.mkdir(parents=True, exist_ok=True)
     image = write_samples(args.artifact, args.out / "samples")[0].read_bytes()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as home:
-        server = start(args.artifact, Path(home))
+        server = start(args.artifact, plan.variant, Path(home))
+        floor = start_floor(Path(home))
         try:
-            latency = measure_latency(server.url, plan, config, image, args.seconds)
+            latency = measure_latency(server.url, floor.url, plan, config, image, args.seconds)
+            floor.stop()
             served_tput = served_throughput(server, image, args.clients, args.requests)
         finally:
             server.stop()
+            floor.stop()
     offline = offline_throughput(plan, config, image, args.seconds)
     record = summarize(plan, latency, served_tput, offline, args, load_before)
     (args.out / "serve_overhead.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -61,12 +68,21 @@ def main() -> None:
     report(record)
 
 
-def start(artifact: Path, home: Path):
+def start(artifact: Path, variant: str, home: Path):
+    """`bentoml serve` of exactly the variant measured in-process, whatever this shell has set."""
     from zoodeploy.serve.process import ServerProcess
-    env = {"BENTOML_HOME": str(home / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
-           "ZOODEPLOY_ARTIFACT": str(artifact.resolve()), "ZOODEPLOY_MODEL": ""}
+    env = {**{k: "" for k in os.environ if k.startswith("ZOODEPLOY_")},
+           "BENTOML_HOME": str(home / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
+           "ZOODEPLOY_ARTIFACT": str(artifact.resolve()), "ZOODEPLOY_VARIANT": variant}
     print("starting bentoml serve ...", file=sys.stderr)
     return ServerProcess(".", cwd=Path(__file__).resolve().parents[1], env=env, log=home / "server.log").start()
+
+
+def start_floor(home: Path):
+    from zoodeploy.serve.process import ServerProcess
+    env = {"BENTOML_HOME": str(home / "bentoml-floor"), "BENTOML_DO_NOT_TRACK": "True"}
+    return ServerProcess("serve_floor:Floor", cwd=Path(__file__).resolve().parent, env=env,
+                         log=home / "floor.log").start()
 
 
 def in_process_call(plan, config, image: bytes):
@@ -78,18 +94,18 @@ def in_process_call(plan, config, image: bytes):
                                  plan.card.labels, 5)
 
 
-def measure_latency(url: str, plan, config, image: bytes, seconds: float) -> dict:
+def measure_latency(url: str, floor_url: str, plan, config, image: bytes, seconds: float) -> dict:
     import httpx
 
     from zoodeploy.bench.latency import BenchConfig, measure_many
     runner, local = in_process_call(plan, config, image)
-    with httpx.Client(base_url=url, timeout=60) as client:
-        def served():
-            r = client.post("/classify", files={"image": ("digit.png", image, "image/png")})
-            r.raise_for_status()
+    with httpx.Client(base_url=url, timeout=60) as client, httpx.Client(base_url=floor_url, timeout=60) as bare:
+        def upload(c: httpx.Client):
+            return lambda: c.post("/classify", files={"image": ("digit.png", image, "image/png")}).raise_for_status()
         cfg = BenchConfig(warmup=20, min_runs=200, max_seconds=seconds)
-        print("timing one image: served vs in-process, interleaved ...", file=sys.stderr)
-        stats = measure_many({"served": served, "in-process": local}, batch=1, cfg=cfg, progress=True)
+        print("timing one image: served vs in-process vs BentoML floor, interleaved ...", file=sys.stderr)
+        stats = measure_many({"served": upload(client), "in-process": local, "floor": upload(bare)}, batch=1,
+                             cfg=cfg, progress=True)
     runner.close()
     return stats
 
@@ -120,23 +136,23 @@ def served_throughput(server, image: bytes, clients: int, per_client: int) -> di
 
 
 def model_runs(url: str) -> tuple[float, float]:
-    """(model runs, requests they served) so far, from BentoML's adaptive batch size histogram."""
+    """(model runs, requests they served) so far, from the adaptive batch size histogram."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
+
+    from zoodeploy.serve.batching import BATCH_METRIC
     text = httpx.get(url + "/metrics").text
-    family = next(f for f in text_string_to_metric_families(text) if f.name == "bentoml_service_adaptive_batch_size")
-    samples = [x for x in family.samples if x.labels.get("method_name") == "infer"]
-    return (sum(x.value for x in samples if x.name.endswith("_count")),
-            sum(x.value for x in samples if x.name.endswith("_sum")))
+    family = next(f for f in text_string_to_metric_families(text) if f.name == BATCH_METRIC)
+    return (sum(x.value for x in family.samples if x.name.endswith("_count")),
+            sum(x.value for x in family.samples if x.name.endswith("_sum")))
 
 
 def cpu_seconds(server) -> dict[str, float]:
-    """CPU seconds (user + system) so far of the API worker, the model worker and this client."""
+    """CPU seconds (user + system) so far of the server's processes and of this client."""
     import psutil
-    out = {"client": sum(psutil.Process().cpu_times()[:2])}
+    out = {"client": sum(psutil.Process().cpu_times()[:2]), "server": 0.0}
     for pid in server.worker_pids():
-        p = psutil.Process(pid)
-        out["model" if "zoodeploy-model" in " ".join(p.cmdline()) else "api"] = sum(p.cpu_times()[:2])
+        out["server"] += sum(psutil.Process(pid).cpu_times()[:2])
     return out
 
 
@@ -158,7 +174,7 @@ def offline_throughput(plan, config, image: bytes, seconds: float) -> dict:
 
 
 def summarize(plan, latency, served_tput, offline, args, load_before) -> dict:
-    served, local = latency["served"], latency["in-process"]
+    served, local, floor = latency["served"], latency["in-process"], latency["floor"]
     overhead = served.p50_ms - local.p50_ms
     ratio = served_tput["images_per_s"] / offline["model_images_per_s"]
     return {
@@ -167,7 +183,8 @@ def summarize(plan, latency, served_tput, offline, args, load_before) -> dict:
         "load_average_after": os.getloadavg(),
         "latency_ms": {"served_p50": served.p50_ms, "served_p90": served.p90_ms, "in_process_p50": local.p50_ms,
                        "in_process_p90": local.p90_ms, "overhead_p50": overhead,
-                       "stable": served.settings["stable"] and local.settings["stable"]},
+                       "bentoml_floor_p50": floor.p50_ms, "added_above_floor_p50": overhead - floor.p50_ms,
+                       "stable": all(s.settings["stable"] for s in (served, local, floor))},
         "throughput": {"served_images_per_s": served_tput["images_per_s"], "clients": args.clients,
                        "served_ok": served_tput["ok"], "served_requests": served_tput["requests"],
                        "offline_batched_images_per_s": offline["model_images_per_s"],
@@ -188,9 +205,10 @@ def plot(record: dict, latency: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     lat, tp = record["latency_ms"], record["throughput"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    names = ["in-process", "served"]
-    a.bar(names, [lat["in_process_p50"], lat["served_p50"]], color=["#4c72b0", "#dd8452"], label="p50")
-    a.scatter(names, [lat["in_process_p90"], lat["served_p90"]], color="black", zorder=3, label="p90")
+    names = ["in-process", "BentoML floor\n(no-op upload)", "served"]
+    a.bar(names, [lat["in_process_p50"], lat["bentoml_floor_p50"], lat["served_p50"]],
+          color=["#4c72b0", "#8c8c8c", "#dd8452"], label="p50")
+    a.scatter([names[0], names[2]], [lat["in_process_p90"], lat["served_p90"]], color="black", zorder=3, label="p90")
     a.set_ylabel("ms per image")
     a.set_title(f"one image: overhead {lat['overhead_p50']:.2f} ms (target <= {OVERHEAD_TARGET_MS:g} ms)")
     a.legend()
@@ -212,6 +230,8 @@ def report(record: dict) -> None:
     print(f"one image p50:  served {lat['served_p50']:.2f} ms, in-process {lat['in_process_p50']:.2f} ms "
           f"-> overhead {lat['overhead_p50']:.2f} ms (target <= {tg['overhead_ms']:g} ms: "
           f"{'met' if tg['overhead_met'] else 'MISSED'}){'' if lat['stable'] else ' [timings not stable]'}")
+    print(f"                of which BentoML's own floor (the same upload to a no-op service) {lat['bentoml_floor_p50']:.2f} ms; "
+          f"zoodeploy's endpoint adds {lat['added_above_floor_p50']:+.2f} ms above floor + in-process work")
     print(f"throughput:     served {tp['served_images_per_s']:.0f} img/s with {tp['clients']} clients "
           f"({tp['served_ok']}/{tp['served_requests']} ok), offline batch {tp['offline_batch']} "
           f"{tp['offline_batched_images_per_s']:.0f} img/s -> {tp['served_vs_offline']:.0%} "

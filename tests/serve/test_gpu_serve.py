@@ -1,4 +1,4 @@
-"""Serving on the GPU: the model service asks BentoML for one GPU and runs on CUDA, never the CPU."""
+"""Serving on the GPU: the service asks BentoML for one GPU and runs on CUDA, never the CPU."""
 
 from __future__ import annotations
 

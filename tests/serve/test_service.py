@@ -25,6 +25,7 @@ from zoodeploy.fileio import sha256_file
 from zoodeploy.preprocess import softmax
 from zoodeploy.runtime import RunOptions, open_runner
 from zoodeploy.serve import images_to_tensor, ort_threads
+from zoodeploy.serve.batching import BATCH_METRIC
 
 from serve_helpers import png_bytes, start_server
 
@@ -70,7 +71,7 @@ def test_uploads_are_the_evaluate_arrays(offline, test_images):
 
 def test_served_answers_equal_offline_answers(server, offline, test_images):
     pngs, labels = test_images
-    with ThreadPoolExecutor(8) as pool:  # concurrent, so the model service batches them
+    with ThreadPoolExecutor(8) as pool:  # concurrent, so adaptive batching groups them
         singles = list(pool.map(lambda d: classify(server.url, d, top_k="10"), pngs))
     assert all(r.status_code == 200 for r in singles), singles[0].text
     served = np.stack([probs_of(r.json()) for r in singles])
@@ -121,7 +122,7 @@ def test_metadata_is_the_cards_essentials(server, served_artifact):
     assert (meta["model"], meta["variant"], meta["labels"]) == ("mobilenet_v2", "fp32", card.labels)
     assert meta["sha256"] == card.variants["fp32"].sha256 and meta["selected_by_card"] is True
     assert meta["input_shape"] == ["N", 3, 32, 32] and meta["preprocessing"]["input_size"] == 32
-    # the providers the model worker really uses, and threads from the worker count
+    # the providers the worker really uses, and threads from the worker count
     assert meta["serving"]["providers"] == ["CPUExecutionProvider"]
     assert meta["serving"]["intra_op_threads"] == ort_threads(1)
     assert httpx.post(server.url + "/metadata").json() == meta
@@ -185,10 +186,10 @@ def test_bad_request_is_a_4xx_json_error_and_the_server_keeps_serving(server, of
 # --- load ------------------------------------------------------------------------------------------
 
 def _batch_counts(url: str) -> tuple[float, float]:
-    """(model runs, runs of one request) from BentoML's adaptive batch size histogram."""
+    """(model runs, runs of one request) from the adaptive batch size histogram on /metrics."""
     text = httpx.get(url + "/metrics").text
-    family = next(f for f in text_string_to_metric_families(text) if f.name == "bentoml_service_adaptive_batch_size")
-    buckets = [s for s in family.samples if s.name.endswith("_bucket") and s.labels["method_name"] == "infer"]
+    family = next(f for f in text_string_to_metric_families(text) if f.name == BATCH_METRIC)
+    buckets = [s for s in family.samples if s.name.endswith("_bucket")]
     total = sum(s.value for s in buckets if s.labels["le"] == "+Inf")
     single = sum(s.value for s in buckets if s.labels["le"] == "1.0")
     return total, single

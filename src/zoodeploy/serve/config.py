@@ -34,7 +34,7 @@ class ServeConfig:
     model: str | None = None  # or a BentoML model store tag, from `zoodeploy bento import`
     variant: str | None = None  # default: the card's selected variant
     provider: str | None = None  # cpu | cuda | tensorrt (default: cuda for GPU-only variants, else cpu)
-    workers: int = 1  # model worker processes
+    workers: int = 1  # worker processes (each loads the variant)
     threads: int | None = None  # ONNX Runtime intra-op threads per worker (default: cores / workers)
     max_batch_size: int = 32  # adaptive batching: most images in one model call
     max_latency_ms: int = 2000  # adaptive batching sheds a request that would wait longer (503)
@@ -94,7 +94,7 @@ def bento_arguments() -> dict[str, Any]:
 
 
 def ort_threads(workers: int, cores: int | None = None) -> int:
-    """Intra-op threads per model worker: the cores this process may use, shared among workers."""
+    """Intra-op threads per worker: the cores this process may use, shared among workers."""
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // workers)

@@ -19,7 +19,7 @@ import psutil
 
 from zoodeploy.errors import ZoodeployError
 
-READY_LINE = "serving "  # what the model worker logs once the variant is loaded and warmed up
+READY_LINE = "serving "  # what a worker logs once the variant is loaded and warmed up
 
 
 class ServerError(ZoodeployError):
@@ -99,7 +99,7 @@ class ServerProcess:
             pass
 
     def worker_pids(self) -> list[int]:
-        """The processes `bentoml serve` started (API and model workers), alive now."""
+        """The processes `bentoml serve` started (its workers), alive now."""
         self._remember_children()
         return [pid for pid in sorted(self._children) if psutil.pid_exists(pid)]
 

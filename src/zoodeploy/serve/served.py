@@ -8,14 +8,17 @@ answer is the offline answer.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from zoodeploy.card import ModelCard, Variant, load_card
 from zoodeploy.errors import ArtifactError, ImageError, ZoodeployError
@@ -96,7 +99,7 @@ def provider_for(variant: Variant, config: ServeConfig) -> tuple[str, str | None
 
 
 def resources_for(provider: str) -> dict[str, Any]:
-    """BentoML `resources` of the model service: one GPU when the variant runs on one.
+    """BentoML `resources` of the service: one GPU when the variant runs on one.
 
     The hook for GPU deployments: BentoML assigns the GPU (CUDA_VISIBLE_DEVICES) to the worker,
     and `bentoml containerize` / BentoCloud schedule the Bento on a GPU node.
@@ -135,7 +138,7 @@ class Plan:
         return (3, self.card.input_size, self.card.input_size)
 
 
-# --- the model worker's state -------------------------------------------------------------------
+# --- the worker's state ----------------------------------------------------------------------
 
 class ServedModel:
     """The runner of the planned variant, warmed up, with the settings it really runs with."""
@@ -149,8 +152,12 @@ class ServedModel:
                                           card=plan.card)
         self._check_providers()
         x = np.zeros((1, *plan.input_shape), np.float32)
+        times = []
         for _ in range(WARMUP_RUNS):
+            start = time.perf_counter()
             self.runner.run(x)
+            times.append(time.perf_counter() - start)
+        self.single_ms = min(times) * 1000.0  # one image, warm: how long a lone request holds the model
         log.info("serving %s variant %r from %s: %s", plan.card.name, plan.variant, plan.artifact,
                  _describe(self.runner.settings))
 
@@ -184,6 +191,15 @@ def images_to_tensor(blobs: Sequence[bytes], prep: Preprocessing, max_pixels: in
             where = f"image {i + 1} of {len(blobs)}: " if len(blobs) > 1 else ""
             raise RequestError(where + _UNIDENTIFIED.sub("unknown image format", str(e))) from None
     return np.stack(arrays)
+
+
+def image_pixels(blob: bytes) -> float:
+    """Width x height from the image header alone (no decoding); infinite when it has none."""
+    try:
+        with Image.open(io.BytesIO(blob)) as img:
+            return img.size[0] * img.size[1]
+    except Exception:  # noqa: BLE001 - not an image: images_to_tensor says what is wrong with it
+        return float("inf")
 
 
 # Pillow names an undecodable in-memory file by its repr, memory address included

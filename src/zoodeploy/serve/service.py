@@ -1,11 +1,9 @@
 """The BentoML service. `bentoml serve` at the repository root serves `artifacts/default`.
 
-Two services, BentoML's pattern for preprocessing plus adaptive batching:
-
-* `Classifier` (the HTTP API): decodes and preprocesses images in threads, refuses bad input with
-  a 400 JSON error naming the problem, and calls the model service;
-* `Model` (its own process): runs the variant; its `infer` is batchable, so concurrent requests
-  are grouped into one model run.
+One service, one process per worker: it decodes and preprocesses images in threads, refuses bad
+input with a 400 JSON error naming the problem, and runs the variant through BentoML's adaptive
+batching dispatcher in the same process (`zoodeploy.serve.batching`), so concurrent requests
+are grouped into one model run without a second HTTP hop.
 
 What is served comes from `--arg`s or ZOODEPLOY_* variables (see `zoodeploy.serve.config`):
 `ZOODEPLOY_ARTIFACT=DIR bentoml serve`, or `ZOODEPLOY_MODEL=TAG` for a store model.
@@ -19,7 +17,6 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import aiohttp
 import bentoml
 import numpy as np
 from pydantic import Field
@@ -28,9 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from zoodeploy.serve.batching import Batcher
 from zoodeploy.serve.config import ServeConfig, bento_arguments
 from zoodeploy.serve.guard import UploadGuard
-from zoodeploy.serve.served import (Plan, RequestError, ServedModel, essentials, images_to_tensor,
+from zoodeploy.serve.served import (Plan, RequestError, ServedModel, essentials, image_pixels, images_to_tensor,
                                     resources_for, tensor_input, top_k)
 
 log = logging.getLogger("bentoml.zoodeploy")  # under "bentoml": the server's log configuration shows it
@@ -38,58 +36,33 @@ T = TypeVar("T")
 TopK = Annotated[int, Field(ge=1, description="How many of the most likely classes to return.")]
 
 # Decided at import, in `bentoml serve` itself and in each worker: a missing artifact stops the
-# server before it starts, and both services agree on the variant.
+# server before it starts.
 CONFIG = ServeConfig.load(bento_arguments())
 PLAN = Plan.make(CONFIG)
-
-
-# BentoML's client to this service replaces its connection pool every `max_requests` calls or
-# `max_age` seconds by closing it, which drops the calls still in flight on it (500s under load);
-# one local service has no replicas to rotate between, so the pool lives as long as the server.
-KEEP_CONNECTIONS = {"max_requests": 2**62, "max_age": 1e12}
-# The API service logs every request already; a second line per request from here would only
-# cost a wake-up of the log-collecting arbiter on every call.
-NO_ACCESS_LOG = {"access": {"enabled": False}}
-
-
-@bentoml.service(name="zoodeploy-model", workers=CONFIG.workers, resources=resources_for(PLAN.provider),
-                 traffic={"timeout": 60}, runner_connection=KEEP_CONNECTIONS,
-                 logging=NO_ACCESS_LOG)
-class Model:
-    """Runs the served variant. Ready (`/readyz`) only once it is loaded and warmed up."""
-
-    # a store model is packed into the Bento by `bentoml build --arg model=TAG`
-    stored = bentoml.models.BentoModel(CONFIG.model) if CONFIG.model else None
-
-    def __init__(self) -> None:
-        self.served = ServedModel(PLAN, CONFIG)
-
-    @bentoml.api(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """Logits for a float32 (N, 3, H, W) batch, already checked by the API service."""
-        return self.served.run(x)
-
-    @bentoml.api
-    def settings(self) -> dict[str, Any]:
-        """The runtime settings the variant really runs with (providers, threads)."""
-        return self.served.describe()
 
 
 async def _get_metadata(request: Request) -> JSONResponse:
     return JSONResponse(await bentoml.get_current_service().describe())
 
 
-@bentoml.service(name="zoodeploy", workers=1, traffic={"timeout": 60})
+@bentoml.service(name="zoodeploy", workers=CONFIG.workers, resources=resources_for(PLAN.provider),
+                 traffic={"timeout": 60})
 @bentoml.mount_asgi_app(Starlette(routes=[Route("/metadata", _get_metadata, methods=["GET"])]), path="/")
 class Classifier:
-    """Image classification with the artifact's selected variant, its labels and preprocessing."""
+    """Image classification with the artifact's selected variant, its labels and preprocessing.
 
-    model = bentoml.depends(Model)
+    Ready (`/readyz`) only once the variant is loaded and warmed up.
+    """
+
+    # a store model is packed into the Bento by `bentoml build --arg model=TAG`
+    stored = bentoml.models.BentoModel(CONFIG.model) if CONFIG.model else None
 
     def __init__(self) -> None:
+        self.served = ServedModel(PLAN, CONFIG)
         self.labels = PLAN.card.labels
         self.prep = PLAN.card.preprocessing
-        self._runtime: dict[str, Any] | None = None
+        self.infer = Batcher(self.served.run, CONFIG.max_batch_size, CONFIG.max_latency_ms, PLAN.variant,
+                             self.served.single_ms)
 
     @bentoml.api
     async def classify(self, image: Path, top_k: TopK = 5) -> dict[str, Any]:
@@ -112,28 +85,18 @@ class Classifier:
         return await self.describe()
 
     async def describe(self) -> dict[str, Any]:
-        if self._runtime is None:  # asked once: the model process knows what it runs on
-            self._runtime = await self.model.to_async.settings()
-        return essentials(PLAN, self._runtime)
+        return essentials(PLAN, self.served.describe())
 
     async def _classify(self, paths: list[Path], k: int) -> list[dict[str, Any]]:
         if not paths:
             raise RequestError("no images: send one or more files in the `images` field")
         if len(paths) > CONFIG.max_images:
             raise RequestError(f"{len(paths)} images, over the limit of {CONFIG.max_images} per request")
-        x = await asyncio.to_thread(_read_images, paths, self.prep, CONFIG.max_pixels)
-        return top_k(await self._infer(x), self.labels, k)
+        x = await _read_images(paths, self.prep, CONFIG.max_pixels)
+        return top_k(await self.infer(x), self.labels, k)
 
     async def _predict(self, tensor: np.ndarray) -> np.ndarray:
-        return await self._infer(tensor_input(tensor, PLAN.input_shape, CONFIG.max_images))
-
-    async def _infer(self, x: np.ndarray) -> np.ndarray:
-        try:
-            return await self.model.to_async.infer(x)
-        except aiohttp.ServerDisconnectedError:
-            # a pooled keep-alive connection the model server had just closed: inference is
-            # idempotent, so one retry on a fresh connection is safe
-            return await self.model.to_async.infer(x)
+        return await self.infer(tensor_input(tensor, PLAN.input_shape, CONFIG.max_images))
 
 
 def _json_responses(service) -> None:
@@ -143,16 +106,27 @@ def _json_responses(service) -> None:
         method.output_spec.media_type = "application/json"
 
 
-_json_responses(Model)
 _json_responses(Classifier)
 Classifier.add_asgi_middleware(UploadGuard, limited=frozenset({"/predict"}),
                                uploads={"/classify": "image", "/classify_batch": "images"},
                                values=frozenset({"top_k"}), max_bytes=CONFIG.max_upload_mb * 2**20)
 
 
-def _read_images(paths: list[Path], prep, max_pixels: int) -> np.ndarray:
-    # BentoML has spooled each upload to a temporary file; decoding happens off the event loop
-    return images_to_tensor([p.read_bytes() for p in paths], prep, max_pixels)
+# Decoding a small image (a digit, a thumbnail) takes ~0.15 ms, less than the hop to a thread and
+# back costs (measured here: 0.2-0.3 ms); larger ones decode off the event loop so that it keeps
+# serving other requests meanwhile.
+INLINE_BYTES = 256 * 2**10
+INLINE_PIXELS = 256 * 256
+
+
+async def _read_images(paths: list[Path], prep, max_pixels: int) -> np.ndarray:
+    """Decode and preprocess the uploads BentoML has spooled to temporary files."""
+    if sum(p.stat().st_size for p in paths) <= INLINE_BYTES:
+        blobs = [p.read_bytes() for p in paths]
+        if sum(image_pixels(b) for b in blobs) <= INLINE_PIXELS:
+            return images_to_tensor(blobs, prep, max_pixels)
+        return await asyncio.to_thread(images_to_tensor, blobs, prep, max_pixels)
+    return await asyncio.to_thread(lambda: images_to_tensor([p.read_bytes() for p in paths], prep, max_pixels))
 
 
 async def _answer(work: Awaitable[T], single: bool = False) -> T | JSONResponse:
