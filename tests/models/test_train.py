@@ -21,6 +21,14 @@ def test_trained_lenet5_generalises_to_held_out_digits(trained):
     assert card.labels == [str(i) for i in range(10)]
 
 
+def test_every_model_the_suite_trains_has_learned_digits(trained, trained_names):
+    """The drift, speed and serving tests judge these models: one that learned nothing (a dead
+    SqueezeNet at 10%) would pass every drift check trivially."""
+    for name in trained_names:
+        card = load_card(trained(name))
+        assert card.training.test_accuracy >= 90.0, (name, card.training.history)
+
+
 def test_checkpoint_reloads_to_the_same_model(trained, digits):
     from zoodeploy.evaluate.accuracy import topk_accuracy
     from zoodeploy.models.train import predict_logits
