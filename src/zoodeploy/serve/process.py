@@ -114,8 +114,8 @@ class ServerProcess:
         self._remember_children()
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
-        # BentoML 1.4 leaves the API worker running when /readyz was polled while its dependency
-        # was starting (the arbiter never stops it), so every worker is signalled directly too
+        # every worker is signalled directly too: BentoML 1.4's arbiter has been seen to leave a
+        # worker running (with a dependency service still starting when /readyz was polled)
         workers = [p for p in map(_process, self._children) if p is not None]
         _, alive = psutil.wait_procs(workers, timeout=2)
         for p in alive:

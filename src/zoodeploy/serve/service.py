@@ -1,8 +1,8 @@
 """The BentoML service. `bentoml serve` at the repository root serves `artifacts/default`.
 
-One service, one process per worker: it decodes and preprocesses images in threads, refuses bad
-input with a 400 JSON error naming the problem, and runs the variant through BentoML's adaptive
-batching dispatcher in the same process (`zoodeploy.serve.batching`), so concurrent requests
+One service, one process per worker: it decodes and preprocesses images (small ones on the event
+loop, larger ones in threads), refuses bad input with a 400 JSON error naming the problem, and
+runs the variant through BentoML's adaptive batching dispatcher in the same process (`zoodeploy.serve.batching`), so concurrent requests
 are grouped into one model run without a second HTTP hop.
 
 What is served comes from `--arg`s or ZOODEPLOY_* variables (see `zoodeploy.serve.config`):
