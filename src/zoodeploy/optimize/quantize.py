@@ -200,6 +200,46 @@ def _drop_dead_nodes(model: onnx.ModelProto) -> None:
         model.graph.initializer.remove(i)
 
 
+def concat_groups(model: onnx.ModelProto) -> list[list[str]]:
+    """Tensors joined by Concat nodes (inputs and output), as connected groups: a tensor that
+    feeds several concats (DenseNet's features) ties their groups together."""
+    parent: dict[str, str] = {}
+
+    def root(t: str) -> str:
+        while parent.setdefault(t, t) != t:
+            t = parent[t]
+        return t
+    for node in model.graph.node:
+        if node.op_type == "Concat":
+            for t in node.input:
+                parent[root(t)] = root(node.output[0])
+    groups: dict[str, list[str]] = {}
+    for t in parent:
+        groups.setdefault(root(t), []).append(t)
+    return list(groups.values())
+
+
+def share_ranges(cache: Path, groups: list[list[str]]) -> None:
+    """Give every tensor of a group the group's widest calibrated range, in ORT's calibration cache.
+
+    With equal scales and zero points on its inputs and output, ONNX Runtime's INT8 Concat copies
+    bytes instead of requantizing every input: measured here, SqueezeNet 1.1 at 224 px int8
+    2.03 -> 1.66 ms at batch 1 (fused fp32: 3.05 ms). The narrower tensors of a group lose a little
+    resolution; accuracy control measures what that costs.
+    """
+    from onnxruntime.quantization.calibrate import load_tensors_data, save_tensors_data
+    ranges = load_tensors_data(cache)
+    for group in groups:
+        names = [t for t in group if t in ranges.data]
+        if len(names) < 2:
+            continue
+        lo = min(float(np.min(ranges.data[t].range_value[0])) for t in names)
+        hi = max(float(np.max(ranges.data[t].range_value[1])) for t in names)
+        for t in names:
+            ranges.data[t] = type(ranges.data[t])(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
+    save_tensors_data(ranges, cache)
+
+
 class Quantizer:
     """Pre-processed model + cached calibration ranges: quantize again with other exclusions cheaply."""
 
@@ -219,6 +259,7 @@ class Quantizer:
         self.prepared = self.dir / "prepared.onnx"
         self.cache = self.dir / "calibration.json"
         self._prepare(source, optimized)
+        self.concat_groups = concat_groups(onnx.load(str(self.prepared)))
 
     def _prepare(self, source: Path, optimized: bool) -> None:
         """quant_pre_process: ORT's BASIC optimizations (unless `source` has them already) and
@@ -236,6 +277,16 @@ class Quantizer:
 
     def write(self, out: Path, nodes_to_exclude: Sequence[str] = ()) -> None:
         """Quantize the pre-processed model into `out` (calibrating on the first call only)."""
+        if not self.cache.exists() and self.concat_groups:
+            self._quantize(self.dir / "calibration-run.onnx", ())  # calibrates, caches the ranges
+            share_ranges(self.cache, self.concat_groups)
+        self._quantize(out, nodes_to_exclude)
+        if nodes_to_exclude:
+            model = onnx.load(str(out))
+            keep_in_float(model, onnx.load(str(self.prepared)), set(nodes_to_exclude))
+            onnx.save(model, str(out))
+
+    def _quantize(self, out: Path, nodes_to_exclude: Sequence[str]) -> None:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
         method = {Calibration.minmax: CalibrationMethod.MinMax, Calibration.entropy: CalibrationMethod.Entropy,
                   Calibration.percentile: CalibrationMethod.Percentile}[self.cfg.calibration]
@@ -252,10 +303,6 @@ class Quantizer:
                                 f"{self.cfg.calibration.value}): {first_line(e)}") from None
         finally:
             reader.bar.close()
-        if nodes_to_exclude:
-            model = onnx.load(str(out))
-            keep_in_float(model, onnx.load(str(self.prepared)), set(nodes_to_exclude))
-            onnx.save(model, str(out))
 
     def extra_options(self) -> dict[str, Any]:
         return {
@@ -271,6 +318,7 @@ class Quantizer:
                 "reduce_range": self.spec.reduce_range, "per_channel": self.cfg.per_channel,
                 "symmetric_activations": self.spec.symmetric_activations,
                 "calibration": self.cfg.calibration.value, "calib_size": len(self.calib),
+                "shared_concat_ranges": len(self.concat_groups),
                 "isa": self.cfg.isa.to_dict(), "onnxruntime": ort.__version__}
 
     def made_by(self, calib_desc: str) -> str:
