@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/optimize_speed.py [--models resnet50,mobilenet_v2,squeezenet1_1]
         [--threads 2] [--epochs N] [--rounds 3] [--work DIR] [--out DIR]
 
-For each model: train on digits at 32x32 (seconds to minutes), export, `optimize` (fuse + int8
-with accuracy control, 0.5 pt budget on the validation split): the int8 drop is its test-split
-top-1 drop from fp32. Then the same weights are re-exported at 224x224 (these CNNs pool
+For each model: train on digits at its default size (32x32; SqueezeNet 48x48), seconds to
+minutes; export, `optimize` (fuse + int8 with accuracy control, 0.5 pt budget on the validation
+split): the int8 drop is its test-split top-1 drop from fp32. Then the same weights are re-exported at 224x224 (these CNNs pool
 adaptively), fused and quantized with the same scheme and the same nodes kept in float, and
 timed at batch 1 with the same thread count: PyTorch eager, fp32 ONNX, fused, int8 under ONNX
 Runtime, in interleaved rounds so a noisy neighbour hits every variant alike.
@@ -40,13 +40,13 @@ def log(line: str) -> None:
 
 
 def trained_artifact(name: str, work: Path, splits, epochs: int | None) -> Path:
-    """Digits-trained at 32px (`zoodeploy train`'s defaults but --epochs), exported; reused from --work."""
+    """Digits-trained with `zoodeploy train`'s defaults (but --epochs), exported; reused from --work."""
     from zoodeploy.export import export_artifact
     from zoodeploy.models.train import TrainConfig, train
-    cfg = TrainConfig(name, image_size=32, **({"epochs": epochs} if epochs else {}))
-    out = work / f"{name}-32px-{cfg.epochs}ep"
+    cfg = TrainConfig(name, **({"epochs": epochs} if epochs else {}))
+    out = work / f"{name}-{cfg.image_size}px-{cfg.epochs}ep"
     if not (out / "card.json").exists():
-        log(f"training {name} on digits at 32px for {cfg.epochs} epochs")
+        log(f"training {name} on digits at {cfg.image_size}px for {cfg.epochs} epochs")
         tmp = work / f"{out.name}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         train(cfg, tmp, splits=splits)
@@ -123,9 +123,9 @@ def time_variants(artifact: Path, threads: int | None, rounds: int) -> dict[str,
 
 def evaluate_model(name: str, work: Path, splits, threads: int | None, rounds: int, epochs: int | None) -> dict:
     from zoodeploy.optimize.isa import detect_isa
-    art32 = trained_artifact(name, work, splits, epochs)
-    int8 = accuracy_run(art32, work, threads)
-    art224 = speed_artifact(art32, work, SPEED_SIZE)
+    small = trained_artifact(name, work, splits, epochs)
+    int8 = accuracy_run(small, work, threads)
+    art224 = speed_artifact(small, work, SPEED_SIZE)
     missing = make_fast_variants(art224, int8)
     ms = time_variants(art224, threads, rounds)
     best = min(("fp32", "fused", "int8"), key=ms.get)

@@ -22,7 +22,7 @@ def build(
     max_drop: Annotated[float, typer.Option(help="Top-1 percentage points the selected variant may lose vs fp32.")] = 1.0,
     epochs: Annotated[int | None, typer.Option(
         help="Training epochs (default: the zoo entry's); 0 uses --weights as they are.")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Input size (default: 32 for digits).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input size (default for digits: 32, 48 for SqueezeNet; else the model's own).")] = None,
     weights: Annotated[str | None, typer.Option(help="`imagenet` or a checkpoint path (default: from scratch).")] = None,
     batch: BatchOpt = "1,8,32",
     threads: ThreadsOpt = None,

@@ -15,7 +15,7 @@ def train(
     name: Annotated[str, typer.Argument(help="Zoo model name (see `zoodeploy models list`).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Artifact directory to write.")],
     data: Annotated[str, typer.Option(help="`digits` (bundled) or an ImageFolder directory.")] = "digits",
-    image_size: Annotated[int | None, typer.Option(help="Input size (default: 32 for digits).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input size (default for digits: 32, 48 for SqueezeNet; else the model's own).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs; the best epoch on val is kept.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = None,

@@ -31,7 +31,7 @@ class Freeze(str, Enum):
 class TrainConfig:
     model: str
     data: str = "digits"
-    image_size: int | None = None  # default: 32 for digits (or the model's minimum), else its own
+    image_size: int | None = None  # default: the entry's train_input_size for digits, else its input_size
     epochs: int | None = None  # default: the zoo entry's train_epochs
     batch_size: int = 64
     lr: float | None = None  # default: the zoo entry's train_lr
@@ -50,7 +50,8 @@ class TrainConfig:
         if self.lr is None:
             self.lr = spec.train_lr
         if self.image_size is None:
-            self.image_size = max(32, spec.min_input_size) if self.data == "digits" else spec.input_size
+            self.image_size = (max(spec.train_input_size, spec.min_input_size) if self.data == "digits"
+                               else spec.input_size)
         if self.image_size < spec.min_input_size:
             raise ZoodeployError(f"{self.model} needs an input of at least {spec.min_input_size}px, "
                                  f"got --image-size {self.image_size}")

@@ -44,6 +44,9 @@ class ModelSpec:
     # its peak learning rate (AdamW, one-cycle): 1e-2 suits the nets with BatchNorm; the ones
     # without (AlexNet, ZFNet, VGG, NiN, SqueezeNet) lose every ReLU to it and stay at chance
     train_lr: float = 1e-2
+    # its default input on digits (8x8 images rendered up): 32 px, or more where 32 collapses the
+    # feature map too early to learn (SqueezeNet is at 1x1 after its third pooling)
+    train_input_size: int = 32
     aux_heads: tuple[str, ...] = ()  # final layers of the auxiliary classifiers (GoogLeNet)
     aux_min_input_size: int = 0  # smallest input the auxiliary classifiers take (train mode)
     figures_num_classes: int = 1000  # the class count the published figures are for
