@@ -152,7 +152,7 @@ def verdict(row: dict) -> list[str]:
 
 def print_table(rows: list[dict], threads: int | None) -> None:
     print(f"\nbatch 1, {SPEED_SIZE}x{SPEED_SIZE}, {threads or 'all'} thread(s), {rows[0]['isa'] if rows else ''}; "
-          "p50 ms (median of interleaved rounds); accuracy: digits test split at 32px")
+          "p50 ms (median of interleaved rounds); accuracy: digits test split at the training size")
     print(f"{'model':<15}{'eager':>9}{'fp32':>9}{'fused':>9}{'int8':>9}{'int8/fp32':>11}{'best/eager':>12}"
           f"{'fp32 %':>9}{'int8 %':>9}{'drop pt':>9}  scheme, float nodes")
     for r in rows:
