@@ -2,8 +2,9 @@
 
 One service, one process per worker: it decodes and preprocesses images (small ones on the event
 loop, larger ones in threads), refuses bad input with a 400 JSON error naming the problem, and
-runs the variant through BentoML's adaptive batching dispatcher in the same process (`zoodeploy.serve.batching`), so concurrent requests
-are grouped into one model run without a second HTTP hop.
+runs the variant through BentoML's adaptive-batching dispatcher in the same process
+(`zoodeploy.serve.batching`), so concurrent requests are grouped into one model run without a
+second HTTP hop.
 
 What is served comes from `--arg`s or ZOODEPLOY_* variables (see `zoodeploy.serve.config`):
 `ZOODEPLOY_ARTIFACT=DIR bentoml serve`, or `ZOODEPLOY_MODEL=TAG` for a store model.
