@@ -30,6 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
+# the server harness of the tests (tests/server_process.py) is not part of the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 OVERHEAD_TARGET_MS = 3.0
 THROUGHPUT_TARGET = 0.70
 
@@ -70,7 +73,7 @@ def main() -> None:
 
 def start(artifact: Path, variant: str, home: Path):
     """`bentoml serve` of exactly the variant measured in-process, whatever this shell has set."""
-    from zoodeploy.serve.process import ServerProcess
+    from server_process import ServerProcess
     env = {**{k: "" for k in os.environ if k.startswith("ZOODEPLOY_")},
            "BENTOML_HOME": str(home / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
            "ZOODEPLOY_ARTIFACT": str(artifact.resolve()), "ZOODEPLOY_VARIANT": variant}
@@ -79,7 +82,7 @@ def start(artifact: Path, variant: str, home: Path):
 
 
 def start_floor(home: Path):
-    from zoodeploy.serve.process import ServerProcess
+    from server_process import ServerProcess
     env = {"BENTOML_HOME": str(home / "bentoml-floor"), "BENTOML_DO_NOT_TRACK": "True"}
     return ServerProcess("serve_floor:Floor", cwd=Path(__file__).resolve().parent, env=env,
                          log=home / "floor.log").start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from zoodeploy.serve.process import ServerProcess
+from server_process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "mobilenet_v2"  # the README's default model

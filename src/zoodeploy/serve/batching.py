@@ -14,8 +14,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from bentoml.exceptions import ServiceUnavailable
+
+from zoodeploy.serve.bentoml_compat import CorkDispatcher
 
 BATCH_METRIC = "zoodeploy_adaptive_batch_size"  # on /metrics: requests per model run
 

@@ -141,5 +141,5 @@ def stored_artifact(tag: str) -> Path:
 
 
 def _store_home() -> str:
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    return BentoMLContainer.model_store_dir.get()
+    from zoodeploy.serve.bentoml_compat import model_store_dir
+    return model_store_dir()

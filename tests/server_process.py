@@ -1,6 +1,7 @@
 """A real `bentoml serve` in a child process: started on a free port, ready-checked, stopped by pid.
 
-For tests and benchmarks, which must talk to the server exactly as clients do. BentoML's
+For tests and benchmarks (benchmarks/serve_overhead.py puts tests/ on sys.path), which must talk
+to the server exactly as clients do; not part of the installed package. BentoML's
 workers run in sessions of their own, so stopping signals the arbiter and then every worker
 it started, by process id.
 """

@@ -1,0 +1,54 @@
+"""BentoML internals stay behind one adapter, which fails loudly when BentoML or its names change."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import bentoml
+import pytest
+
+from zoodeploy.serve import bentoml_compat
+from zoodeploy.serve.bentoml_compat import TESTED, BentoMLVersionError, check_version
+
+SERVE = Path(bentoml_compat.__file__).parent
+PRIVATE = re.compile(r"\b(bentoml\._internal|_bentoml_impl|_bentoml_sdk)\b")
+
+
+def test_installed_bentoml_is_the_tested_range():
+    check_version(bentoml.__version__)  # what importing the adapter does
+    assert TESTED == ((1, 4), (1, 5))  # pyproject pins bentoml>=1.4,<1.5: change both together
+    pyproject = (SERVE.parents[2] / "pyproject.toml").read_text()
+    assert '"bentoml>=1.4,<1.5"' in pyproject
+
+
+@pytest.mark.parametrize("version", ["1.5.0", "1.3.9", "2.0.0", "0.13.1", "unknown"])
+def test_an_untested_version_is_refused_with_what_to_do(version):
+    with pytest.raises(BentoMLVersionError) as e:
+        check_version(version)
+    message = str(e.value)
+    assert f"bentoml {version} is installed" in message
+    assert "pip install 'bentoml>=1.4,<1.5'" in message and "bentoml_compat.py" in message
+
+
+@pytest.mark.parametrize("version", ["1.4.0", "1.4.40", "1.4.99rc1"])
+def test_tested_versions_pass(version):
+    check_version(version)
+
+
+def test_the_internal_names_still_resolve_and_mean_the_same():
+    dispatcher = bentoml_compat.CorkDispatcher
+    params = inspect.signature(dispatcher).parameters
+    # batching.Batcher calls CorkDispatcher(max_latency_ms, max_batch_size, fallback=, get_batch_size=)
+    assert list(params)[:2] == ["max_latency_in_ms", "max_batch_size"], list(params)
+    assert {"fallback", "get_batch_size"} <= set(params)
+    assert callable(dispatcher(100, 4, fallback=lambda: None, get_batch_size=len))
+    store = Path(bentoml_compat.model_store_dir())
+    assert store.name == "models"
+
+
+def test_no_other_serve_module_reaches_into_bentoml_internals():
+    offenders = [p.name for p in SERVE.glob("*.py")
+                 if p.name != "bentoml_compat.py" and PRIVATE.search(p.read_text())]
+    assert offenders == []
