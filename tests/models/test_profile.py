@@ -1,9 +1,10 @@
-"""profile_model: parameters, MACs (grouped convs included), activation memory, layer rows."""
+"""profile_model: deployed and auxiliary parameters, MACs (grouped convs included), activation memory, layer rows."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torchvision.models as tvm
 from torch import nn
 
 from zoodeploy.errors import ZoodeployError
@@ -37,14 +38,17 @@ def test_counts_macs_of_plain_depthwise_and_grouped_convs_and_linear():
     assert p.macs == conv + depthwise + grouped + 16 * 5
 
 
-def test_counts_all_trainable_and_used_parameters():
+def test_counts_deployed_trainable_and_aux_parameters():
     model = Tiny()
     model.features[0].requires_grad_(False)
-    p = profile_model(model, 8)
     total = sum(x.numel() for x in model.parameters())
-    assert p.params == total
-    assert p.trainable_params == total - (8 * 3 * 9 + 8)
-    assert p.forward_params == total - (16 * 100 + 100)
+    p = profile_model(model, 8, aux=["unused"])
+    assert p.aux_params == 16 * 100 + 100
+    assert p.params == total - p.aux_params
+    assert p.trainable_params == p.params - (8 * 3 * 9 + 8)
+    plain = profile_model(model, 8)  # nothing named auxiliary: every parameter is deployed
+    assert (plain.params, plain.aux_params) == (total, 0)
+    assert plain.macs == p.macs
 
 
 def test_activation_bytes_sum_leaf_outputs_at_batch_1():
@@ -77,13 +81,29 @@ def test_meta_device_gives_the_same_figures():
 
 
 def test_to_dict_is_json_ready():
-    d = profile_model(Tiny(), 8, layers=True).to_dict()
+    d = profile_model(Tiny(), 8, layers=True, aux=["unused"]).to_dict()
     assert d["macs"] > 0 and d["layers"][0]["output_shape"] == [1, 8, 8, 8]
+    assert d["aux_params"] == 1_700
 
 
 def test_profile_arch_measures_the_default_input():
     p = profile_arch("resnet18")
     assert (p.input_size, p.params, p.macs) == (224, 11_689_512, 1_814_073_344)
+    assert p.aux_params == 0
+
+
+# torchvision's weights meta, exact: GoogLeNet's builder drops aux1/aux2 when it loads weights
+# and counts the inference model; Inception v3's keeps AuxLogits and counts it in
+@pytest.mark.parametrize(("name", "weights", "params", "aux_params", "meta_counts_aux"), [
+    ("googlenet", "GoogLeNet_Weights.IMAGENET1K_V1", 6_624_904, 6_379_984, False),
+    ("inception_v3", "Inception_V3_Weights.IMAGENET1K_V1", 23_834_568, 3_326_696, True),
+])
+def test_profile_arch_counts_the_deployed_model_and_the_aux_heads_apart(
+        name, weights, params, aux_params, meta_counts_aux):
+    p = profile_arch(name)
+    assert (p.params, p.aux_params) == (params, aux_params)
+    num_params = tvm.get_weight(weights).meta["num_params"]
+    assert num_params == (params + aux_params if meta_counts_aux else params)
 
 
 def test_profile_arch_refuses_too_small_an_input():

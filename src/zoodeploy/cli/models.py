@@ -77,8 +77,8 @@ def _summary_table(spec: ModelSpec, p: ModelProfile, classes: int) -> Table:
     table.add_row("input", f"{p.input_size}x{p.input_size}, {classes} classes",
                   f"{spec.input_size}x{spec.input_size}, {spec.figures_num_classes} classes")
     table.add_row("params", _si(p.params), _si(spec.published_params))
-    if p.forward_params != p.params:  # auxiliary training heads
-        table.add_row("params at inference", _si(p.forward_params), "")
+    if p.aux_params:  # not in the deployed model, so not in `params`
+        table.add_row("aux heads (training only)", _si(p.aux_params), "")
     table.add_row("MACs", _si(p.macs), _si(spec.published_macs))
     table.add_row("activations", f"{p.activation_bytes / 2**20:.1f} MiB", "")
     return table
