@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from zoodeploy.optimize.isa import detect_isa, parse_cpuinfo, scheme_for
-from zoodeploy.optimize.quantize import QuantConfig, Scheme
+from zoodeploy.errors import OptimizeError
+from zoodeploy.optimize import OptimizeConfig
+from zoodeploy.optimize.isa import (TargetIsa, detect_isa, parse_cpuinfo, resolve_target, scheme_for,
+                                    scheme_for_target)
+from zoodeploy.optimize.quantize import SCHEMES, QuantConfig, Scheme
 
 ZEN3 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -54,3 +57,53 @@ def test_detects_this_machine():
     assert isa.machine == platform.machine()
     assert isa.avx2 == ("avx2" in flags)
     assert isa.vnni == any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+# ---------------------------------------------------------------- the target ISA, not the build host's
+
+HOSTS = {"avx2": parse_cpuinfo(ZEN3, "x86_64"), "vnni": parse_cpuinfo(ICELAKE, "x86_64"),
+         "arm": parse_cpuinfo(GRAVITON2, "aarch64")}
+
+
+@pytest.mark.parametrize("host", sorted(HOSTS))
+@pytest.mark.parametrize("target, scheme", [("arm64", "s8s8"), ("x86-avx2", "u8s8-reduce-range"),
+                                            ("x86-vnni", "u8s8")])
+def test_a_named_target_gets_its_own_scheme_on_any_host(host, target, scheme):
+    name, why = scheme_for_target(target, HOSTS[host])
+    assert name == scheme and f"target {target}" in why
+
+
+def test_arm64_target_is_s8s8_full_range_per_channel_from_an_avx2_host():
+    """What the phone gets when an AVX2 machine builds it: no 7-bit weights, no U8 activations."""
+    cfg = QuantConfig(isa=HOSTS["avx2"], target_isa="arm64")
+    scheme, why = cfg.resolved()
+    spec = SCHEMES[scheme]
+    assert scheme is Scheme.s8s8 and "arm64" in why
+    assert (spec.activation, spec.weight, spec.reduce_range, cfg.per_channel) == ("QInt8", "QInt8", False, True)
+
+
+@pytest.mark.parametrize("host, scheme", [("avx2", "u8s8-reduce-range"), ("vnni", "u8s8"), ("arm", "s8s8")])
+def test_host_target_follows_the_build_host(host, scheme):
+    assert scheme_for_target(TargetIsa.host, HOSTS[host])[0] == scheme == scheme_for(HOSTS[host])[0]
+    assert QuantConfig(isa=HOSTS[host]).resolved()[0].value == scheme
+
+
+@pytest.mark.parametrize("host, named", [("avx2", "x86-avx2"), ("vnni", "x86-vnni"), ("arm", "arm64")])
+def test_host_resolves_to_a_named_class_for_the_card(host, named):
+    assert resolve_target("host", HOSTS[host]).value == named
+    assert resolve_target("arm64", HOSTS[host]) is TargetIsa.arm64
+
+
+def test_an_explicit_scheme_still_wins_over_the_target():
+    assert QuantConfig(scheme="u8u8", target_isa="arm64").resolved() == (Scheme.u8u8, "set by --scheme")
+
+
+@pytest.mark.parametrize("make", [lambda: QuantConfig(target_isa="riscv"),
+                                  lambda: OptimizeConfig(target_isa="arm32")])
+def test_unknown_target_isa_is_one_clear_error(make):
+    with pytest.raises(OptimizeError, match="--target-isa .* use one of host, arm64, x86-avx2, x86-vnni"):
+        make()
+
+
+def test_optimize_config_passes_the_target_to_quantization():
+    assert OptimizeConfig(target_isa="arm64").quant.target_isa is TargetIsa.arm64

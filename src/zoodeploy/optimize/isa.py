@@ -6,13 +6,20 @@ int16: full-range 8-bit weights overflow it and the model loses accuracy (measur
 MobileNetV2 on digits: 97.2% -> 95.0% with S8S8, 94.2% with U8S8, 97.0% with U8S8 +
 reduce_range). 7-bit weights (`reduce_range`) cannot overflow. VNNI (`vpdpbusd`) accumulates
 in int32, so full-range weights are safe there. ARM's dot-product kernels favour S8S8.
+
+The model is quantized for the CPU it will *run* on, which need not be the one that builds it:
+`scheme_for_target(TargetIsa.arm64)` gives a phone S8S8 with full-range weights even when an
+AVX2 host (which would pick 7-bit reduce-range weights for itself) does the build.
 """
 
 from __future__ import annotations
 
 import platform
 from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
+
+from zoodeploy.errors import OptimizeError
 
 CPUINFO = Path("/proc/cpuinfo")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -76,3 +83,50 @@ def scheme_for(isa: Isa) -> tuple[str, str]:
         return "u8s8", f"{isa.summary}: VNNI accumulates u8*s8 in int32, full-range weights are safe"
     return ("u8s8-reduce-range",
             f"{isa.summary}: u8*s8 pairs saturate int16 (vpmaddubsw); 7-bit weights cannot overflow")
+
+
+class TargetIsa(str, Enum):
+    """The CPU class an INT8 model is quantized for; `host` is the one doing the build."""
+
+    host = "host"
+    arm64 = "arm64"  # AArch64 phones, boards, Apple silicon: S8S8 kernels (sdot / smmla)
+    x86_avx2 = "x86-avx2"  # AVX2 or AVX-512F without VNNI: saturating u8*s8 pairs
+    x86_vnni = "x86-vnni"  # AVX-VNNI / AVX512-VNNI / AMX: u8*s8 accumulated in int32
+
+
+# one representative Isa per named target: what scheme_for needs to know about it
+TARGET_ISAS: dict[TargetIsa, Isa] = {
+    TargetIsa.arm64: Isa(machine="aarch64", model="any ARMv8.2+ (target)", arm_dot=True),
+    TargetIsa.x86_avx2: Isa(machine="x86_64", model="any x86-64 with AVX2, no VNNI (target)", avx2=True),
+    TargetIsa.x86_vnni: Isa(machine="x86_64", model="any x86-64 with VNNI (target)", avx2=True, vnni=True),
+}
+
+
+def target_isa(value: TargetIsa | str) -> TargetIsa:
+    """`value` as a TargetIsa, with a one-line error naming the choices."""
+    try:
+        return TargetIsa(value)
+    except ValueError:
+        raise OptimizeError(f"unknown --target-isa {value!r}; use one of "
+                            f"{', '.join(t.value for t in TargetIsa)}") from None
+
+
+def resolve_target(target: TargetIsa | str, host: Isa | None = None) -> TargetIsa:
+    """The named target `target` stands for: `host` becomes this machine's class."""
+    target = target_isa(target)
+    if target is not TargetIsa.host:
+        return target
+    host = host or detect_isa()
+    if host.machine in ("aarch64", "arm64"):
+        return TargetIsa.arm64
+    return TargetIsa.x86_vnni if host.vnni else TargetIsa.x86_avx2
+
+
+def scheme_for_target(target: TargetIsa | str, host: Isa | None = None) -> tuple[str, str]:
+    """The scheme for the CPU the model will run on (`host`: the one building it), and why."""
+    target = target_isa(target)
+    if target is TargetIsa.host:
+        name, why = scheme_for(host or detect_isa())
+        return name, f"target host ({why})"
+    name, why = scheme_for(TARGET_ISAS[target])
+    return name, f"target {target.value} ({why.split(': ', 1)[-1]})"
