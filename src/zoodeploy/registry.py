@@ -13,10 +13,15 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A name -> item mapping where a duplicate name is an error and an unknown one suggests."""
+    """A name -> item mapping where a duplicate name is an error and an unknown one suggests.
 
-    def __init__(self, kind: str):
+    `hint` tells how to list the names (e.g. "list them with `zoodeploy models list`"), for
+    registries too long to print in an error; without one the error lists the known names.
+    """
+
+    def __init__(self, kind: str, *, hint: str | None = None):
         self.kind = kind
+        self.hint = hint
         self._items: dict[str, T] = {}
 
     def add(self, name: str, item: T) -> T:
@@ -34,12 +39,9 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}{hint} (list them with `zoodeploy {self.kind}s list`)"
-                if self.kind == "model"
-                else f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self._items)})"
-            ) from None
+            suggest = f"; did you mean {', '.join(close)}?" if close else ""
+            known = self.hint or f"known: {', '.join(self._items)}"
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{suggest} ({known})") from None
 
     def names(self, include: str | Iterable[str] | None = None,
               exclude: str | Iterable[str] | None = None) -> list[str]:

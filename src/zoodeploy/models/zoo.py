@@ -10,7 +10,7 @@ from torch import nn
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.registry import Registry
 
-MODELS: Registry[ModelSpec] = Registry("model")
+MODELS: Registry[ModelSpec] = Registry("model", hint="list them with `zoodeploy models list`")
 
 
 @dataclass(frozen=True)
