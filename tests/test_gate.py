@@ -12,7 +12,7 @@ from cli_support import run_cli
 from onnx import helper, numpy_helper
 
 from zoodeploy.card import add_variant, load_card, make_variant
-from zoodeploy.evaluate.gate import GateConfig, LatencyBaseline, check
+from zoodeploy.gate import GateConfig, LatencyBaseline, check
 from zoodeploy.errors import GateError, ZoodeployError
 
 FAST = ["--max-seconds", "4"]

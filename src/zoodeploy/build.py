@@ -1,5 +1,6 @@
-"""The whole pipeline in one call: train (or load weights), export, optimize for a target,
-evaluate, bench, select the fastest variant within the accuracy budget, report."""
+"""The whole pipeline in one call: train (or load weights), export, optimize for a target (its
+passes, then one orchestrated evaluation and benchmark of every variant), select the fastest
+variant within the accuracy budget, report."""
 
 from __future__ import annotations
 
@@ -11,20 +12,26 @@ from pathlib import Path
 
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.bench.report import write_report
-from zoodeploy.bench.variants import BenchOptions, bench_variants
-from zoodeploy.card import CARD_FILE, ModelCard, load_card, save_card
+from zoodeploy.bench.variants import BenchOptions
+from zoodeploy.card import CARD_FILE, BuildRecord, ModelCard, load_card, update_card
 from zoodeploy.errors import ArtifactError, GateError, ZoodeployError
-from zoodeploy.evaluate.accuracy import evaluate_variants
 from zoodeploy.models.data import Splits, load_splits
 from zoodeploy.models.zoo import get_spec
 
 
 class Target(str, Enum):
-    """Where the model will run; decides the optimizations tried."""
+    """Where the model will run; decides the passes tried (`TARGET_PASSES`)."""
 
-    cpu = "cpu"  # fuse + int8 (QDQ)
-    mobile = "mobile"  # fuse + int8 + ORT format (int8-ort)
-    gpu = "gpu"  # fuse + fp16 + TensorRT engines (trt-fp16, trt-int8)
+    cpu = "cpu"
+    mobile = "mobile"
+    gpu = "gpu"
+
+
+TARGET_PASSES: dict[Target, tuple[str, ...]] = {
+    Target.cpu: ("fuse", "int8"),
+    Target.mobile: ("fuse", "int8", "ort-format"),
+    Target.gpu: ("fuse", "fp16", "trt-fp16", "trt-int8"),
+}
 
 
 @dataclass
@@ -34,6 +41,7 @@ class BuildConfig:
     data: str = "digits"
     target: Target = Target.cpu
     max_drop: float = 1.0  # top-1 percentage points a selected variant may lose against fp32
+    target_isa: str | None = None  # the CPU int8 is quantized for; None: arm64 for mobile, else host
     epochs: int | None = None  # default: the zoo entry's train_epochs; 0: use --weights untrained
     image_size: int | None = None
     weights: str | None = None  # imagenet or a checkpoint path
@@ -62,15 +70,19 @@ class BuildConfig:
     def device(self) -> str:
         return "cuda" if self.target is Target.gpu else "cpu"
 
+    @property
+    def passes(self) -> tuple[str, ...]:
+        return TARGET_PASSES[self.target]
+
 
 Say = Callable[[str], None]
-STAGES = ("train", "export", "optimize", "evaluate", "bench", "select", "report")
+STAGES = ("train", "export", "optimize", "select", "report")
 
 
 def build(cfg: BuildConfig, *, say: Say = lambda line: None, progress: bool = False) -> ModelCard:
     """Run every stage into `cfg.out`; `say` gets one line per stage. Returns the final card."""
     if cfg.target is Target.gpu:  # fail before training, not after
-        from zoodeploy.runtime.tensorrt import import_tensorrt
+        from zoodeploy.runtime.gpu import import_tensorrt
         import_tensorrt()
     splits = load_splits(cfg.data, seed=cfg.seed)
     for i, stage in enumerate(STAGES, 1):
@@ -96,48 +108,31 @@ def _train(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
 def _export(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
     from zoodeploy.export import export_artifact
     v = export_artifact(cfg.out)
-    worst = max(c["max_abs_err"] for c in v.validation["comparisons"])
-    return f"{v.file}, max |logit error| vs PyTorch {worst:.2g}"
+    return f"{v.file}, max |logit error| vs PyTorch {v.validation.worst_abs_err:.2g}"
 
 
 def _optimize(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
-    from zoodeploy.optimize import OptimizeConfig, optimize
-    gpu, mobile = cfg.target is Target.gpu, cfg.target is Target.mobile
-    # bench=False: the bench stage times every variant, interleaved with eager, in one run
-    made = optimize(cfg.out, OptimizeConfig(fuse=True, int8=not gpu, fp16=gpu, ort_format=mobile,
-                                            max_drop=cfg.max_drop, threads=cfg.threads, bench=False,
-                                            progress=progress))
-    if gpu:
-        made += _engines(cfg, progress)
-    return ", ".join(f"{v.name} ({v.file})" for v in made) or "no variants made"
-
-
-def _engines(cfg: BuildConfig, progress: bool) -> list:
-    """TensorRT engines at fp16 and int8 (explicit QDQ); raises MissingDependencyError without a GPU."""
-    from zoodeploy.optimize.tensorrt import CompileConfig, Precision, compile_variant
-    return [compile_variant(cfg.out, CompileConfig(precision=p, progress=progress))
-            for p in (Precision.fp16, Precision.int8)]
-
-
-def _evaluate(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
-    from zoodeploy.runtime import RunOptions
-    figures = evaluate_variants(cfg.out, splits=splits, options=RunOptions(threads=cfg.threads, device=cfg.device),
-                                progress=progress)
-    return ", ".join(f"{n} {a.top1:.2f}%" + (f" ({_change(a.drop_pt)} pt)" if n != "fp32" else "")
-                     for n, a in figures.items())
+    """The target's passes, then one measurement of every variant (fp32 and eager included) at
+    every bench batch size, interleaved in one run."""
+    from zoodeploy.optimize import Measure, OptimizeConfig, optimize
+    mobile = cfg.target is Target.mobile
+    opt = OptimizeConfig(passes=cfg.passes, max_drop=cfg.max_drop, threads=cfg.threads, progress=progress,
+                         target_isa=cfg.target_isa or ("arm64" if mobile else "host"))
+    measure = Measure(batches=cfg.batches, threads=cfg.threads, device=cfg.device, eager=True, timing=cfg.timing)
+    made = optimize(cfg.out, opt, measure)
+    card = load_card(cfg.out)
+    b = cfg.batches[0]
+    rows = {"eager": card.eager_latency.get(str(b)),
+            **{n: v.latency.get(str(b)) for n, v in card.variants.items()}}
+    accuracy = ", ".join(f"{n} {v.accuracy.top1:.2f}%" + (f" ({_change(v.accuracy.drop_pt)} pt)" if n != "fp32" else "")
+                         for n, v in card.variants.items() if v.accuracy is not None)
+    latency = ", ".join(f"{n} {s.p50_ms:.3g} ms" for n, s in rows.items() if s is not None)
+    return f"made {', '.join(v.name for v in made)}; test top-1 {accuracy}; p50 at batch {b}: {latency}"
 
 
 def _change(drop_pt: float) -> str:
     """A drop as a signed change: 0.56 pt lost -> '-0.56' (never '-0.00')."""
     return f"{0.0 - drop_pt:+.2f}"
-
-
-def _bench(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
-    opts = BenchOptions(batches=cfg.batches, threads=cfg.threads, device=cfg.device, timing=cfg.timing)
-    result = bench_variants(cfg.out, opts, splits=splits, progress=progress)
-    b = cfg.batches[0]
-    rows = {"eager": result.eager[b], **{n: r[b] for n, r in result.variants.items()}}
-    return f"p50 at batch {b}: " + ", ".join(f"{n} {s.p50_ms:.3g} ms" for n, s in rows.items())
 
 
 def select_variant(card: ModelCard, max_drop: float, batch: int) -> str:
@@ -152,16 +147,17 @@ def select_variant(card: ModelCard, max_drop: float, batch: int) -> str:
 
 
 def _select(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
-    card = load_card(cfg.out)
     b = cfg.batches[0]
-    card.selected = select_variant(card, cfg.max_drop, b)
-    card.provenance["build"] = {"target": cfg.target.value, "max_drop": cfg.max_drop, "select_batch": b,
-                                "batches": list(cfg.batches), "data": cfg.data, "epochs": cfg.epochs,
-                                "weights": cfg.weights, "rule": "fastest p50 within max_drop of fp32 top-1"}
-    save_card(cfg.out, card)
+    with update_card(cfg.out) as card:
+        card.selected = select_variant(card, cfg.max_drop, b)
+        card.provenance.build = BuildRecord(target=cfg.target.value, max_drop=cfg.max_drop, select_batch=b,
+                                            batches=list(cfg.batches), data=cfg.data, epochs=cfg.epochs,
+                                            weights=cfg.weights, passes=list(cfg.passes))
     v = card.variants[card.selected]
+    lat = v.latency[str(b)]
+    eager = f", {lat.speedup_vs_eager:.2f}x eager" if lat.speedup_vs_eager else ""
     return (f"{card.selected}: {v.accuracy.top1:.2f}% top-1 ({_change(v.accuracy.drop_pt)} pt vs fp32), "
-            f"p50 {v.latency[str(b)].p50_ms:.3g} ms at batch {b}, {v.latency[str(b)].speedup_vs_eager:.2f}x eager")
+            f"p50 {lat.p50_ms:.3g} ms at batch {b}{eager}")
 
 
 def _report(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
@@ -169,5 +165,4 @@ def _report(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
     return f"{md}, {png}"
 
 
-_STAGE_FUNCS = {"train": _train, "export": _export, "optimize": _optimize, "evaluate": _evaluate,
-                "bench": _bench, "select": _select, "report": _report}
+_STAGE_FUNCS = {"train": _train, "export": _export, "optimize": _optimize, "select": _select, "report": _report}

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import platform
 import time
+from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from zoodeploy.errors import ArtifactError
 from zoodeploy.fileio import sha256_file, write_json
 from zoodeploy.preprocess import Preprocessing
+from zoodeploy.recipes import Recipe, parse_recipe
 
 CARD_FILE = "card.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 ONNX_METADATA_KEY = "zoodeploy.card"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: free-form recipe / validation / settings dicts (migrated on read)
 
 
 class _Model(BaseModel):
@@ -49,6 +55,25 @@ class Training(_Model):
     history: list[dict[str, float]] = Field(default_factory=list)
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+    int8 = "int8"
+    mixed = "mixed"  # int8 with some nodes kept in float (accuracy control)
+
+
+class Runtime(str, Enum):
+    """What runs a variant's file; each has a runner in zoodeploy.runtime's registry."""
+
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    torch = "torch"  # the PyTorch module itself (the eager baseline)
+    torch_export = "torch-export"  # a saved torch.export program
+    tensorrt = "tensorrt"
+    torch_tensorrt = "torch-tensorrt"
+
+
 class Accuracy(_Model):
     """Accuracy on the held-out test split, and drift from the fp32 reference."""
 
@@ -62,6 +87,109 @@ class Accuracy(_Model):
     per_class: dict[str, float] | None = None
 
 
+class Comparison(_Model):
+    """Measured difference between a candidate's logits and a reference's on the same inputs."""
+
+    batch: int
+    samples: int
+    max_abs_err: float
+    max_rel_err: float  # max over samples of (max |error|) / (max |reference logit|)
+    top1_agreement: float
+    top5_agreement: float
+    logit_scale: float = 0.0  # largest |reference logit|: what the errors are relative to
+
+
+class ToleranceSpec(_Model):
+    atol: float
+    rtol: float
+    min_top1_agreement: float
+    min_top5_agreement: float
+
+
+class Validation(_Model):
+    """How a variant was checked when it was made: against what, on what, within what."""
+
+    reference: str  # "PyTorch" or the reference file (fp32.onnx)
+    samples: str = ""  # where the inputs came from
+    runtime: str | None = None  # what ran the candidate
+    tolerance: ToleranceSpec | None = None  # None: measured only, not gated
+    comparisons: list[Comparison] = Field(default_factory=list)
+    checks: list[str] = Field(default_factory=list)  # other checks passed (onnx.checker full_check)
+
+    @property
+    def worst_abs_err(self) -> float:
+        return max((c.max_abs_err for c in self.comparisons), default=0.0)
+
+    @property
+    def min_top1_agreement(self) -> float:
+        return min((c.top1_agreement for c in self.comparisons), default=100.0)
+
+
+class GraphStats(_Model):
+    """Op counts of a variant's graph (and of the graph it was made from)."""
+
+    nodes: int
+    op_counts: dict[str, int]
+    nodes_before: int | None = None
+    op_counts_before: dict[str, int] | None = None
+
+
+class Speed(_Model):
+    """Batch latency against a reference variant, measured in the same run."""
+
+    reference: str
+    batch: int
+    p50_ms: float
+    reference_p50_ms: float
+    speedup: float
+    threads: int | None = None
+
+
+class BenchRecipe(_Model):
+    """The stopping rule a latency was measured with (bench.latency.BenchConfig)."""
+
+    warmup: int
+    window: int
+    window_seconds: float
+    settle_seconds: float
+    windows: int
+    stability: float
+    min_runs: int
+    max_runs: int
+    max_seconds: float
+
+
+class RunSettings(_Model):
+    """What a latency figure was measured with: the runtime's settings and the timing run's."""
+
+    runtime: str
+    version: str | None = None
+    device: str | None = None
+    mode: str | None = None
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    providers: list[str] | None = None
+    provider_options: dict[str, dict[str, str]] | None = None
+    graph_optimization: str | None = None
+    spinning: bool | None = None
+    precision: str | None = None
+    flags: list[str] | None = None
+    tensorrt: str | None = None
+    batch_range: list[int] | None = None
+    io: str | None = None
+    config: dict[str, str] = Field(default_factory=dict)  # a runtime's own knobs, as it reports them
+    # the timing run
+    stable: bool | None = None
+    windows: int | None = None
+    measure_seconds: float | None = None
+    interleaved_with: list[str] = Field(default_factory=list)
+    bench: BenchRecipe | None = None
+    run_id: str | None = None
+    input: str | None = None  # what was timed: "8 real images from the test split"
+    host: str | None = None
+    process_peak_rss_mb: float | None = None
+
+
 class LatencyStats(_Model):
     batch: int
     runs: int
@@ -71,7 +199,7 @@ class LatencyStats(_Model):
     mean_ms: float
     throughput: float  # images per second
     speedup_vs_eager: float | None = None
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: RunSettings | None = None
 
 
 class Variant(_Model):
@@ -80,14 +208,64 @@ class Variant(_Model):
     name: str
     file: str
     sha256: str
-    precision: str  # fp32 | fp16 | int8 | mixed
-    runtime: str  # onnxruntime | tensorrt | torch-tensorrt | torch
+    precision: Precision
+    runtime: Runtime
     made_by: str  # one line: what produced it
-    recipe: dict[str, Any] = Field(default_factory=dict)  # the config it was made with
-    validation: dict[str, Any] | None = None
+    recipe: SerializeAsAny[Recipe]  # the config it was made with, typed by kind
+    validation: Validation | None = None
+    graph: GraphStats | None = None
+    seconds: float | None = None  # how long making it took
     accuracy: Accuracy | None = None
+    accuracy_on: dict[str, Accuracy] = Field(default_factory=dict)  # measured on another ISA's device
     latency: dict[str, LatencyStats] = Field(default_factory=dict)  # by batch size
+    speed: Speed | None = None
     notes: list[str] = Field(default_factory=list)
+
+    @field_validator("recipe", mode="before")
+    @classmethod
+    def _typed_recipe(cls, value: Any) -> Recipe:
+        return parse_recipe(value)
+
+
+class BuildRecord(_Model):
+    """What `zoodeploy build` was asked for and the rule it selected by."""
+
+    target: str
+    max_drop: float
+    select_batch: int
+    batches: list[int]
+    data: str | None = None
+    epochs: int | None = None
+    weights: str | None = None
+    passes: list[str] = Field(default_factory=list)
+    rule: str = "fastest p50 within max_drop of fp32 top-1"
+
+
+class ExportFailure(_Model):
+    time: str
+    error: str
+    validation: Validation | None = None
+
+
+class StoreImport(_Model):
+    """Where a BentoML model-store copy of the card came from."""
+
+    source: str  # the artifact directory
+    variant: str
+    variants_left_out: list[str] = Field(default_factory=list)
+
+
+class Provenance(_Model):
+    created: str | None = None
+    host: str | None = None
+    machine: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    train_config: dict[str, str | int | float | bool | None] | None = None  # as `zoodeploy train` ran
+    source_onnx: str | None = None  # the lone ONNX file the artifact was made from
+    card_from: str | None = None  # for it: "onnx metadata" or "graph + data"
+    build: BuildRecord | None = None
+    export_failure: ExportFailure | None = None
+    store_import: StoreImport | None = None
 
 
 class ModelCard(_Model):
@@ -103,11 +281,20 @@ class ModelCard(_Model):
     training: Training | None = None
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
+    target_isa: str | None = None  # the ISA int8 variants were quantized for (None: the build host's)
     variants: dict[str, Variant] = Field(default_factory=dict)
     selected: str | None = None
     # the PyTorch eager model timed in the same `bench` run as the variants, by batch size
     eager_latency: dict[str, LatencyStats] = Field(default_factory=dict)
-    provenance: dict[str, Any] = Field(default_factory=dict)
+    provenance: Provenance = Field(default_factory=Provenance)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) < SCHEMA_VERSION:
+            from zoodeploy.card_migrate import migrate
+            return migrate(data)
+        return data
 
     @property
     def input_size(self) -> int:
@@ -160,14 +347,44 @@ def load_card(artifact: str | Path) -> ModelCard:
 
 
 def save_card(artifact: str | Path, card: ModelCard) -> Path:
-    return write_json(card_path(artifact), json.loads(card.model_dump_json()))
+    """Write a whole card atomically. Stages that change a card that may already exist use
+    `update_card`, which holds the lock and re-reads first; this is for a card being made."""
+    return write_json(card_path(artifact), json.loads(card.model_dump_json(exclude_none=True)))
+
+
+@contextlib.contextmanager
+def card_lock(artifact: str | Path) -> Iterator[None]:
+    """An exclusive lock on the artifact's card (a `.card.lock` file beside it), across processes."""
+    path = Path(artifact) / ".card.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise ArtifactError(f"cannot lock {card_path(artifact)}: {e.strerror or e}; "
+                            "is the artifact directory writable?") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def update_card(artifact: str | Path) -> Iterator[ModelCard]:
+    """Change the card under its lock: re-read, let the block change it, save atomically.
+
+    Any number of zoodeploy commands on one artifact at once lose nothing: each change is made
+    to the card as the previous writer left it. Keep slow work (measuring) outside the block.
+    """
+    with card_lock(artifact):
+        card = load_card(artifact)
+        yield card
+        save_card(artifact, card)
 
 
 def add_variant(artifact: str | Path, variant: Variant) -> ModelCard:
     """Record (or replace) a variant in the artifact's card; returns the updated card."""
-    card = load_card(artifact)
-    card.variants[variant.name] = variant
-    save_card(artifact, card)
+    with update_card(artifact) as card:
+        card.variants[variant.name] = variant
     return card
 
 
@@ -199,6 +416,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def provenance() -> dict[str, Any]:
-    return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "host": platform.node(), "machine": platform.machine(), "versions": versions()}
+def provenance() -> Provenance:
+    return Provenance(created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), host=platform.node(),
+                      machine=platform.machine(), versions=versions())

@@ -1,7 +1,7 @@
 """Accuracy-drift and latency-regression suite over trained zoo models.
 
 Each model is trained on digits (the shared `trained` fixture), optimized with the real
-`optimize()` (fuse + int8), then judged by the real gate (`zoodeploy.evaluate.gate.check`):
+`optimize()` (fuse + int8), then judged by the real gate (`zoodeploy.gate.check`):
 - drift: each variant's top-1 on the held-out test split stays within its budget of fp32;
 - latency: each variant's p50 ratio to fp32, timed interleaved in the same run, stays within
   MAX_SLOWDOWN of the ratio stored in tests/baselines/<model>.json. The margin is wide so the
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from zoodeploy.bench import BenchConfig
-from zoodeploy.evaluate.gate import GateConfig, check
+from zoodeploy.gate import GateConfig, check
 
 BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 MODELS = ["lenet5", "mobilenet_v2", "squeezenet1_1", "resnet18"]

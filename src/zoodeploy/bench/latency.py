@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from zoodeploy.card import LatencyStats
+from zoodeploy.card import LatencyStats, RunSettings
 from zoodeploy.errors import ZoodeployError
 
 Call = Callable[[], object]
@@ -114,9 +114,8 @@ def _stats(track: _Track, batch: int, cfg: BenchConfig, seconds: float, others: 
         batch=batch, runs=len(ms), p50_ms=float(np.percentile(ms, 50)),
         p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)),
         mean_ms=float(ms.mean()), throughput=float(batch * len(ms) * 1000.0 / ms.sum()),
-        settings={"stable": track.stable(cfg), "windows": len(track.medians),
-                  "measure_seconds": round(seconds, 2),
-                  "interleaved_with": others, "bench": asdict(cfg)})
+        settings=RunSettings(runtime="unknown", stable=track.stable(cfg), windows=len(track.medians),
+                             measure_seconds=round(seconds, 2), interleaved_with=others, bench=asdict(cfg)))
 
 
 def measure(run: Callable[[np.ndarray], object], x: np.ndarray, cfg: BenchConfig = BenchConfig(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoodeploy.card import LatencyStats, ModelCard, load_card
+from zoodeploy.card import LatencyStats, ModelCard, RunSettings, load_card
 from zoodeploy.errors import ArtifactError
 from zoodeploy.fileio import atomic_path, write_text
 
@@ -14,7 +14,7 @@ PARETO_FILE = "pareto.png"
 
 def report_batch(card: ModelCard) -> int:
     """The batch size the report compares at: the build's, else the smallest measured."""
-    chosen = card.provenance.get("build", {}).get("select_batch")
+    chosen = card.provenance.build.select_batch if card.provenance.build else None
     measured = sorted({int(b) for v in card.variants.values() for b in v.latency})
     if chosen in measured:
         return chosen
@@ -97,7 +97,7 @@ def _mark_eager(ax, card: ModelCard, batch: int) -> None:
 
 
 def _mark_budget(ax, card: ModelCard) -> None:
-    max_drop = card.provenance.get("build", {}).get("max_drop")
+    max_drop = card.provenance.build.max_drop if card.provenance.build else None
     fp32 = card.variants.get("fp32")
     if max_drop is None or fp32 is None or fp32.accuracy is None:
         return
@@ -106,8 +106,12 @@ def _mark_budget(ax, card: ModelCard) -> None:
 
 
 def _threads(card: ModelCard, batch: int) -> str:
-    threads = {s.settings.get("intra_op_threads") for s in _all_stats(card, batch)}
+    threads = {_settings_of(s).intra_op_threads for s in _all_stats(card, batch)}
     return "intra-op threads " + ", ".join(str(t) for t in sorted(threads, key=str))
+
+
+def _settings_of(stats: LatencyStats) -> RunSettings:
+    return stats.settings or RunSettings(runtime="unknown")
 
 
 def _all_stats(card: ModelCard, batch: int) -> list[LatencyStats]:
@@ -137,10 +141,10 @@ def _summary(card: ModelCard, batch: int) -> list[str]:
         t = card.training
         lines.append(f"- training: {t.epochs} epochs, best on val at epoch {t.best_epoch}; "
                      f"PyTorch test accuracy {t.test_accuracy:.2f}%")
-    build = card.provenance.get("build", {})
+    build = card.provenance.build
     if card.selected:
-        rule = (f"the fastest variant at batch {build['select_batch']} within {build['max_drop']:g} pt of fp32 "
-                f"top-1 (target {build['target']})" if build else "chosen by hand")
+        rule = (f"the fastest variant at batch {build.select_batch} within {build.max_drop:g} pt of fp32 "
+                f"top-1 (target {build.target})" if build else "chosen by hand")
         lines.append(f"- **selected: `{card.selected}`**: {rule}")
     return lines
 
@@ -159,7 +163,7 @@ def _accuracy_table(card: ModelCard) -> list[str]:
            "| max abs logit error | made by |", "|---|---|---|--:|--:|--:|--:|--:|---|"]
     for name, v in rows:
         a = v.accuracy
-        out.append(f"| {_sel(card, name)} | {v.precision} | {v.runtime} | {a.top1:.2f} | {a.top5:.2f} | "
+        out.append(f"| {_sel(card, name)} | {v.precision.value} | {v.runtime.value} | {a.top1:.2f} | {a.top5:.2f} | "
                    f"{_fmt(a.drop_pt, '+.2f')} | {_fmt(a.agreement, '.2f')} | {_fmt(a.max_abs_err, '.3g')} | "
                    f"{v.made_by} |")
     return out
@@ -180,7 +184,7 @@ def _latency_table(card: ModelCard) -> list[str]:
     for name, s in sorted(rows, key=lambda r: r[1].batch):
         out.append(f"| {name} | {s.batch} | {s.p50_ms:.3f} | {s.p90_ms:.3f} | {s.p99_ms:.3f} | "
                    f"{s.throughput:,.0f} | {_fmt(s.speedup_vs_eager, '.2f')} | {s.runs} | "
-                   f"{'yes' if s.settings.get('stable') else 'no'} |")
+                   f"{'yes' if _settings_of(s).stable else 'no'} |")
     return out
 
 
@@ -189,16 +193,17 @@ def _settings(card: ModelCard, batch: int) -> list[str]:
     if not stats:
         return []
     every = [s for v in card.variants.values() for s in v.latency.values()] + list(card.eager_latency.values())
-    runs = sorted({s.settings.get("run_id", "?") for s in every})
-    s = next((s for s in stats if s.settings.get("runtime") == "onnxruntime"), stats[0]).settings
-    lines = [f"Measured on {s.get('host', '?')}, intra-op threads {s.get('intra_op_threads')} for every "
-             f"backend; ONNX Runtime {s.get('version', '?')}, providers {s.get('providers', '?')}, graph "
-             f"optimization {s.get('graph_optimization', '?')}, spinning {s.get('spinning', '?')}; process peak "
-             f"memory {s.get('process_peak_rss_mb', '?')} MiB. Timed on real test images, interleaved, after "
-             f"{s.get('bench', {}).get('warmup', '?')} warm-up runs, until {s.get('bench', {}).get('windows', '?')} "
-             f"successive windows agreed within {100 * s.get('bench', {}).get('stability', 0):.0f}%.",
+    runs = sorted({_settings_of(s).run_id or "?" for s in every})
+    s = next((_settings_of(s) for s in stats if _settings_of(s).runtime == "onnxruntime"), _settings_of(stats[0]))
+    b = s.bench
+    timing = (f"after {b.warmup} warm-up runs, until {b.windows} successive windows agreed within "
+              f"{100 * b.stability:.0f}%" if b else "with the default stopping rule")
+    lines = [f"Measured on {s.host or '?'}, intra-op threads {s.intra_op_threads} for every "
+             f"backend; ONNX Runtime {s.version or '?'}, providers {s.providers or '?'}, graph "
+             f"optimization {s.graph_optimization or '?'}, spinning {s.spinning}; process peak "
+             f"memory {s.process_peak_rss_mb or '?'} MiB. Timed on real test images, interleaved, {timing}.",
              "Speed-ups compare medians (p50) within one run."]
-    unsettled = [s for s in every if not s.settings.get("stable")]
+    unsettled = [s for s in every if not _settings_of(s).stable]
     if unsettled:
         lines.append(f"**Note:** {len(unsettled)} of {len(every)} rows did not settle before the time limit (the "
                      "machine was busy, or the limit is short): their percentiles are less certain; re-run "
@@ -216,5 +221,5 @@ def _batches(card: ModelCard) -> list[str]:
 def _one_threads(card: ModelCard) -> str:
     for v in card.variants.values():
         for s in v.latency.values():
-            return str(s.settings.get("intra_op_threads", ""))
+            return str(_settings_of(s).intra_op_threads or "")
     return ""

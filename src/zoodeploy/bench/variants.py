@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from zoodeploy.bench.latency import BenchConfig, measure_many
-from zoodeploy.card import LatencyStats, ModelCard, load_card, save_card
+from zoodeploy.card import LatencyStats, ModelCard, RunSettings, load_card, update_card
 from zoodeploy.errors import ZoodeployError
 from zoodeploy.evaluate.accuracy import eval_splits, runnable_variants
 from zoodeploy.models.data import Splits
@@ -119,8 +119,8 @@ def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, sp
             calls = {name: partial(r.run, x) for name, r in runners.items()}
             per_batch[b] = measure_many(calls, b, opts.timing, progress, f"batch {b}")
             for name, stats in per_batch[b].items():
-                stats.settings = {**runners[name].settings, **stats.settings, "run_id": run_id,
-                                  "input": f"{b} real images from the test split"}
+                stats.settings = run_settings(runners[name].settings, stats.settings, run_id=run_id,
+                                              input=f"{b} real images from the test split")
     result = _result(per_batch, opts, run_id)
     if record:
         record_latency(artifact, result)
@@ -133,7 +133,7 @@ def _result(per_batch: dict[int, dict[str, LatencyStats]], opts: BenchOptions, r
         eager = stats.get(EAGER)
         for s in stats.values():
             s.speedup_vs_eager = eager.p50_ms / s.p50_ms if eager else None
-            s.settings.update(host=host["cpu"], process_peak_rss_mb=peak)
+            s.settings.host, s.settings.process_peak_rss_mb = host["cpu"], peak
     names = [n for n in next(iter(per_batch.values())) if n != EAGER]
     return BenchResult(run_id=run_id, threads=opts.threads, device=opts.device, peak_rss_mb=peak, host=host,
                        variants={n: {b: per_batch[b][n] for b in per_batch} for n in names},
@@ -143,12 +143,22 @@ def _result(per_batch: dict[int, dict[str, LatencyStats]], opts: BenchOptions, r
 def record_latency(artifact: str | Path, result: BenchResult) -> ModelCard:
     """Store the figures by batch size in the card (the eager baseline in `eager_latency`),
     replacing the earlier figures of the variants measured."""
-    card = load_card(artifact)  # re-read: the run was long, others may have written
-    # replace, not merge: a variant's figures all come from one run, so its rows compare
-    for name, rows in result.variants.items():
-        card.variant(name).latency = {str(b): s for b, s in rows.items()}
-    if result.eager:
-        card.eager_latency = {str(b): s for b, s in result.eager.items()}
-    save_card(artifact, card)
+    with update_card(artifact) as card:  # re-read under the lock: the run was long, others wrote
+        # replace, not merge: a variant's figures all come from one run, so its rows compare
+        for name, rows in result.variants.items():
+            card.variant(name).latency = {str(b): s for b, s in rows.items()}
+        if result.eager:
+            card.eager_latency = {str(b): s for b, s in result.eager.items()}
     return card
+
+
+def run_settings(runner: dict[str, Any], timing: RunSettings | None, **more: Any) -> RunSettings:
+    """A runner's settings (its dict) and the timing run's, as one typed record; a runner's own
+    knobs that the record has no field for go into `config`, as text."""
+    fields = RunSettings.model_fields
+    typed = {k: v for k, v in runner.items() if k in fields}
+    config = {k: str(v) for k, v in runner.items() if k not in fields}
+    timed = timing.model_dump(exclude_unset=True) if timing is not None else {}
+    return RunSettings(**{**typed, **timed, **more, "runtime": runner.get("runtime", "unknown"),
+                          "config": {**config, **typed.get("config", {})}})
 

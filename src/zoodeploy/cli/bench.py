@@ -50,5 +50,5 @@ def result_table(result: BenchResult) -> Table:
     for name, s in sorted(rows, key=lambda r: r[1].batch):
         table.add_row(name, str(s.batch), f"{s.p50_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}",
                       f"{s.throughput:,.0f}", "-" if s.speedup_vs_eager is None else f"{s.speedup_vs_eager:.2f}x",
-                      str(s.runs), "yes" if s.settings.get("stable") else "no")
+                      str(s.runs), "yes" if s.settings and s.settings.stable else "no")
     return table

@@ -12,7 +12,7 @@ from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.cli.bench import MaxSecondsOpt
 from zoodeploy.cli.common import ArtifactArg, JsonFlag, ThreadsOpt, print_json
 from zoodeploy.cli.evaluate import VariantsOpt, show_progress, split_csv
-from zoodeploy.evaluate.gate import GateConfig, GateReport, check as run_gate
+from zoodeploy.gate import GateConfig, GateReport, check as run_gate
 
 
 def check(

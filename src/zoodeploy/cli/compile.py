@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from zoodeploy.cli.common import ArtifactArg, JsonFlag, console, print_json
-from zoodeploy.optimize.tensorrt import Backend, CompileConfig, Precision, compile_variant
+from zoodeploy.optimize import GpuBuild, OptimizeConfig, optimize
+from zoodeploy.optimize.tensorrt import Backend, CompileConfig, Precision
 
 
 def compile_cmd(
@@ -26,17 +27,18 @@ def compile_cmd(
     json: JsonFlag = False,
 ) -> None:
     """Build, verify against PyTorch, and record a GPU variant (trt-<precision> / torch-trt-<precision>)."""
-    cfg = CompileConfig(backend=backend, precision=precision, max_batch=max_batch, opt_batch=opt_batch,
-                        workspace_gb=workspace, timing_cache=timing_cache, source=source)
-    variant = compile_variant(artifact, cfg)
+    name = CompileConfig(backend=backend, precision=precision, max_batch=max_batch, opt_batch=opt_batch,
+                         workspace_gb=workspace, timing_cache=timing_cache, source=source).variant_name  # validates
+    gpu = GpuBuild(max_batch=max_batch, opt_batch=opt_batch, workspace_gb=workspace, timing_cache=timing_cache,
+                   source=source)
+    [variant] = optimize(artifact, OptimizeConfig(passes=(name,), gpu=gpu, progress=not json))
     if json:
         print_json(variant.model_dump(mode="json"))
         return
-    worst = max(c["max_abs_err"] for c in variant.validation["comparisons"])
-    agree = min(c["top1_agreement"] for c in variant.validation["comparisons"])
+    val = variant.validation
     acc = variant.accuracy
     console.print(f"[green]compiled[/] {variant.name} -> {Path(artifact) / variant.file}: {variant.made_by}; "
-                  f"vs PyTorch on {variant.validation['samples']}: top-1 agreement {agree:.1f}%, "
-                  f"max |logit error| {worst:.3g}"
+                  f"vs PyTorch on {val.samples}: top-1 agreement {val.min_top1_agreement:.1f}%, "
+                  f"max |logit error| {val.worst_abs_err:.3g}"
                   + (f"; test top-1 {acc.top1:.2f}% ({-acc.drop_pt:+.2f} pt vs fp32)"
                      if acc is not None and acc.drop_pt is not None else ""))

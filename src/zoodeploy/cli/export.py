@@ -50,12 +50,12 @@ def export(
 def summary(variant: Variant) -> str:
     """One line of what was validated, with the worst figures over the batch sizes."""
     v = variant.validation
-    comps = v["comparisons"]
-    batch = variant.recipe["batch"]
-    return (f"opset {variant.recipe['opset']}, {'dynamic batch' if batch == 'dynamic' else f'fixed batch {batch}'}; "
-            f"vs PyTorch at batch {', '.join(str(c['batch']) for c in comps)} on {v['samples']}: "
-            f"max abs error {max(c['max_abs_err'] for c in comps):.2g}, "
-            f"max relative error {max(c['max_rel_err'] for c in comps):.2g}, "
-            f"top-1 agreement {min(c['top1_agreement'] for c in comps):.0f}%, "
-            f"top-5 {min(c['top5_agreement'] for c in comps):.0f}%; "
-            f"{sum(v['seconds'].values()):.1f}s")
+    comps = v.comparisons
+    batch = variant.recipe.batch
+    return (f"opset {variant.recipe.opset}, {'dynamic batch' if batch == 'dynamic' else f'fixed batch {batch}'}; "
+            f"vs PyTorch at batch {', '.join(str(c.batch) for c in comps)} on {v.samples}: "
+            f"max abs error {max(c.max_abs_err for c in comps):.2g}, "
+            f"max relative error {max(c.max_rel_err for c in comps):.2g}, "
+            f"top-1 agreement {min(c.top1_agreement for c in comps):.0f}%, "
+            f"top-5 {min(c.top5_agreement for c in comps):.0f}%; "
+            f"{variant.seconds or 0:.1f}s")

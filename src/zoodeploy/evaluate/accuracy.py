@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from zoodeploy.card import Accuracy, DataSpec, ModelCard, load_card, save_card
+from zoodeploy.card import Accuracy, DataSpec, ModelCard, load_card, update_card
 from zoodeploy.errors import ArtifactError, DataError
 from zoodeploy.models.data import Splits, load_splits, splits_for
 from zoodeploy.runtime import RunOptions, needs_gpu, open_runner
@@ -118,8 +118,7 @@ def evaluate_variants(artifact: str | Path, variants: list[str] | None = None,
 
 
 def record_accuracy(artifact: str | Path, figures: dict[str, Accuracy]) -> ModelCard:
-    card = load_card(artifact)  # re-read: a long evaluation must not undo other writes
-    for name, acc in figures.items():
-        card.variant(name).accuracy = acc
-    save_card(artifact, card)
+    with update_card(artifact) as card:  # re-read under the lock: a long evaluation undoes no other write
+        for name, acc in figures.items():
+            card.variant(name).accuracy = acc
     return card

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -19,12 +19,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from zoodeploy.card import ModelCard, Variant, load_card, make_variant, save_card
+from zoodeploy.card import ExportFailure, GraphStats, ModelCard, Validation, Variant, load_card, make_variant, update_card
 from zoodeploy.errors import ExportError, ZoodeployError
 from zoodeploy.export.metadata import set_card_metadata
 from zoodeploy.export.program import capture, example_input, failed_op, gist, load_program, quiet, save_program
 from zoodeploy.export.validate import Comparison, Tolerance, ToleranceError, check, compare_logits, validation_samples
+from zoodeploy.recipes import ExportRecipe
 from zoodeploy.fileio import atomic_path
+from zoodeploy.models.artifact import load_model
 from zoodeploy.runtime.base import RunOptions
 from zoodeploy.runtime.ort import create_session
 
@@ -71,9 +73,11 @@ class ExportConfig:
         if self.batch is not None:  # a fixed-batch graph runs (and is validated) at its own batch only
             self.validate_batches = (self.batch,)
 
-    def recipe(self) -> dict:
-        return {**asdict(self), "batch": self.batch or "dynamic", "format": self.format.value,
-                "exporter": f"torch.export + torch.onnx.export(dynamo=True) {torch.__version__}"}
+    def recipe(self) -> ExportRecipe:
+        return ExportRecipe(opset=self.opset, batch=self.batch or "dynamic", input_size=self.input_size,
+                            format=self.format.value, validate_batches=list(self.validate_batches),
+                            samples=self.samples,
+                            exporter=f"torch.export + torch.onnx.export(dynamo=True) {torch.__version__}")
 
 
 def _parse_batch(batch: int | str | None) -> int | None:
@@ -109,10 +113,20 @@ class _Steps:
         self.bar.close()
 
 
+@dataclass
+class ExportFigures:
+    """What an export measured: the ONNX file's validation (and the program's), its graph."""
+
+    onnx: Validation
+    program: Validation | None
+    graph: GraphStats
+    seconds: float  # all steps together
+
+
 def export_model(model: nn.Module, card: ModelCard, out: Path, samples: np.ndarray, cfg: ExportConfig,
-                 *, progress: bool = False) -> dict:
+                 *, progress: bool = False, samples_from: str = "") -> ExportFigures:
     """Export `model` to `out` (and its program to `out`.pt2 for format exported-program), check
-    both against PyTorch on `samples`; returns the ONNX file's figures.
+    both against PyTorch on `samples`; returns what was measured.
 
     Nothing is written at `out` (or beside it) unless every check passes.
     """
@@ -132,16 +146,18 @@ def export_model(model: nn.Module, card: ModelCard, out: Path, samples: np.ndarr
                 onnx.save(proto, str(tmp))
                 check_graph(tmp, proto, card, cfg)
             with steps.step("validate"):
-                figures = validate_onnx(tmp, model, samples, cfg, f"{card.name} fp32 ONNX export")
+                figures = validate_onnx(tmp, model, samples, cfg, f"{card.name} fp32 ONNX export", samples_from)
+            program_figures = None
             if program_out:
                 tmp_program = files.enter_context(atomic_path(program_out))
                 with steps.step("validate .pt2"):
                     save_program(program, tmp_program)
-                    figures["exported_program"] = validate_program(tmp_program, model, samples, cfg, card.name)
+                    program_figures = validate_program(tmp_program, model, samples, cfg, card.name,
+                                                       samples_from)
     finally:
         steps.close()
-    figures.update(nodes=len(proto.graph.node), op_counts=op_counts(proto), seconds=steps.seconds)
-    return figures
+    graph = GraphStats(nodes=len(proto.graph.node), op_counts=op_counts(proto))
+    return ExportFigures(figures, program_figures, graph, round(sum(steps.seconds.values()), 3))
 
 
 def to_onnx(program: torch.export.ExportedProgram, example: torch.Tensor, cfg: ExportConfig,
@@ -212,29 +228,32 @@ def _batches(samples: np.ndarray, batch: int, n: int) -> list[np.ndarray]:
     return [x[i * batch:(i + 1) * batch] for i in range(reps)]
 
 
-def _compare(run, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, what: str) -> dict:
+def _compare(run, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, what: str, samples_from: str,
+             runtime: str) -> Validation:
     comparisons: list[Comparison] = []
     for b in cfg.validate_batches:
         xs = _batches(samples, b, cfg.samples)
         with torch.inference_mode():
             ref = np.concatenate([model(torch.from_numpy(x)).numpy() for x in xs])
         comparisons.append(compare_logits(np.concatenate([run(x) for x in xs]), ref, b))
-    return check(comparisons, cfg.tolerance, what)
+    return check(comparisons, cfg.tolerance, what, samples=samples_from, runtime=runtime)
 
 
-def validate_onnx(path: Path, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, what: str) -> dict:
+def validate_onnx(path: Path, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, what: str,
+                  samples_from: str = "") -> Validation:
     """ONNX Runtime (CPU) vs PyTorch on the same images, at each validation batch size."""
     try:
         session = create_session(path, RunOptions(spin=False))
     except ZoodeployError as e:
         raise ExportError(f"{what}: ONNX Runtime cannot load the exported graph: {e}") from None
-    figures = _compare(lambda x: session.run(None, {INPUT: x})[0], model, samples, cfg, what)
-    figures["onnx_checker"] = "full_check passed"
-    figures["runtime"] = f"onnxruntime {session.get_providers()[0]}"
+    figures = _compare(lambda x: session.run(None, {INPUT: x})[0], model, samples, cfg, what, samples_from,
+                       f"onnxruntime {session.get_providers()[0]}")
+    figures.checks.append("onnx.checker full_check passed")
     return figures
 
 
-def validate_program(path: Path, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, name: str) -> dict:
+def validate_program(path: Path, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, name: str,
+                     samples_from: str = "") -> Validation:
     """The saved .pt2, loaded back from disk, vs the eager model."""
     try:
         module = load_program(path)
@@ -242,32 +261,31 @@ def validate_program(path: Path, model: nn.Module, samples: np.ndarray, cfg: Exp
         raise ExportError(f"{name}: the saved exported program does not load back: {gist(e)}") from None
     with torch.inference_mode():
         return _compare(lambda x: module(torch.from_numpy(x)).numpy(), model, samples, cfg,
-                        f"{name} exported program (.pt2)")
+                        f"{name} exported program (.pt2)", samples_from, f"torch.export.load (torch {torch.__version__})")
 
 
 def export_artifact(artifact: str | Path, cfg: ExportConfig | None = None, *, progress: bool = False) -> Variant:
     """Export an artifact's checkpoint to ARTIFACT/fp32.onnx (and fp32.pt2), validated, and record
     the variant(s) in the card; returns the fp32 variant."""
-    from zoodeploy.models.train import load_trained
     cfg = cfg or ExportConfig()
     artifact = Path(artifact)
     card = resized(load_card(artifact), cfg.input_size, artifact)
-    model = load_trained(artifact, card)
+    model = load_model(artifact, card)
     samples, source = validation_samples(card, cfg.samples)
     try:
-        figures = export_model(model, card, artifact / FP32_FILE, samples, cfg, progress=progress)
+        figures = export_model(model, card, artifact / FP32_FILE, samples, cfg, progress=progress,
+                               samples_from=source)
     except ToleranceError as e:
         _record_failure(artifact, str(e), e.figures)
         raise
-    program_figures = figures.pop("exported_program", None)
     made_by = (f"torch.export + torch.onnx.export(dynamo=True, opset {cfg.opset}) of {card.checkpoint} "
                f"(torch {torch.__version__})")
     fp32 = make_variant(artifact, FP32, FP32_FILE, precision="fp32", runtime="onnxruntime", made_by=made_by,
-                        recipe=cfg.recipe(), validation={**figures, "samples": source})
-    program = program_figures and make_variant(
+                        recipe=cfg.recipe(), validation=figures.onnx, graph=figures.graph, seconds=figures.seconds)
+    program = figures.program and make_variant(
         artifact, PROGRAM, PROGRAM_FILE, precision="fp32", runtime=PROGRAM_RUNTIME, recipe=cfg.recipe(),
         made_by=f"torch.export.save of the program fp32.onnx was translated from (torch {torch.__version__})",
-        validation={**program_figures, "samples": source})
+        validation=figures.program)
     _record(artifact, card, [v for v in (fp32, program) if v])
     return fp32
 
@@ -290,14 +308,13 @@ def resized(card: ModelCard, size: int | None, artifact: Path) -> ModelCard:
 
 
 def _record(artifact: Path, exported: ModelCard, variants: list[Variant]) -> None:
-    card = load_card(artifact)  # re-read: another stage may have written meanwhile
-    if card.preprocessing != exported.preprocessing:  # a new input size: the old program is stale
-        _drop(artifact, card, PROGRAM)
-    card.preprocessing = exported.preprocessing
-    card.provenance.pop("export_failure", None)
-    for v in variants:
-        card.variants[v.name] = v
-    save_card(artifact, card)
+    with update_card(artifact) as card:
+        if card.preprocessing != exported.preprocessing:  # a new input size: the old program is stale
+            _drop(artifact, card, PROGRAM)
+        card.preprocessing = exported.preprocessing
+        card.provenance.export_failure = None
+        for v in variants:
+            card.variants[v.name] = v
 
 
 def _drop(artifact: Path, card: ModelCard, name: str) -> None:
@@ -306,9 +323,8 @@ def _drop(artifact: Path, card: ModelCard, name: str) -> None:
         (artifact / v.file).unlink(missing_ok=True)
 
 
-def _record_failure(artifact: Path, message: str, figures: dict) -> None:
+def _record_failure(artifact: Path, message: str, figures: Validation) -> None:
     """An out-of-tolerance export leaves no model, but its measured figures go into the card."""
-    card = load_card(artifact)
-    card.provenance["export_failure"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                         "error": message, "validation": figures}
-    save_card(artifact, card)
+    with update_card(artifact) as card:
+        card.provenance.export_failure = ExportFailure(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                                       error=message, validation=figures)

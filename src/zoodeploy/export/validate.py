@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from zoodeploy.card import ModelCard
+from zoodeploy.card import Comparison, ModelCard, ToleranceSpec, Validation
 from zoodeploy.errors import ValidationError
 
 # Measured across the whole zoo (random init, digits val images at 32-75 px, ONNX Runtime CPU vs
@@ -45,31 +45,21 @@ class Tolerance:
             raise ValidationError(f"tolerances must be non-negative, got {self}")
 
 
-@dataclass
-class Comparison:
-    """Measured difference between a candidate's logits and the reference's."""
+def failures(c: Comparison, tol: Tolerance) -> list[str]:
+    """What in one comparison is outside the tolerance (empty: within it)."""
+    out = []
+    if c.max_abs_err > tol.atol and c.max_rel_err > tol.rtol:
+        out.append(f"error over both atol {tol.atol:g} and rtol {tol.rtol:g} (logits up to {c.logit_scale:.3g})")
+    if c.top1_agreement < tol.min_top1_agreement:
+        out.append(f"top-1 agreement under {tol.min_top1_agreement:g}%")
+    if c.top5_agreement < tol.min_top5_agreement:
+        out.append(f"top-5 agreement under {tol.min_top5_agreement:g}%")
+    return out
 
-    batch: int
-    samples: int
-    max_abs_err: float
-    max_rel_err: float  # max over samples of (max |error|) / (max |reference logit|)
-    top1_agreement: float
-    top5_agreement: float
-    logit_scale: float = 0.0  # largest |reference logit|: what the errors are relative to
 
-    def summary(self) -> str:
-        return (f"measured on {self.samples} images: max abs error {self.max_abs_err:.3g}, max relative error "
-                f"{self.max_rel_err:.3g}, top-1 {self.top1_agreement:.1f}%, top-5 {self.top5_agreement:.1f}%")
-
-    def failures(self, tol: Tolerance) -> list[str]:
-        out = []
-        if self.max_abs_err > tol.atol and self.max_rel_err > tol.rtol:
-            out.append(f"error over both atol {tol.atol:g} and rtol {tol.rtol:g} (logits up to {self.logit_scale:.3g})")
-        if self.top1_agreement < tol.min_top1_agreement:
-            out.append(f"top-1 agreement under {tol.min_top1_agreement:g}%")
-        if self.top5_agreement < tol.min_top5_agreement:
-            out.append(f"top-5 agreement under {tol.min_top5_agreement:g}%")
-        return out
+def summary(c: Comparison) -> str:
+    return (f"measured on {c.samples} images: max abs error {c.max_abs_err:.3g}, max relative error "
+            f"{c.max_rel_err:.3g}, top-1 {c.top1_agreement:.1f}%, top-5 {c.top5_agreement:.1f}%")
 
 
 def compare_logits(candidate: np.ndarray, reference: np.ndarray, batch: int) -> Comparison:
@@ -92,18 +82,20 @@ def compare_logits(candidate: np.ndarray, reference: np.ndarray, batch: int) -> 
 class ToleranceError(ValidationError):
     """A validation outside tolerance; carries the measured figures for the card."""
 
-    def __init__(self, message: str, figures: dict):
+    def __init__(self, message: str, figures: Validation):
         super().__init__(message)
         self.figures = figures
 
 
-def check(comparisons: list[Comparison], tol: Tolerance, what: str) -> dict:
+def check(comparisons: list[Comparison], tol: Tolerance, what: str, *, reference: str = "PyTorch",
+          samples: str = "", runtime: str | None = None) -> Validation:
     """Raise one ToleranceError listing every failure; else return the figures for the card."""
-    figures = {"tolerance": asdict(tol), "comparisons": [asdict(c) for c in comparisons]}
-    problems = [f"batch {c.batch}: {', '.join(c.failures(tol))} ({c.summary()})"
-                for c in comparisons if c.failures(tol)]
+    figures = Validation(reference=reference, samples=samples, runtime=runtime,
+                         tolerance=ToleranceSpec(**asdict(tol)), comparisons=comparisons)
+    problems = [f"batch {c.batch}: {', '.join(failures(c, tol))} ({summary(c)})"
+                for c in comparisons if failures(c, tol)]
     if problems:
-        raise ToleranceError(f"{what} failed validation against PyTorch: " + "; ".join(problems), figures)
+        raise ToleranceError(f"{what} failed validation against {reference}: " + "; ".join(problems), figures)
     return figures
 
 

@@ -255,21 +255,7 @@ def _write(cfg, out_dir, model, spec, splits, prep, best, test, history, start) 
                      preprocessing=prep, weights=cfg.weights or "scratch", data=splits.spec,
                      training=training, checkpoint=CHECKPOINT_FILE,
                      checkpoint_sha256=sha256_file(ckpt),
-                     provenance={**provenance(), "train_config": {**asdict(cfg), "freeze": cfg.freeze.value}})
+                     provenance=provenance().model_copy(
+                         update={"train_config": {**asdict(cfg), "freeze": cfg.freeze.value}}))
     save_card(out, card)
     return card
-
-
-def load_trained(artifact: str | Path, card: ModelCard | None = None) -> nn.Module:
-    """The artifact's PyTorch model in eval mode, from checkpoint.pt (hash-checked)."""
-    from zoodeploy.card import load_card
-    from zoodeploy.errors import ArtifactError
-    card = card or load_card(artifact)
-    if not card.checkpoint:
-        raise ArtifactError(f"{artifact}: the card records no checkpoint")
-    path = Path(artifact) / card.checkpoint
-    if not path.is_file():
-        raise ArtifactError(f"{path} is missing; retrain with `zoodeploy train`")
-    if card.checkpoint_sha256 and sha256_file(path) != card.checkpoint_sha256:
-        raise ArtifactError(f"{path} does not match the sha256 in the card; it was changed after training")
-    return build_model(card.name, num_classes=card.num_classes, weights=str(path)).eval()

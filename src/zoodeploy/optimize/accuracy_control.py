@@ -28,12 +28,15 @@ import onnx
 import onnxruntime as ort
 from tqdm.auto import tqdm
 
-from zoodeploy.card import Variant, load_card
+from zoodeploy.card import Precision, Variant, load_card
 from zoodeploy.errors import OptimizeError
 from zoodeploy.evaluate.accuracy import topk_accuracy
 from zoodeploy.optimize.data import validation_arrays
-from zoodeploy.optimize.quantize import QuantConfig, Quantizer, keep_in_float, open_quantizer
+from zoodeploy.optimize.quantize import (QuantConfig, Quantizer, keep_in_float, open_quantizer, quantize,
+                                        record_target_isa)
+from zoodeploy.optimize.passes import PassContext
 from zoodeploy.optimize.record import record_model
+from zoodeploy.recipes import AccuracyControl
 from zoodeploy.runtime import RunOptions
 from zoodeploy.runtime.ort import create_session
 
@@ -204,7 +207,7 @@ def control(quantizer: Quantizer, x_val: np.ndarray, y_val: np.ndarray, fp32: Pa
 
 def quantize_with_accuracy_control(artifact: str | Path, cfg: QuantConfig | None = None,
                                    max_drop: float = 0.5, variant_name: str = "int8",
-                                   threads: int | None = None, evaluate: bool = True) -> Variant:
+                                   threads: int | None = None) -> Variant:
     """Quantize, keeping in float the fewest worst nodes that hold the top-1 drop within
     `max_drop` points on the validation split; record the variant and the search in the card."""
     cfg = cfg or QuantConfig()
@@ -220,10 +223,19 @@ def quantize_with_accuracy_control(artifact: str | Path, cfg: QuantConfig | None
         notes = [] if report.met else [
             f"accuracy budget not met: validation drop {report.val_drop_pt:.2f} pt > {max_drop:g} pt "
             f"({report.stopped}); try another --scheme or a larger --max-drop"]
-        return record_model(
+        variant = record_model(
             artifact, variant_name, lambda out: shutil.copyfile(chosen, out),
-            precision="mixed" if kept else "int8", made_by=quantizer.made_by(desc) + (
+            precision=Precision.mixed if kept else Precision.int8, made_by=quantizer.made_by(desc) + (
                 f", {len(kept)} node(s) kept in float by accuracy control" if kept else ""),
-            recipe={**quantizer.recipe(), "calib_data": desc, "max_drop_pt": max_drop,
-                    "nodes_to_exclude": kept},
-            validation={"accuracy_control": report.to_dict()}, notes=notes, evaluate=evaluate)
+            recipe=quantizer.recipe(desc, max_drop_pt=max_drop, nodes_to_exclude=kept,
+                                    control=AccuracyControl.model_validate(report.to_dict())),
+            notes=notes)
+    record_target_isa(artifact, cfg)
+    return variant
+
+
+def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
+    """The `int8` pass: static QDQ, with accuracy control unless the budget is None."""
+    if ctx.max_drop is None:
+        return quantize(artifact, ctx.quant, name)
+    return quantize_with_accuracy_control(artifact, ctx.quant, ctx.max_drop, name, ctx.threads)

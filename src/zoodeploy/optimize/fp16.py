@@ -14,11 +14,13 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from zoodeploy.card import Variant, load_card, variant_path
+from zoodeploy.card import Precision, Variant, load_card, variant_path
 from zoodeploy.errors import OptimizeError
 from zoodeploy.optimize.data import validation_samples
+from zoodeploy.optimize.passes import PassContext
 from zoodeploy.optimize.fuse import compare_with, optimized_graph
-from zoodeploy.optimize.record import first_line, record_model
+from zoodeploy.optimize.record import Made, first_line, record_model
+from zoodeploy.recipes import Fp16Recipe
 
 FP16 = "fp16"
 
@@ -35,18 +37,23 @@ def convert(src: Path, out: Path) -> None:
     onnx.save(model, str(out))
 
 
-def to_fp16(artifact: str | Path, evaluate: bool = True) -> Variant:
-    """Make ARTIFACT/fp16.onnx from fp32.onnx and record it with its drift from fp32."""
+def to_fp16(artifact: str | Path) -> Variant:
+    """Make ARTIFACT/fp16.onnx from fp32.onnx and record its logit error against fp32 (measured,
+    not gated: fp16 rounding is expected; accuracy and drift come from the orchestrator)."""
     card = load_card(artifact)
     fp32 = variant_path(artifact, card.variant("fp32"))
-    figures: dict = {}
 
-    def write(out: Path) -> None:
+    def write(out: Path) -> Made:
         convert(fp32, out)
-        figures.update(compare_with(fp32, out, validation_samples(card), f"{card.name} fp16"))
+        samples = validation_samples(card)
+        return Made(compare_with(fp32, out, samples, f"{card.name} fp16", samples=f"{len(samples)} images (val split)"))
 
-    return record_model(artifact, FP16, write, precision="fp16", validation=figures, evaluate=evaluate,
+    return record_model(artifact, FP16, write, precision=Precision.fp16,
                         made_by="onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True) "
                                 "of fp32.onnx after onnxslim + ORT_ENABLE_BASIC",
-                        recipe={"keep_io_types": True, "ort_level": "ORT_ENABLE_BASIC", "target": "gpu",
-                                "onnxruntime": ort.__version__})
+                        recipe=Fp16Recipe(onnxruntime=ort.__version__))
+
+
+def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
+    """The `fp16` pass."""
+    return to_fp16(artifact)

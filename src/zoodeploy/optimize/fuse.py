@@ -16,13 +16,15 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from zoodeploy.card import Variant, load_card, variant_path
+from zoodeploy.card import GraphStats, Precision, Validation, Variant, load_card, variant_path
 from zoodeploy.errors import OptimizeError
 from zoodeploy.export.validate import Tolerance, check, compare_logits
 from zoodeploy.optimize.data import validation_samples
+from zoodeploy.optimize.passes import PassContext
 from zoodeploy.optimize.quantize import op_counts
-from zoodeploy.optimize.record import first_line, record_model, save_onnx
+from zoodeploy.optimize.record import Made, first_line, record_model, save_onnx
 from zoodeploy.runtime import RunOptions
+from zoodeploy.recipes import FuseRecipe
 from zoodeploy.runtime.ort import create_session
 
 FUSED = "fused"
@@ -116,7 +118,7 @@ def optimized_graph(src: Path, dst: Path, level: str = "basic") -> tuple[dict[st
 
 
 def compare_with(reference: Path, candidate: Path, x: np.ndarray, what: str,
-                 tol: Tolerance | None = None) -> dict:
+                 tol: Tolerance | None = None, samples: str = "") -> Validation:
     """Logits of `candidate` vs `reference` on real images; raise one error listing every failure."""
     outs = []
     for path in (reference, candidate):
@@ -124,15 +126,14 @@ def compare_with(reference: Path, candidate: Path, x: np.ndarray, what: str,
         name = session.get_inputs()[0].name
         outs.append(np.concatenate([session.run(None, {name: x[i:i + 32]})[0] for i in range(0, len(x), 32)]))
     comparison = compare_logits(outs[1], outs[0], batch=32)
-    if tol is None:
-        from dataclasses import asdict
-        return {"reference": reference.name, "comparison": asdict(comparison)}
-    return {"reference": reference.name, **check([comparison], tol, what)}
+    runtime = f"onnxruntime {ort.__version__} CPU"
+    if tol is None:  # measured, not gated
+        return Validation(reference=reference.name, samples=samples, runtime=runtime, comparisons=[comparison])
+    return check([comparison], tol, what, reference=reference.name, samples=samples, runtime=runtime)
 
 
-def fuse(artifact: str | Path, level: str = "basic", samples: np.ndarray | None = None,
-         evaluate: bool = True) -> Variant:
-    """Make ARTIFACT/fused.onnx, check it against fp32 on `samples`, record op counts and accuracy.
+def fuse(artifact: str | Path, level: str = "basic", samples: np.ndarray | None = None) -> Variant:
+    """Make ARTIFACT/fused.onnx, check it against fp32 on `samples`, record its op counts.
 
     `basic` (the default) folds BatchNorm and constants and drops dead nodes, keeping standard
     ONNX ops that every runtime takes; `extended` adds ORT-only fusions (com.microsoft
@@ -140,20 +141,22 @@ def fuse(artifact: str | Path, level: str = "basic", samples: np.ndarray | None 
     """
     card = load_card(artifact)
     fp32 = variant_path(artifact, card.variant("fp32"))
-    samples = validation_samples(card, 16) if samples is None else samples
-    figures: dict = {}
+    samples, where = (validation_samples(card, 16), "val split") if samples is None else (samples, "given")
 
-    def write(out: Path) -> None:
+    def write(out: Path) -> Made:
         before, after = optimized_graph(fp32, out, level)
-        figures["op_counts_before"], figures["op_counts_after"] = before, op_counts(after)
-        figures["nodes_before"], figures["nodes_after"] = sum(before.values()), len(after.graph.node)
-        figures["batchnorm_left"] = figures["op_counts_after"].get("BatchNormalization", 0)
+        graph = GraphStats(nodes=len(after.graph.node), op_counts=op_counts(after),
+                           nodes_before=sum(before.values()), op_counts_before=before)
         save_onnx(after, out, artifact, FUSED)
-        figures.update(compare_with(fp32, out, samples, f"{card.name} fused ONNX", Tolerance()))
+        return Made(compare_with(fp32, out, samples, f"{card.name} fused ONNX", Tolerance(),
+                                 samples=f"{len(samples)} images ({where})"), graph)
 
-    return record_model(artifact, FUSED, write, precision="fp32", validation=figures, evaluate=evaluate,
-                        stamped=True,
+    return record_model(artifact, FUSED, write, precision=Precision.fp32, stamped=True,
                         made_by=f"onnxslim + ONNX Runtime offline optimization (ORT_ENABLE_{level.upper()}) "
                                 "of fp32.onnx",
-                        recipe={"onnxslim": True, "ort_level": f"ORT_ENABLE_{level.upper()}",
-                                "onnxruntime": ort.__version__})
+                        recipe=FuseRecipe(ort_level=f"ORT_ENABLE_{level.upper()}", onnxruntime=ort.__version__))
+
+
+def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
+    """The `fuse` pass."""
+    return fuse(artifact)

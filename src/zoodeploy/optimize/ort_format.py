@@ -20,14 +20,28 @@ import onnxruntime as ort
 from zoodeploy.card import Variant, load_card, variant_path
 from zoodeploy.errors import OptimizeError
 from zoodeploy.fileio import atomic_path, sha256_file
+from zoodeploy.optimize.passes import PassContext
 from zoodeploy.optimize.record import first_line, record_model
+from zoodeploy.recipes import OrtFormatRecipe
 
 COREML_CONFIGS = {"CoreML NeuralNetwork": "coreml_supported_neuralnetwork_ops.md",
                   "CoreML MLProgram": "coreml_supported_mlprogram_ops.md"}
 
 
-def convert(src: Path, workdir: Path) -> tuple[Path, Path]:
-    """`src` (.onnx) -> (.ort file, required_operators.config) inside `workdir`."""
+# card.target_isa -> convert_onnx_models_to_ort's target_platform. `arm` keeps QDQ nodes in int8
+# (session.qdqisint8allowed=1), which ARM's S8S8 kernels take; without it the fixed optimizations
+# rewrite S8 QDQ pairs to U8 for x86 (QDQS8ToU8Transformer) and bake that into the .ort file.
+TARGET_PLATFORMS = {"arm64": "arm"}
+
+
+def target_platform(target_isa: str | None) -> str | None:
+    """The converter's target_platform for a card's target ISA (None: the converter's default)."""
+    return TARGET_PLATFORMS.get(target_isa or "")
+
+
+def convert(src: Path, workdir: Path, platform: str | None = None) -> tuple[Path, Path]:
+    """`src` (.onnx) -> (.ort file, required_operators.config) inside `workdir`, optimized for
+    `platform` (`arm`, `amd64`, or None for the converter's default)."""
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
     model = workdir / src.name
     shutil.copyfile(src, model)
@@ -38,7 +52,8 @@ def convert(src: Path, workdir: Path) -> tuple[Path, Path]:
     config_logger.setLevel(logging.WARNING)
     try:  # the converter prints its progress; stdout is for --json output
         with contextlib.redirect_stdout(log):
-            convert_onnx_models_to_ort(model, output_dir=out, optimization_styles=[OptimizationStyle.Fixed])
+            convert_onnx_models_to_ort(model, output_dir=out, optimization_styles=[OptimizationStyle.Fixed],
+                                       target_platform=platform)
     except Exception as e:
         raise OptimizeError(f"ORT format conversion of {src.name} failed: {first_line(e)}") from None
     finally:
@@ -100,30 +115,36 @@ def mobile_usability(model_path: Path) -> dict[str, Any]:
     return report
 
 
-def to_ort_format(artifact: str | Path, source: str = "int8", evaluate: bool = True) -> Variant:
+def to_ort_format(artifact: str | Path, source: str = "int8") -> Variant:
     """Convert variant `source` to ORT format as variant `{source}-ort`, keeping the minimal-build
     operator config beside it and the mobile usability report in the card."""
     card = load_card(artifact)
     src = variant_path(artifact, card.variant(source))
     if src.suffix != ".onnx":
         raise OptimizeError(f"variant {source!r} is {src.name}, not an ONNX model; convert an ONNX variant")
+    platform = target_platform(card.target_isa)
     with tempfile.TemporaryDirectory(prefix="zoodeploy-ort-") as tmp:
-        ort_file, config = convert(src, Path(tmp))
+        ort_file, config = convert(src, Path(tmp), platform)
         config_name = f"{src.stem}.required_operators.config"
         with atomic_path(Path(artifact) / config_name) as dst:
             shutil.copyfile(config, dst)
         report = mobile_usability(src)
         return record_model(
             artifact, f"{source}-ort", lambda out: shutil.copyfile(ort_file, out), file=f"{src.stem}.ort",
-            precision=card.variant(source).precision, evaluate=evaluate,
+            precision=card.variant(source).precision,
             made_by=f"onnxruntime.tools.convert_onnx_models_to_ort (fixed optimizations, level all "
-                    f"without NCHWc) of {src.name}",
-            recipe={"source": source, "optimization_style": "Fixed", "required_operators_config": config_name,
-                    "required_operators_config_sha256": sha256_file(Path(artifact) / config_name),
-                    "onnxruntime": ort.__version__},
-            validation={"mobile_usability": report, "required_operators": _ops(config)})
+                    f"without NCHWc, target platform {platform or 'default'}) of {src.name}",
+            recipe=OrtFormatRecipe(source=source, target_platform=platform, required_operators_config=config_name,
+                                   required_operators_config_sha256=sha256_file(Path(artifact) / config_name),
+                                   required_operators=_ops(config), mobile_usability=report,
+                                   onnxruntime=ort.__version__))
 
 
 def _ops(config: Path) -> list[str]:
     """The operator lines of a required_operators.config (domain;opset;op,op,...)."""
     return [ln.strip() for ln in config.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
+    """The `ort-format` pass: the int8 variant in ORT format."""
+    return to_ort_format(artifact, "int8")

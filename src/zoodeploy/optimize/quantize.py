@@ -22,11 +22,12 @@ import onnx
 import onnxruntime as ort
 from tqdm.auto import tqdm
 
-from zoodeploy.card import ModelCard, Variant, load_card, variant_path
+from zoodeploy.card import ModelCard, Precision, Variant, load_card, update_card, variant_path
 from zoodeploy.errors import OptimizeError
 from zoodeploy.optimize.data import calibration_arrays
-from zoodeploy.optimize.isa import Isa, detect_isa, scheme_for
+from zoodeploy.optimize.isa import Isa, TargetIsa, detect_isa, resolve_target, scheme_for_target, target_isa
 from zoodeploy.optimize.record import first_line, record_model
+from zoodeploy.recipes import FuseRecipe, QuantRecipe
 
 CALIB_BATCH = 8  # images per calibration run: bounds the memory of collected activations
 
@@ -78,8 +79,10 @@ class QuantConfig:
     nodes_to_exclude: tuple[str, ...] = ()
     progress: bool = False
     isa: Isa = field(default_factory=detect_isa)
+    target_isa: TargetIsa = TargetIsa.host  # the CPU the model will run on (optimize/isa.py)
 
     def __post_init__(self):
+        self.target_isa = target_isa(self.target_isa)
         self.scheme = _member(Scheme, self.scheme, "--scheme")
         self.calibration = _member(Calibration, self.calibration, "--calibration")
         if self.calib_size < 1:
@@ -90,7 +93,7 @@ class QuantConfig:
         """The concrete scheme, and why it was chosen."""
         if self.scheme is not Scheme.auto:
             return self.scheme, "set by --scheme"
-        name, why = scheme_for(self.isa)
+        name, why = scheme_for_target(self.target_isa, self.isa)
         return Scheme(name), f"auto: {why}"
 
 
@@ -312,14 +315,15 @@ class Quantizer:
             "CalibStridedMinMax": 1,  # one batch per collect: bounded memory, histograms merge
         }
 
-    def recipe(self) -> dict[str, Any]:
-        return {"source": self.source.name, "format": "QDQ", "scheme": self.scheme.value, "scheme_reason": self.scheme_reason,
-                "activation_type": self.spec.activation, "weight_type": self.spec.weight,
-                "reduce_range": self.spec.reduce_range, "per_channel": self.cfg.per_channel,
-                "symmetric_activations": self.spec.symmetric_activations,
-                "calibration": self.cfg.calibration.value, "calib_size": len(self.calib),
-                "shared_concat_ranges": len(self.concat_groups),
-                "isa": self.cfg.isa.to_dict(), "onnxruntime": ort.__version__}
+    def recipe(self, calib_data: str, **more: Any) -> QuantRecipe:
+        return QuantRecipe(source=self.source.name, scheme=self.scheme.value, scheme_reason=self.scheme_reason,
+                           activation_type=self.spec.activation, weight_type=self.spec.weight,
+                           reduce_range=self.spec.reduce_range, per_channel=self.cfg.per_channel,
+                           symmetric_activations=self.spec.symmetric_activations,
+                           calibration=self.cfg.calibration.value, calib_size=len(self.calib), calib_data=calib_data,
+                           shared_concat_ranges=len(self.concat_groups), isa=self.cfg.isa.to_dict(),
+                           target_isa=resolve_target(self.cfg.target_isa, self.cfg.isa).value,
+                           onnxruntime=ort.__version__, **more)
 
     def made_by(self, calib_desc: str) -> str:
         return (f"onnxruntime.quantization.quantize_static (QDQ, {self.scheme.value}, "
@@ -340,7 +344,7 @@ def quantization_source(artifact: str | Path, card: ModelCard) -> tuple[Path, bo
     """The model to quantize: `fused` when it holds ORT's BASIC optimizations (what
     quant_pre_process would do again), else fp32; and whether it is already optimized."""
     fused = card.variants.get("fused")
-    if fused is not None and fused.recipe.get("ort_level") == "ORT_ENABLE_BASIC":
+    if fused is not None and isinstance(fused.recipe, FuseRecipe) and fused.recipe.ort_level == "ORT_ENABLE_BASIC":
         return variant_path(artifact, fused), True
     return variant_path(artifact, card.variant("fp32")), False
 
@@ -352,9 +356,8 @@ def open_quantizer(artifact: str | Path, card: ModelCard, cfg: QuantConfig) -> t
     return Quantizer(source, cfg, calib, card.input_name, optimized), desc
 
 
-def quantize(artifact: str | Path, cfg: QuantConfig | None = None, variant_name: str = "int8",
-             evaluate: bool = True) -> Variant:
-    """Quantize the artifact's fp32 model and record it (accuracy and drift on the test split).
+def quantize(artifact: str | Path, cfg: QuantConfig | None = None, variant_name: str = "int8") -> Variant:
+    """Quantize the artifact's fp32 model and record it (the orchestrator measures its accuracy).
 
     `quantize(artifact, QuantConfig(scheme=Scheme.tensorrt), variant_name="int8-trt-qdq")` gives
     the symmetric S8S8 QDQ model TensorRT builds explicit-quantization engines from.
@@ -363,9 +366,16 @@ def quantize(artifact: str | Path, cfg: QuantConfig | None = None, variant_name:
     card = load_card(artifact)
     quantizer, desc = open_quantizer(artifact, card, cfg)
     with quantizer:
-        return record_model(artifact, variant_name, lambda out: quantizer.write(out, cfg.nodes_to_exclude),
-                            precision="mixed" if cfg.nodes_to_exclude else "int8",
-                            made_by=quantizer.made_by(desc),
-                            recipe={**quantizer.recipe(), "calib_data": desc,
-                                    "nodes_to_exclude": list(cfg.nodes_to_exclude)},
-                            evaluate=evaluate)
+        variant = record_model(artifact, variant_name, lambda out: quantizer.write(out, cfg.nodes_to_exclude),
+                               precision=Precision.mixed if cfg.nodes_to_exclude else Precision.int8,
+                               made_by=quantizer.made_by(desc),
+                               recipe=quantizer.recipe(desc, nodes_to_exclude=list(cfg.nodes_to_exclude)))
+    record_target_isa(artifact, cfg)
+    return variant
+
+
+def record_target_isa(artifact: str | Path, cfg: QuantConfig) -> None:
+    """The card's `target_isa`: the CPU class int8 was quantized for (`host` named as its class),
+    beside the build host's own ISA in the variant's recipe."""
+    with update_card(artifact) as card:
+        card.target_isa = resolve_target(cfg.target_isa, cfg.isa).value

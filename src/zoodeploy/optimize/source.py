@@ -20,6 +20,7 @@ from zoodeploy.fileio import atomic_path, sha256_file
 from zoodeploy.models.data import Splits, digits_preprocessing, load_splits
 from zoodeploy.optimize.data import image_files
 from zoodeploy.preprocess import Preprocessing
+from zoodeploy.recipes import CopyRecipe
 
 FP32_FILE = "fp32.onnx"
 
@@ -72,8 +73,8 @@ def card_for_onnx(model: onnx.ModelProto, path: Path, splits: Splits) -> ModelCa
         name, labels = path.stem, splits.labels
     return ModelCard(name=name, num_classes=classes, labels=labels, preprocessing=prep, input_name=input_name,
                      output_name=output_name, weights=f"lone ONNX model {path.name}", data=splits.spec,
-                     provenance={**provenance(), "source_onnx": str(path.resolve()),
-                                 "card_from": "onnx metadata" if meta else "graph + data"})
+                     provenance=provenance().model_copy(update={
+                         "source_onnx": str(path.resolve()), "card_from": "onnx metadata" if meta else "graph + data"}))
 
 
 def artifact_from_onnx(path: str | Path, calib_data: str | None, out: str | Path | None = None) -> Path:
@@ -103,7 +104,8 @@ def artifact_from_onnx(path: str | Path, calib_data: str | None, out: str | Path
 
 def _fp32_variant(out: Path, path: Path) -> Variant:
     return make_variant(out, "fp32", FP32_FILE, precision="fp32", runtime="onnxruntime",
-                        made_by=f"copied from the lone ONNX model {path.resolve()}", recipe={"source": str(path)})
+                        made_by=f"copied from the lone ONNX model {path.resolve()}",
+                        recipe=CopyRecipe(source=str(path)))
 
 
 def resolve_artifact(target: str | Path, calib_data: str | None = None, out: str | Path | None = None) -> Path:

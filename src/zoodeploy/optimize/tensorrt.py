@@ -25,11 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from zoodeploy.card import ModelCard, Variant, add_variant, load_card, make_variant, variant_path
+from zoodeploy.card import ModelCard, Validation, Variant, add_variant, load_card, make_variant, variant_path
 from zoodeploy.errors import OptimizeError
 from zoodeploy.export.validate import Tolerance, check, compare_logits
 from zoodeploy.fileio import atomic_path, write_bytes
 from zoodeploy.optimize.data import validation_samples
+from zoodeploy.optimize.passes import PassContext
+from zoodeploy.recipes import TensorRTRecipe
 from zoodeploy.runtime.base import EAGER, open_runner
 from zoodeploy.runtime.tensorrt import (EngineTarget, ProfileShapes, cache_dir, current_target,
                                         import_tensorrt, profile_shapes)
@@ -129,7 +131,7 @@ class BuildPlan:
 def tensorrt_qdq_variant(card: ModelCard) -> str | None:
     """The card's QDQ graph made with the TensorRT (symmetric S8S8) scheme, if any."""
     for name, v in card.variants.items():
-        if v.precision in QDQ_PRECISIONS and v.runtime == "onnxruntime" and v.recipe.get("scheme") == TRT_SCHEME:
+        if v.precision in QDQ_PRECISIONS and v.runtime == "onnxruntime" and getattr(v.recipe, "scheme", None) == TRT_SCHEME:
             return name
     return None
 
@@ -300,7 +302,7 @@ def serialize_engine(trt: ModuleType, onnx_path: Path, plan: BuildPlan, profile:
 # --- verify, record ----------------------------------------------------------------------------------
 
 def validate_against_eager(artifact: Path, card: ModelCard, variant: Variant, batches: tuple[int, ...],
-                           tol: Tolerance) -> dict[str, Any]:
+                           tol: Tolerance) -> Validation:
     """Run the new variant and the PyTorch checkpoint (CPU) on the same images; one error if off."""
     samples = validation_samples(card)
     source = f"{card.data.source} val split" if card.data is not None else "random normal inputs (no data)"
@@ -317,9 +319,8 @@ def validate_against_eager(artifact: Path, card: ModelCard, variant: Variant, ba
     finally:
         runner.close()
         eager.close()
-    figures = check(comparisons, tol, f"{card.name} {variant.name}")
-    figures["samples"] = source
-    return figures
+    return check(comparisons, tol, f"{card.name} {variant.name}", reference="PyTorch (CPU)", samples=source,
+                 runtime=variant.runtime.value)
 
 
 def record_verified(artifact: Path, card: ModelCard, name: str, suffix: str, write: Callable[[Path], Any],
@@ -330,6 +331,7 @@ def record_verified(artifact: Path, card: ModelCard, name: str, suffix: str, wri
     with atomic_path(Path(artifact) / final) as tmp:
         write(tmp)
         variant = make_variant(artifact, name, tmp.name, precision=precision.value, **fields)
+        # validated in place, before it lands: an engine that disagrees with PyTorch is never recorded
         variant.validation = validate_against_eager(Path(artifact), card, variant, batches,
                                                     ENGINE_TOLERANCE[precision])
     variant.file = final  # same bytes, renamed into place
@@ -340,54 +342,26 @@ def record_verified(artifact: Path, card: ModelCard, name: str, suffix: str, wri
 # --- entry point -------------------------------------------------------------------------------------
 
 def compile_variant(artifact: str | Path, cfg: CompileConfig | None = None) -> Variant:
-    """Build, verify and record a GPU variant (`trt-*` or `torch-trt-*`), then measure its accuracy
-    and drift on the test split when the card has data. Needs an NVIDIA GPU and TensorRT."""
+    """Build, verify against PyTorch and record a GPU variant (`trt-*` or `torch-trt-*`); the
+    orchestrator (`optimize.pipeline`) measures its accuracy and latency. Needs a GPU and TensorRT."""
     cfg = cfg or CompileConfig()
     artifact = Path(artifact)
     card = load_card(artifact)
     if cfg.backend is Backend.torch_tensorrt:
         from zoodeploy.optimize.torch_tensorrt import compile_torch_tensorrt
-        variant = compile_torch_tensorrt(artifact, card, cfg)
-    else:
-        variant = compile_tensorrt(artifact, card, cfg)
-    if card.data is None:
-        return variant
-    from zoodeploy.evaluate.accuracy import evaluate_variants
-    evaluate_variants(artifact, [variant.name], progress=cfg.progress)
-    return load_card(artifact).variants[variant.name]
+        return compile_torch_tensorrt(artifact, card, cfg)
+    return compile_tensorrt(artifact, card, cfg)
 
 
-def compile_tensorrt(artifact: Path, card: ModelCard, cfg: CompileConfig) -> Variant:
-    """A serialized engine from the ONNX variant the precision rules pick, verified and recorded."""
-    trt = import_tensorrt()  # GPU first, then TensorRT: the message names the one missing
-    if cfg.precision is Precision.int8 and cfg.source is None and tensorrt_qdq_variant(card) is None:
-        card = _make_tensorrt_qdq(artifact, cfg.progress)
-    plan = plan_build(card, cfg.precision, TrtCaps.of(trt), cfg.source)
-    source = card.variants[plan.source]
-    onnx_path = variant_path(artifact, source)
-    profile = profile_shapes(onnx_input(onnx_path)[1], cfg.max_batch, cfg.opt_batch)
-    target = current_target(trt.__version__)
-    cache = cfg.timing_cache or default_timing_cache(target)
-    engine, built = serialize_engine(trt, onnx_path, plan, profile, cfg, cache)
-    recipe = {"backend": cfg.backend.value, "source": plan.source, "source_sha256": source.sha256,
-              "strongly_typed": plan.strongly_typed, "flags": list(plan.flags), "tf32": plan.tf32,
-              "profile": profile.to_dict(), "workspace_gb": cfg.workspace_gb, "target": target.to_dict(), **built}
-    return record_verified(
-        artifact, card, cfg.variant_name, ".engine", lambda path: path.write_bytes(engine), cfg.precision,
-        profile_batches(profile), runtime="tensorrt", recipe=recipe,
-        made_by=f"TensorRT {trt.__version__} builder from {source.file} ({plan.describe()}) on {target.gpu}")
+def compile_config(ctx: PassContext, name: str) -> CompileConfig:
+    """The CompileConfig of pass `name` (trt-fp16, torch-trt-fp32, ...)."""
+    backend = Backend.torch_tensorrt if name.startswith("torch-trt-") else Backend.tensorrt
+    g = ctx.gpu
+    return CompileConfig(backend=backend, precision=name.rpartition("-")[2], max_batch=g.max_batch,
+                         opt_batch=g.opt_batch, workspace_gb=g.workspace_gb, timing_cache=g.timing_cache,
+                         source=g.source, progress=ctx.progress)
 
 
-def profile_batches(profile: ProfileShapes) -> tuple[int, ...]:
-    """The batch sizes a built variant is checked at: its profile's min, opt and max."""
-    return tuple(sorted(set(profile.batches)))
-
-
-def _make_tensorrt_qdq(artifact: Path, progress: bool) -> ModelCard:
-    """Quantize with the TensorRT scheme (symmetric S8S8 QDQ, calibrated on the train split)."""
-    from zoodeploy.optimize.quantize import QuantConfig, Scheme, quantize
-    quantize(artifact, QuantConfig(scheme=Scheme.tensorrt, progress=progress), variant_name=QDQ_VARIANT)
-    card = load_card(artifact)
-    if tensorrt_qdq_variant(card) is None:
-        raise OptimizeError(f"{artifact}: quantizing with the {TRT_SCHEME} scheme recorded no int8 QDQ variant")
-    return card
+def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
+    """The `trt-*` passes."""
+    return compile_variant(artifact, compile_config(ctx, name))

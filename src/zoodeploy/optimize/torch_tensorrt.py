@@ -14,6 +14,8 @@ from typing import Any
 
 from zoodeploy.card import ModelCard, Variant, variant_path
 from zoodeploy.errors import OptimizeError
+from zoodeploy.optimize.passes import PassContext
+from zoodeploy.recipes import TorchTensorRTRecipe
 from zoodeploy.optimize.tensorrt import (CompileConfig, Precision, default_timing_cache, profile_batches,
                                          record_verified)
 from zoodeploy.runtime.tensorrt import ProfileShapes, current_target, profile_shapes
@@ -104,12 +106,18 @@ def compile_torch_tensorrt(artifact: Path, card: ModelCard, cfg: CompileConfig) 
     cache = cfg.timing_cache or default_timing_cache(target)
     cache.parent.mkdir(parents=True, exist_ok=True)
     module = _compile(torch_tensorrt, program, profile, cfg, cache)
-    recipe = {"backend": cfg.backend.value, "source": source, "source_sha256": src.sha256,
-              "profile": profile.to_dict(), "workspace_gb": cfg.workspace_gb, "timing_cache": str(cache),
-              "torch_tensorrt": torch_tensorrt.__version__, "target": target.to_dict()}
+    recipe = TorchTensorRTRecipe(source=source, source_sha256=src.sha256, profile=profile.to_dict(),
+                                 workspace_gb=cfg.workspace_gb, timing_cache=str(cache),
+                                 torch_tensorrt=torch_tensorrt.__version__, target=target.to_dict())
     return record_verified(
         artifact, card, cfg.variant_name, EXPORTED_PROGRAM_SUFFIX,
         lambda path: _save(torch_tensorrt, module, profile, path), cfg.precision, profile_batches(profile),
         runtime="torch-tensorrt", recipe=recipe,
         made_by=f"torch_tensorrt {torch_tensorrt.__version__} (TensorRT {target.tensorrt}) from {src.file} "
                 f"on {target.gpu}")
+
+
+def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
+    """The `torch-trt-*` passes."""
+    from zoodeploy.optimize.tensorrt import compile_config, compile_variant
+    return compile_variant(artifact, compile_config(ctx, name))

@@ -16,6 +16,7 @@ Layout of the archive (one top folder, `<model>-<variant>-<target>/`):
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -53,9 +54,12 @@ class PackageConfig:
     variant: str = "selected"  # a variant name, or the card's selected one
     target: Target = Target.cpu
     samples: int = 8  # images from the test split, with their expected outputs
+    target_isa: str | None = None  # also expect outputs computed on this ISA's device (mobile: arm64)
 
     def __post_init__(self):
         self.target = Target(self.target)
+        if self.target_isa is None and self.target is Target.mobile:
+            self.target_isa = mobile.MOBILE_ISA
         if not 1 <= self.samples <= 64:
             raise ZoodeployError(f"--samples must be between 1 and 64, got {self.samples}")
 
@@ -86,11 +90,16 @@ def package(artifact: str | Path, out: str | Path, cfg: PackageConfig | None = N
         root = Path(tmp) / bundle_name(card, variant, cfg.target)
         root.mkdir()
         manifest = stage(artifact, card, variant, source, root, cfg)
+        notes = _notes(variant)
+        if cfg.target_isa:  # the samples' outputs as the target's kernels compute them
+            note = mobile.add_target_expectations(root, cfg.target_isa, variant.precision)
+            notes += [note] if note else []
+            manifest = json.loads((root / predict.MANIFEST).read_text())
         with atomic_path(out) as tmp_archive:
             write_archive(root, tmp_archive, mtime=int(time.time()))
             report = verify_bundle(tmp_archive)  # the archive itself, exactly as it will land
     return Bundle(path=out, sha256=report.archive_sha256, bytes=out.stat().st_size, manifest=manifest,
-                  report=report, notes=_notes(variant))
+                  report=report, notes=notes)
 
 
 def bundle_name(card: ModelCard, variant: Variant, target: Target) -> str:
@@ -193,7 +202,7 @@ def write_samples(artifact: Path, card: ModelCard, variant: Variant, root: Path,
                 "true_label": card.labels[int(test.labels[i])], "top1": int(p.argmax()),
                 "top1_label": card.labels[int(p.argmax())], "probabilities": [float(v) for v in p]}
                for f, i, p in zip(files, picked, probs)]
-    expected = {"tolerance": {"prob_atol": PROB_ATOL.get(variant.precision, 2e-2),
+    expected = {"tolerance": {"prob_atol": PROB_ATOL.get(variant.precision.value, 2e-2),
                               "rule": "every probability within prob_atol; same top-1 unless the expected "
                                       "top-2 margin is under 2 * prob_atol"},
                 "computed_with": {"variant": variant.name, "file": variant.file, **settings},
@@ -214,7 +223,7 @@ def build_manifest(artifact: Path, card: ModelCard, variant: Variant, cfg: Packa
     manifest = {
         "format": predict.FORMAT, "format_version": predict.FORMAT_VERSION,
         "name": card.name, "variant": variant.name, "target": cfg.target.value, "model": model_name,
-        "precision": variant.precision,
+        "precision": variant.precision.value,
         "input": {"name": card.input_name, "shape": ["N", 3, card.input_size, card.input_size],
                   "dtype": "float32", "layout": "NCHW"},
         "output": {"name": card.output_name, "classes": card.num_classes},
@@ -235,11 +244,12 @@ def _source(artifact: Path, card: ModelCard, variant: Variant) -> dict[str, Any]
     return {
         "artifact": str(artifact.resolve()), "card_sha256": sha256_file(artifact / "card.json"),
         "variant_file": variant.file, "variant_sha256": variant.sha256, "made_by": variant.made_by,
-        "recipe": variant.recipe, "validation": variant.validation,
+        "recipe": variant.recipe.model_dump(mode="json"),
+        "validation": variant.validation.model_dump(mode="json") if variant.validation else None,
         "checkpoint_sha256": card.checkpoint_sha256, "weights": card.weights,
         "data": card.data.model_dump(mode="json") if card.data else None,
         "training": ({k: getattr(card.training, k) for k in ("epochs", "best_epoch", "val_accuracy",
                                                              "test_accuracy")} if card.training else None),
-        "artifact_provenance": card.provenance,
+        "artifact_provenance": card.provenance.model_dump(mode="json"),
         "packaged": {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions()},
     }

@@ -7,6 +7,7 @@ file and in the card; for an .onnx variant they are made here by the same functi
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -14,13 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from zoodeploy.card import ModelCard, Variant, variant_path
 from zoodeploy.errors import ArtifactError
 from zoodeploy.fileio import sha256_file
+from zoodeploy.recipes import OrtFormatRecipe
 
 MODEL = "model.ort"
 CONFIG = "mobile/required_operators.config"
 REPORT = "mobile/usability_report.txt"
+MOBILE_ISA = "arm64"  # what a mobile bundle is made for unless told otherwise (phones, boards)
 
 
 @dataclass(frozen=True)
@@ -30,30 +35,35 @@ class MobileFiles:
     usability: dict[str, Any]  # per execution provider: suitability, partitions, unsupported ops
 
 
-def place_mobile(artifact: Path, card: ModelCard, variant: Variant, model: Path, root: Path) -> MobileFiles:
-    """Write model.ort, the operators config and the usability report into bundle folder `root`."""
-    from zoodeploy.optimize.ort_format import convert, mobile_usability
+def place_mobile(artifact: Path, card: ModelCard, variant: Variant, model: Path, root: Path,
+                 target_isa: str = MOBILE_ISA) -> MobileFiles:
+    """Write model.ort, the operators config and the usability report into bundle folder `root`;
+    an .onnx variant is converted with the fixed optimizations of `target_isa`'s platform."""
+    from zoodeploy.optimize.ort_format import convert, mobile_usability, target_platform
     (root / "mobile").mkdir(parents=True, exist_ok=True)
     if model.suffix == ".ort":
         shutil.copyfile(model, root / MODEL)
         return _from_ort_variant(artifact, card, variant, root)
     with tempfile.TemporaryDirectory(prefix="zoodeploy-package-ort-") as tmp:
-        ort_file, config = convert(model, Path(tmp))
+        platform = target_platform(target_isa)
+        ort_file, config = convert(model, Path(tmp), platform)
         shutil.copyfile(ort_file, root / MODEL)
         _copy_config(config, root / CONFIG)
     report = mobile_usability(model)
     write_report(report, model.name, root / REPORT)
     return MobileFiles(origin=f"converted from {model.name} here by zoodeploy.optimize.ort_format "
-                              "(onnxruntime.tools convert_onnx_models_to_ort, usability checker)",
+                              f"(onnxruntime.tools convert_onnx_models_to_ort for target platform "
+                              f"{platform or 'default'}, usability checker)",
                        ort_made_from=model.name, usability=report["eps"])
 
 
 def _from_ort_variant(artifact: Path, card: ModelCard, variant: Variant, root: Path) -> MobileFiles:
     """An int8-ort variant: its recorded config (hash-checked) and report, made only if missing."""
     made = []
-    config = variant.recipe.get("required_operators_config")
+    recipe = variant.recipe if isinstance(variant.recipe, OrtFormatRecipe) else None
+    config = recipe.required_operators_config if recipe else None
     if config and (artifact / config).is_file():
-        want = variant.recipe.get("required_operators_config_sha256")
+        want = recipe.required_operators_config_sha256
         if want and sha256_file(artifact / config) != want:
             raise ArtifactError(f"{artifact / config} does not match the sha256 recorded for variant "
                                 f"{variant.name!r}; re-make it with `zoodeploy optimize --ort-format`")
@@ -61,8 +71,8 @@ def _from_ort_variant(artifact: Path, card: ModelCard, variant: Variant, root: P
     else:
         write_operators_config(root / MODEL, root / CONFIG)
         made.append("operators config")
-    report = (variant.validation or {}).get("mobile_usability")
-    source = variant.recipe.get("source")
+    report = recipe.mobile_usability.model_dump(mode="json") if recipe and recipe.mobile_usability else None
+    source = recipe.source if recipe else None
     if report:
         write_report(report, f"{source or variant.name} (recorded by `{variant.made_by}`)", root / REPORT)
     elif source in card.variants:
@@ -105,3 +115,44 @@ def write_report(report: dict[str, Any], of: str, out: Path) -> None:
                                                           f"({fixed['supported_nodes']}/{fixed['nodes']} nodes)"
                                                           if fixed else ""))
     out.write_text("\n".join(lines + [""] + list(report.get("log", []))) + "\n")
+
+
+# ---------------------------------------------------------------- expected outputs on the target
+
+# on-target expected outputs vs a device of the same ISA, per probability: the integer math of
+# INT8 kernels is exact, what differs between ARM kernel variants and ORT releases is rounding
+TARGET_PROB_ATOL = {"fp32": 1e-4, "fp16": 2e-3, "bf16": 2e-3, "int8": 5e-3, "mixed": 5e-3}
+
+
+def add_target_expectations(root: Path, target_isa: str, precision: str) -> str | None:
+    """Run the staged bundle in `root` on the emulated `target_isa` device and record its outputs
+    on the samples as that ISA's expectations (samples/expected.json `targets`), refreshing the
+    manifest. Returns a note when the device cannot be made: then nothing is recorded."""
+    from zoodeploy.device.arm64 import DeviceError
+    from zoodeploy.device.evaluate import device_logits, get_device
+    from zoodeploy.errors import MissingDependencyError
+    from zoodeploy.fileio import write_json
+    from zoodeploy.package import predict
+    from zoodeploy.preprocess import softmax
+    try:
+        device = get_device(target_isa)
+    except (MissingDependencyError, DeviceError) as e:  # not made: no target figures, never guessed ones
+        return f"samples/expected.json holds the build host's outputs only, no {target_isa} ones: {e}"
+    expected = json.loads((root / predict.EXPECTED).read_text())
+    with device.workdir() as (host, guest):
+        shutil.copytree(root, host / "bundle")
+        logits = device_logits(device, f"{guest}/bundle", [f"{guest}/bundle/{s['file']}" for s in expected["samples"]])
+    probs = softmax(logits)
+    host_probs = [s["probabilities"] for s in expected["samples"]]
+    expected.setdefault("targets", {})[target_isa] = {
+        "top1": [int(p.argmax()) for p in probs], "probabilities": [[float(v) for v in p] for p in probs],
+        "prob_atol": TARGET_PROB_ATOL.get(precision, 5e-3),
+        "computed_with": {"device": device.description, "onnxruntime": device.info["runtime"]["onnxruntime"],
+                          "max_abs_diff_vs_build_host": float(np.abs(probs - np.asarray(host_probs)).max())}}
+    write_json(root / predict.EXPECTED, expected)
+    manifest = json.loads((root / predict.MANIFEST).read_text())
+    manifest["files"][predict.EXPECTED] = {"sha256": sha256_file(root / predict.EXPECTED),
+                                           "bytes": (root / predict.EXPECTED).stat().st_size}
+    manifest["samples"]["targets"] = {target_isa: expected["targets"][target_isa]["computed_with"]}
+    write_json(root / predict.MANIFEST, manifest)
+    return None

@@ -83,10 +83,10 @@ class EngineTarget:
 
     @classmethod
     def of_variant(cls, variant: Variant) -> EngineTarget:
-        target = variant.recipe.get("target")
+        target = getattr(variant.recipe, "target", None)
         try:
-            return cls(**target)
-        except TypeError:
+            return cls(**target.model_dump())
+        except (TypeError, AttributeError):
             raise ArtifactError(f"variant {variant.name!r} records no valid TensorRT target (GPU and "
                                 f"TensorRT version) in the card; {rebuild_hint(variant)}") from None
 
@@ -234,7 +234,7 @@ class TensorRTRunner:
         self.settings: dict[str, Any] = {
             "runtime": "tensorrt", "version": trt.__version__, "device": torch.cuda.get_device_name(self.device),
             "batch_range": list(self.batch_range), "io": "host numpy -> CUDA -> host numpy",
-            "precision": variant.precision, "flags": variant.recipe.get("flags")}
+            "precision": variant.precision.value, "flags": getattr(variant.recipe, "flags", None)}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, self.input_shape)

@@ -9,15 +9,15 @@ import numpy as np
 import torch
 
 from zoodeploy.card import ModelCard
+from zoodeploy.models.artifact import load_model
 from zoodeploy.runtime.base import RUNTIMES, RunOptions, check_input
 
 
 class TorchRunner:
     def __init__(self, artifact: Path, card: ModelCard, name: str, options: RunOptions):
-        from zoodeploy.models.train import load_trained
         self.name = name
         self.device = torch.device(options.device)
-        self.model = load_trained(artifact, card).to(self.device)
+        self.model = load_model(artifact, card).to(self.device)
         torch.set_num_threads(options.num_threads)
         self.input_shape = (3, card.input_size, card.input_size)
         self.settings: dict[str, Any] = {"runtime": "torch", "version": torch.__version__,
@@ -57,7 +57,7 @@ class ProgramRunner:
         self.device = torch.device(options.device)
         torch.set_num_threads(options.num_threads)
         self.input_shape = (3, card.input_size, card.input_size)
-        fixed = variant.recipe.get("batch")  # an int for a fixed-batch export, else "dynamic"
+        fixed = getattr(variant.recipe, "batch", None)  # an int for a fixed-batch export, else "dynamic"
         self.batch = fixed if isinstance(fixed, int) else None
         self.settings: dict[str, Any] = {"runtime": "torch-export", "version": torch.__version__,
                                          "device": options.device, "intra_op_threads": options.num_threads,

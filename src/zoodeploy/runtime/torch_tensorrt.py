@@ -42,13 +42,13 @@ class TorchTensorRTRunner:
                                 "`zoodeploy compile ARTIFACT --backend torch-tensorrt`") from None
         self.name = name
         self.input_shape = (3, card.input_size, card.input_size)
-        self.batch_range = ProfileShapes.from_dict(variant.recipe["profile"]).batches[::2]
+        self.batch_range = ProfileShapes.from_dict(variant.recipe.profile.model_dump()).batches[::2]
         self.device = torch.device("cuda", torch.cuda.current_device())
         self.settings: dict[str, Any] = {
             "runtime": "torch-tensorrt", "version": torch_tensorrt.__version__,
             "tensorrt": tensorrt_version(), "device": torch.cuda.get_device_name(self.device),
             "batch_range": list(self.batch_range), "io": "host numpy -> CUDA -> host numpy",
-            "precision": variant.precision}
+            "precision": variant.precision.value}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, self.input_shape)

@@ -81,8 +81,8 @@ def _p50(v: Variant) -> float:
 
 
 def made_for_gpu(variant: Variant) -> bool:
-    """GPU-only engines, and ONNX variants made for a GPU (fp16 records recipe target "gpu")."""
-    return needs_gpu(variant) or variant.recipe.get("target") == "gpu"
+    """GPU-only engines, and ONNX variants made for a GPU (the fp16 recipe records `for_gpu`)."""
+    return needs_gpu(variant) or getattr(variant.recipe, "for_gpu", False)
 
 
 def provider_for(variant: Variant, config: ServeConfig) -> tuple[str, str | None]:

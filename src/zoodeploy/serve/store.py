@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoodeploy.card import CARD_FILE, ModelCard, load_card, save_card, variant_path
+from zoodeploy.card import CARD_FILE, ModelCard, StoreImport, load_card, save_card, variant_path
 from zoodeploy.errors import ArtifactError
 from zoodeploy.fileio import sha256_file
 
@@ -78,15 +78,15 @@ def _narrowed(card: ModelCard, variant: str, artifact: Path) -> tuple[ModelCard,
     stored = card.model_copy(deep=True, update={
         "variants": {variant: v}, "selected": variant,
         "checkpoint": card.checkpoint if keep_checkpoint else None,
-        "provenance": {**card.provenance, "store_import": {"from": str(artifact.resolve()), "variant": variant,
-                                                           "variants_left_out": sorted(set(card.variants) - {variant})}}})
+        "provenance": card.provenance.model_copy(update={"store_import": StoreImport(
+            source=str(artifact.resolve()), variant=variant, variants_left_out=sorted(set(card.variants) - {variant}))})})
     return stored, files
 
 
 def _version(card: ModelCard, files: list[Path]) -> str:
     """A version from the content: the card (less where it came from) and every file's hash."""
     h = hashlib.sha256()
-    provenance = {k: v for k, v in card.provenance.items() if k != "store_import"}
+    provenance = card.provenance.model_copy(update={"store_import": None})
     h.update(card.model_copy(update={"provenance": provenance}).model_dump_json().encode())
     for f in files:
         h.update(f"{f.name}:{sha256_file(f)}".encode())

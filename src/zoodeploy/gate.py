@@ -1,9 +1,10 @@
 """The deployment gate: accuracy drift against a budget, latency against a stored baseline.
 
-Latency is judged as a *ratio* to the fp32 variant timed in the same interleaved run, never
-as an absolute time: a busy or different machine slows both alike, so the ratio holds where
-milliseconds do not. A variant fails when its ratio exceeds the baseline's by more than the
-allowed factor.
+It sits above `evaluate` and `bench` and uses both. Latency is judged as a *ratio* to the fp32
+variant timed in the same interleaved run, never as an absolute time: a busy machine slows both
+alike, so the ratio holds where milliseconds do not. A variant fails when its ratio exceeds the
+baseline's by more than the allowed factor. Ratios differ between CPU classes (INT8 gains most
+with VNNI), so a baseline records the ISA class it was measured on and is only compared there.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from zoodeploy.errors import GateError, ZoodeployError
 from zoodeploy.evaluate.accuracy import REFERENCE, evaluate_variants, runnable_variants
 from zoodeploy.fileio import write_json
 from zoodeploy.models.data import Splits
+from zoodeploy.optimize.isa import TargetIsa, resolve_target
 
 BASELINE_FILE = "latency-baseline.json"
 RATIO_METRIC = "p50 latency / fp32 p50 latency, timed interleaved in one run"
@@ -31,6 +33,7 @@ class LatencyBaseline(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str
+    isa: str | None = None  # the CPU class measured on (optimize.isa.TargetIsa); None: recorded before ISA keys
     metric: str = RATIO_METRIC
     batch: int
     threads: int
@@ -139,6 +142,10 @@ def _check_baseline_matches(baseline: LatencyBaseline | None, card: ModelCard, c
     if baseline is None:
         raise GateError(f"no latency baseline at {path}; record one with `zoodeploy check ARTIFACT "
                         f"--max-drop {cfg.max_drop:g} --baseline {path} --update-baseline`")
+    here = host_isa_key()
+    if baseline.isa is not None and baseline.isa != here:
+        raise GateError(f"{path} was measured on a {baseline.isa} CPU, this one is {here}; latency ratios differ "
+                        "between CPU classes: pass --baseline for this CPU or record one with --update-baseline")
     if baseline.model != card.name:
         raise GateError(f"{path} is a baseline for {baseline.model}, not {card.name}; pass --baseline for "
                         f"{card.name} or record one with --update-baseline")
@@ -167,7 +174,7 @@ def _gate_latency(artifact, card: ModelCard, names: list[str], cfg: GateConfig, 
     rows = {n: report.bench.variants[n][batch] for n in names}
     ref = rows[REFERENCE]
     report.ratios = {n: s.p50_ms / ref.p50_ms for n, s in rows.items() if n != REFERENCE}
-    unstable = [n for n, s in rows.items() if not s.settings.get("stable")]
+    unstable = [n for n, s in rows.items() if not (s.settings and s.settings.stable)]
     if unstable:
         report.notes.append(f"timings of {', '.join(unstable)} did not settle within "
                             f"{cfg.timing.max_seconds:g}s (busy machine?); ratios are less certain")
@@ -190,11 +197,17 @@ def _update_baseline(report: GateReport, card: ModelCard, batch: int, threads: i
         report.notes.append("baseline not updated: the accuracy gate failed")
         return
     old = report.baseline
-    ratios = dict(old.ratios) if old and (old.batch, old.threads, old.model) == (batch, threads, card.name) else {}
+    same = old and (old.batch, old.threads, old.model, old.isa) == (batch, threads, card.name, host_isa_key())
+    ratios = dict(old.ratios) if same else {}
     ratios.update({n: round(r, 4) for n, r in report.ratios.items()})
     report.baseline = LatencyBaseline(
-        model=card.name, batch=batch, threads=threads, ratios=ratios,
+        model=card.name, isa=host_isa_key(), batch=batch, threads=threads, ratios=ratios,
         measured={"run_id": report.bench.run_id, "fp32_p50_ms": round(fp32_ms, 4), "host": host_info()["cpu"],
                   "versions": versions()})
     write_json(report.baseline_path, report.baseline.model_dump())
     report.updated = True
+
+
+def host_isa_key() -> str:
+    """This CPU's class, the key latency baselines are stored under: x86-avx2, x86-vnni or arm64."""
+    return resolve_target(TargetIsa.host).value

@@ -1,0 +1,124 @@
+"""The one orchestrator: run passes, then evaluate and time each new variant once.
+
+`optimize`, `compile` and `build` all come here. Passes make and validate their variant;
+this module measures accuracy and drift on the held-out test split (`evaluate`) and latency
+against a reference variant in one interleaved run (`bench`), and notes in the card what a
+person must know (an INT8 variant that is not faster on this CPU).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from zoodeploy.bench.latency import BenchConfig
+from zoodeploy.bench.variants import BenchOptions, BenchResult, bench_variants
+from zoodeploy.card import LatencyStats, Precision, Speed, Variant, load_card, update_card
+from zoodeploy.evaluate.accuracy import REFERENCE, evaluate_variants
+from zoodeploy.optimize.isa import Isa, detect_isa
+from zoodeploy.optimize.passes import PassContext, plan_passes
+from zoodeploy.runtime import RunOptions, needs_gpu
+
+FUSED = "fused"
+# batch-1 latency for the card: enough runs for a stable median, bounded so a sweep stays short
+SPEED_BENCH = BenchConfig(warmup=5, window=20, min_runs=40, max_runs=1000, max_seconds=8.0)
+
+
+@dataclass
+class Measure:
+    """How the orchestrator measures what the passes made."""
+
+    evaluate: bool = True  # accuracy and drift on the held-out test split (when the card has data)
+    bench: bool = True  # latency of each new variant and the reference, in one interleaved run
+    batches: tuple[int, ...] = (1,)  # the first is the one speed-ups are noted at
+    threads: int | None = None
+    device: str = "cpu"
+    eager: bool = False  # time the PyTorch model in the same run (build does)
+    timing: BenchConfig = field(default_factory=lambda: SPEED_BENCH)
+
+
+Say = Callable[[str], None]
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+def progress_say(line: str) -> None:
+    tqdm.write(line, file=sys.stderr)
+
+
+def make_variants(artifact: str | Path, passes: list[str] | tuple[str, ...], ctx: PassContext,
+                  measure: Measure | None = None, say: Say = _quiet) -> list[Variant]:
+    """Run `passes` (and those they need) on the artifact, then measure every variant they made."""
+    root = Path(artifact)
+    measure = measure or Measure()
+    card = load_card(root)
+    card.variant("fp32")  # a clear error before any work when there is no fp32 model
+    made = []
+    for p in plan_passes(passes, card):
+        say(f"{p.doing} {card.name} in {root}")
+        made.append(p.run(root, ctx).name)
+    measure_variants(root, made, measure, say)
+    card = load_card(root)
+    return [card.variants[n] for n in made]
+
+
+def measure_variants(artifact: Path, names: list[str], measure: Measure, say: Say = _quiet) -> None:
+    """Accuracy and drift, then latency and speed-up against the reference, of `names`."""
+    card = load_card(artifact)
+    if measure.evaluate and card.data is not None:
+        todo = names + [REFERENCE] * (card.variants[REFERENCE].accuracy is None and REFERENCE not in names)
+        say(f"measuring accuracy and drift of {', '.join(todo)} on the test split")
+        evaluate_variants(artifact, todo, options=RunOptions(threads=measure.threads, device=measure.device))
+    if measure.bench:
+        runnable = [n for n in names if measure.device == "cuda" or not needs_gpu(card.variants[n])]
+        if runnable or measure.eager:
+            say(f"measuring latency at batch {', '.join(map(str, measure.batches))}")
+            note_speed(artifact, time_against_reference(artifact, runnable, measure), measure.batches[0])
+
+
+def reference_name(names: dict) -> str:
+    """What speed-ups are measured against: fused fp32 when there is one, else fp32."""
+    return FUSED if FUSED in names else REFERENCE
+
+
+def time_against_reference(artifact: Path, names: list[str], measure: Measure) -> BenchResult:
+    card = load_card(artifact)
+    timed = list(dict.fromkeys([REFERENCE, reference_name(card.variants), *names]))
+    opts = BenchOptions(variants=timed, batches=measure.batches, threads=measure.threads, device=measure.device,
+                        eager=measure.eager, timing=measure.timing)
+    return bench_variants(artifact, opts)
+
+
+def note_speed(artifact: Path, result: BenchResult, batch: int, isa: Isa | None = None) -> None:
+    """Each timed variant's speed-up over the reference at `batch`, and what a person must know."""
+    ref_name = reference_name(result.variants)
+    ref = result.variants[ref_name][batch]
+    isa = isa or detect_isa()
+    with update_card(artifact) as card:
+        for name, rows in result.variants.items():
+            if name == ref_name:
+                continue
+            v, stats = card.variants[name], rows[batch]
+            v.speed = Speed(reference=ref_name, batch=batch, p50_ms=round(stats.p50_ms, 4),
+                            reference_p50_ms=round(ref.p50_ms, 4), speedup=round(ref.p50_ms / stats.p50_ms, 3),
+                            threads=stats.settings.intra_op_threads if stats.settings else None)
+            v.notes = [*v.notes, *(n for n in speed_notes(v, stats, ref, ref_name, isa) if n not in v.notes)]
+
+
+def speed_notes(v: Variant, stats: LatencyStats, ref: LatencyStats, ref_name: str, isa: Isa) -> list[str]:
+    """What a person must know about a measured latency (a slower "optimized" variant)."""
+    threads = stats.settings.intra_op_threads if stats.settings else None
+    where = (f"{stats.p50_ms:.3f} ms vs {ref_name} fp32 {ref.p50_ms:.3f} ms at batch {stats.batch}, "
+             f"{threads} thread(s), {isa.summary}")
+    if v.precision in (Precision.int8, Precision.mixed) and stats.p50_ms >= ref.p50_ms:
+        return [f"{v.name} is not faster than {ref_name} fp32 on this CPU: {where}"]
+    if v.precision is Precision.fp16 and v.runtime.value == "onnxruntime" and stats.p50_ms > ref.p50_ms:
+        return [f"fp16 is for GPU targets; on this CPU it is slower: {where} (ONNX Runtime wraps fp16 ops "
+                "in casts where it has no fp16 CPU kernel)"]
+    return []
