@@ -168,6 +168,19 @@ class OrtFormatRecipe(Recipe):
     onnxruntime: str
 
 
+@recipe_kind
+class OpenVinoRecipe(Recipe):
+    """An ONNX variant run by OpenVINO's CPU plugin, with every setting that changes its figures
+    stated (never OpenVINO's silent defaults: f32 means f32)."""
+
+    kind: Literal["openvino"] = "openvino"
+    source: str  # the ONNX variant whose file it runs
+    inference_precision: str  # f32 | bf16 (OpenVINO's INFERENCE_PRECISION_HINT)
+    performance_hint: str = "LATENCY"  # LATENCY | THROUGHPUT
+    num_streams: int | None = None
+    openvino: str  # version
+
+
 class BatchProfile(_Model):
     """TensorRT optimization profile of the input: min / opt / max shapes."""
 
