@@ -1,0 +1,60 @@
+"""The local engine: the variant in this process, decoding on a thread pool that runs ahead.
+
+Pillow's decoding and resizing and numpy's normalization release the GIL, so a few threads
+decode batch i+1.. while the model runs batch i; at most `depth` batches are in flight, which
+keeps memory flat however many inputs there are.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from tqdm.auto import tqdm
+
+from zoodeploy.predict.batch import decode_batch, predict_rows
+from zoodeploy.predict.output import Block, ShardDone, ShardStore, concat
+from zoodeploy.preprocess import Preprocessing
+
+
+def run_local(runner, paths: list[str], prep: Preprocessing, store: ShardStore, pending: list[int],
+              batch: int, workers: int | None, progress: bool, done_rows: int) -> dict[int, ShardDone]:
+    """Predict the `pending` shards of `paths` into `store`; returns their counts."""
+    workers = workers or os.cpu_count() or 1
+    depth = workers + 2  # enough decoded batches queued that the model never waits on one
+    written: dict[int, ShardDone] = {}
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool, \
+            tqdm(total=len(paths), initial=done_rows, unit="img", desc="predict", file=sys.stderr,
+                 disable=not progress, dynamic_ncols=True) as bar:
+        queue: deque[tuple[int, list[str], bool, Future]] = deque()
+        todo = _batches(paths, store.shard_size, pending, batch)
+        blocks: list[Block] = []
+
+        def submit() -> None:
+            item = next(todo, None)
+            if item is not None:
+                queue.append((*item, pool.submit(decode_batch, item[1], prep)))
+
+        for _ in range(depth):
+            submit()
+        while queue:
+            shard, names, last, fut = queue.popleft()
+            submit()
+            blocks.append(predict_rows(runner, names, fut.result(), store.schema))
+            bar.update(len(names))
+            if last:
+                written[shard] = store.write(shard, concat(blocks))
+                blocks = []
+    return written
+
+
+def _batches(paths: list[str], shard_size: int, shards: list[int],
+             batch: int) -> Iterator[tuple[int, list[str], bool]]:
+    """(shard, paths of one batch, whether it ends its shard) for each batch of each shard."""
+    for shard in shards:
+        start, end = shard * shard_size, min((shard + 1) * shard_size, len(paths))
+        for i in range(start, end, batch):
+            yield shard, paths[i:min(i + batch, end)], i + batch >= end
