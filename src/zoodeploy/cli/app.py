@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "package": ("package", "package", False),
     "verify-bundle": ("package", "verify_bundle", False),
     "bento": ("bento", "app", True),
+    "predict": ("predict", "predict", False),
 }
 
 
