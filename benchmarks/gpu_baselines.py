@@ -90,13 +90,12 @@ def methods(artifact: Path, engines: list[str], say) -> dict[str, tuple[Run, Cal
     import onnxruntime
     import torch
 
-    from zoodeploy.card import load_card
-    from zoodeploy.models.train import load_trained
+    from zoodeploy.models.artifact import load_model
     from zoodeploy.runtime import EAGER, RunOptions
     from zoodeploy.runtime.ort import CUDA, TENSORRT, Provider
 
     def fresh():
-        return load_trained(artifact, load_card(artifact))
+        return load_model(artifact)
 
     nothing = lambda: None  # noqa: E731
     out = {"eager fp32": runner_method(artifact, EAGER, RunOptions(device="cuda")),
@@ -132,7 +131,7 @@ def bench_model(artifact: Path, batches: list[int], say) -> list[dict]:
                 say(f"{card.name} {label} batch {b} …")
                 s = measure(run, x_all[:b].astype(np.float32), cfg, label=label, progress=True)
                 rows.append({"model": card.name, "method": label, "batch": b, "p50_ms": s.p50_ms,
-                             "p90_ms": s.p90_ms, "throughput": s.throughput, "stable": s.settings["stable"]})
+                             "p90_ms": s.p90_ms, "throughput": s.throughput, "stable": s.settings.stable})
         finally:
             close()
     for r in rows:

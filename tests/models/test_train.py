@@ -8,7 +8,8 @@ import torch
 
 from zoodeploy.card import load_card
 from zoodeploy.errors import ZoodeployError
-from zoodeploy.models.train import Freeze, TrainConfig, load_trained, train
+from zoodeploy.models.artifact import load_model
+from zoodeploy.models.train import Freeze, TrainConfig, train
 
 
 def test_trained_lenet5_generalises_to_held_out_digits(trained):
@@ -17,7 +18,7 @@ def test_trained_lenet5_generalises_to_held_out_digits(trained):
     assert card.training.test_accuracy >= 95.0
     assert card.data.counts["test"] == 359 and card.data.source == "digits"
     assert card.training.best_epoch >= 1 and len(card.training.history) == card.training.epochs
-    assert card.provenance["versions"]["torch"]
+    assert card.provenance.versions["torch"]
     assert card.labels == [str(i) for i in range(10)]
 
 
@@ -34,7 +35,7 @@ def test_checkpoint_reloads_to_the_same_model(trained, digits):
     from zoodeploy.models.train import predict_logits
     path = trained("lenet5")
     card = load_card(path)
-    model = load_trained(path)
+    model = load_model(path)
     logits = predict_logits(model, digits.test.arrays(card.preprocessing))
     assert topk_accuracy(logits, digits.test.labels, 1) == pytest.approx(card.training.test_accuracy)
 
