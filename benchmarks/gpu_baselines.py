@@ -178,7 +178,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = ap.parse_args()
     from zoodeploy.errors import ZoodeployError
-    from zoodeploy.runtime.tensorrt import require_cuda
+    from zoodeploy.runtime.gpu import require_cuda
     try:
         require_cuda()
     except ZoodeployError as e:

@@ -13,7 +13,7 @@ from zoodeploy.optimize.tensorrt import (Backend, CompileConfig, Precision, TrtC
                                          onnx_input, plan_build, profile_batches, tensorrt_qdq_variant)
 from zoodeploy.optimize.torch_tensorrt import exported_program_variant, precision_kwargs, program_input_dims
 from zoodeploy.preprocess import Preprocessing
-from zoodeploy.runtime.tensorrt import EngineTarget, profile_shapes
+from zoodeploy.runtime.gpu import EngineTarget, profile_shapes
 
 BOTH = TrtCaps(strongly_typed=True, weak_typing=True)
 STRONG_ONLY = TrtCaps(strongly_typed=True, weak_typing=False)

@@ -15,8 +15,8 @@ from zoodeploy.runtime import needs_gpu, open_runner
 from zoodeploy.runtime.base import RUNTIMES, _load_backends
 from zoodeploy.runtime.ort import (CUDA, TENSORRT, Provider, check_providers_in_use, providers_for,
                                    tensorrt_ep_options)
-from zoodeploy.runtime.tensorrt import (EngineTarget, batch_chunks, check_engine_target, import_gpu_package,
-                                        import_tensorrt, require_cuda, run_chunked)
+from zoodeploy.runtime.gpu import (EngineTarget, batch_chunks, check_engine_target, import_gpu_package,
+                                   import_tensorrt, require_cuda, run_chunked)
 from zoodeploy.runtime.torch_tensorrt import import_torch_tensorrt
 
 HAS_CUDA = torch.cuda.is_available()

@@ -98,7 +98,7 @@ def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, sp
     """Latency of each variant (and eager) at each batch size, on real test images."""
     opts = opts or BenchOptions()
     if opts.device == "cuda":  # one clear error, not PyTorch's, when there is no GPU
-        from zoodeploy.runtime.tensorrt import require_cuda
+        from zoodeploy.runtime.gpu import require_cuda
         require_cuda()
     card = load_card(artifact)
     names = opts.variants or runnable_variants(card, opts.device)

@@ -33,8 +33,8 @@ from zoodeploy.optimize.data import validation_samples
 from zoodeploy.optimize.passes import PassContext
 from zoodeploy.recipes import TensorRTRecipe
 from zoodeploy.runtime.base import EAGER, open_runner
-from zoodeploy.runtime.tensorrt import (EngineTarget, ProfileShapes, cache_dir, current_target,
-                                        import_tensorrt, profile_shapes)
+from zoodeploy.runtime.gpu import (EngineTarget, ProfileShapes, cache_dir, current_target, import_tensorrt,
+                                   profile_shapes)
 
 TRT_SCHEME = "tensorrt"  # the quantization scheme that makes TensorRT's explicit QDQ graph
 QDQ_VARIANT = "int8-trt-qdq"  # the name it gets when compile makes it

@@ -18,7 +18,7 @@ from zoodeploy.optimize.passes import PassContext
 from zoodeploy.recipes import TorchTensorRTRecipe
 from zoodeploy.optimize.tensorrt import (CompileConfig, Precision, default_timing_cache, profile_batches,
                                          record_verified)
-from zoodeploy.runtime.tensorrt import ProfileShapes, current_target, profile_shapes
+from zoodeploy.runtime.gpu import ProfileShapes, current_target, profile_shapes
 from zoodeploy.runtime.torch_tensorrt import import_torch_tensorrt, tensorrt_version
 
 EXPORTED_PROGRAM_SUFFIX = ".pt2"

@@ -12,7 +12,7 @@ import onnxruntime as ort
 from zoodeploy.card import ModelCard, variant_path
 from zoodeploy.errors import ArtifactError, MissingDependencyError
 from zoodeploy.runtime.base import RUNTIMES, RunOptions, check_input
-from zoodeploy.runtime.tensorrt import cache_dir, profile_shapes
+from zoodeploy.runtime.gpu import cache_dir, profile_shapes
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

@@ -12,8 +12,8 @@ import numpy as np
 from zoodeploy.card import ModelCard, variant_path
 from zoodeploy.errors import ArtifactError
 from zoodeploy.runtime.base import RUNTIMES, RunOptions, check_input
-from zoodeploy.runtime.tensorrt import (ProfileShapes, check_engine_target, current_target,
-                                        import_gpu_package, require_cuda, run_chunked)
+from zoodeploy.runtime.gpu import (ProfileShapes, check_engine_target, current_target, import_gpu_package,
+                                   require_cuda, run_chunked)
 
 
 def import_torch_tensorrt() -> ModuleType:
