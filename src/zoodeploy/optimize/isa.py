@@ -23,6 +23,7 @@ from zoodeploy.errors import OptimizeError
 
 CPUINFO = Path("/proc/cpuinfo")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+AMX_FLAGS = ("amx_bf16", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,15 @@ class Isa:
     avx512: bool = False
     vnni: bool = False
     arm_dot: bool = False  # ARMv8.2 sdot/udot
+    bf16: bool = False  # AVX512_BF16 (or AMX-BF16): bf16 inference is fast, not emulated
+    amx: bool = False  # AMX tiles (amx_bf16 / amx_int8)
 
     @property
     def summary(self) -> str:
         if self.machine in ("x86_64", "AMD64", "i686"):
             simd = "AVX-512" if self.avx512 else "AVX2" if self.avx2 else "SSE"
-            return f"{simd} {'with' if self.vnni else 'without'} VNNI"
+            more = "".join(f", {name}" for name, has in (("BF16", self.bf16), ("AMX", self.amx)) if has)
+            return f"{simd} {'with' if self.vnni else 'without'} VNNI{more}"
         if self.machine in ("aarch64", "arm64"):
             return f"ARM {'with' if self.arm_dot else 'without'} dot-product"
         return self.machine or "unknown CPU"
@@ -63,7 +67,9 @@ def parse_cpuinfo(text: str, machine: str) -> Isa:
     return Isa(machine=machine, model=model, avx2="avx2" in flags,
                avx512=any(f.startswith("avx512f") for f in flags),
                vnni=any(f in flags for f in VNNI_FLAGS),
-               arm_dot="asimddp" in flags)
+               arm_dot="asimddp" in flags,
+               bf16="avx512_bf16" in flags or "amx_bf16" in flags,
+               amx=any(f in flags for f in AMX_FLAGS))
 
 
 def detect_isa() -> Isa:

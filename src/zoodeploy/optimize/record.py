@@ -55,3 +55,14 @@ def record_model(artifact: str | Path, name: str, write: Callable[[Path], object
                            notes=list(notes))
     add_variant(artifact, variant)
     return variant
+
+
+def record_existing(artifact: str | Path, name: str, *, file: str, made_by: str, precision: Precision | str,
+                    recipe: Recipe, runtime: Runtime | str, validation: Validation | None = None,
+                    notes: Iterable[str] = ()) -> Variant:
+    """Record a variant that runs a file already in the artifact (the same bytes and sha256 as the
+    variant that wrote it, run by another runtime): nothing is written but the card."""
+    variant = make_variant(artifact, name, file, precision=precision, runtime=runtime, made_by=made_by,
+                           recipe=recipe, validation=validation, notes=list(notes))
+    add_variant(artifact, variant)
+    return variant

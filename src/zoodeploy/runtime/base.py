@@ -89,3 +89,19 @@ def _load_backends() -> None:
         from zoodeploy.runtime import tensorrt, torch_tensorrt  # noqa: F401
     except ImportError:
         pass
+    if "openvino" not in RUNTIMES:  # absent or broken: ONNX variants still run on ONNX Runtime
+        try:
+            from zoodeploy.runtime import openvino  # noqa: F401
+        except (ImportError, OSError, RuntimeError) as e:
+            RUNTIMES.add("openvino", _unavailable("OpenVINO", e, "pip install 'openvino>=2024.4' (a zoodeploy "
+                                                  "dependency); the source ONNX variants run on ONNX Runtime"))
+
+
+def _unavailable(what: str, error: BaseException, install: str) -> RunnerFactory:
+    """A runtime whose package does not import: opening one of its variants says so in one line."""
+    from zoodeploy.errors import MissingDependencyError
+    why = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+    def refuse(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> Runner:
+        raise MissingDependencyError(f"{what} (variant {variant!r}; import failed: {why})", install)
+    return refuse

@@ -1,0 +1,116 @@
+"""OpenVINO runner: an ONNX variant compiled by OpenVINO's CPU plugin, every setting explicit.
+
+OpenVINO picks some settings by itself: on a CPU with BF16 (AVX512_BF16 / AMX) its default
+inference precision is bf16, which changes a model's numbers without saying so. This runner
+always sets the precision (f32 unless the variant's recipe says bf16), the thread count, the
+performance hint and the number of streams, reads back what the compiled model uses and
+refuses a mismatch, and reports it all in `settings` for the card.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from zoodeploy.card import ModelCard, variant_path
+from zoodeploy.errors import ArtifactError
+from zoodeploy.recipes import OpenVinoRecipe
+from zoodeploy.runtime.base import RUNTIMES, RunOptions, check_input
+
+DEVICE = "CPU"
+PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}  # card spelling -> OpenVINO's
+VERSION = ov.__version__.split("-")[0]  # 2026.4.1-22982-... -> 2026.4.1
+
+
+def ov_config(threads: int, precision: str = "f32", hint: str = "LATENCY", streams: int | None = None) -> dict[str, str]:
+    """The CPU plugin's config with nothing left to its defaults (one stream unless told)."""
+    if precision not in PRECISIONS:
+        raise ArtifactError(f"OpenVINO inference precision must be f32 or bf16, got {precision!r}")
+    if hint not in ("LATENCY", "THROUGHPUT"):
+        raise ArtifactError(f"OpenVINO performance hint must be LATENCY or THROUGHPUT, got {hint!r}")
+    return {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": hint,
+            "INFERENCE_PRECISION_HINT": PRECISIONS[precision], "NUM_STREAMS": str(streams or 1)}
+
+
+def read_error(path: Path, e: BaseException) -> str:
+    """OpenVINO's reason a model cannot be read or compiled, as one line: the line that names the
+    operation where there is one (its messages run to dozens of lines of C++ context)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    op = next((ln for ln in lines if "operation" in ln.lower() or "op " in ln.lower()), None)
+    return f"OpenVINO {VERSION} cannot run {path.name}: {(op or (lines[0] if lines else type(e).__name__))[:300]}"
+
+
+def compile_onnx(path: Path, config: dict[str, str], core: ov.Core | None = None) -> ov.CompiledModel:
+    """`path` read and compiled for the CPU with `config`, checked to be in effect."""
+    core = core or ov.Core()
+    try:
+        compiled = core.compile_model(core.read_model(str(path)), DEVICE, config)
+    except RuntimeError as e:  # OpenVINO raises RuntimeError / its Exception subclasses
+        raise ArtifactError(read_error(path, e)) from None
+    got = _text(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    if got != config["INFERENCE_PRECISION_HINT"]:  # e.g. bf16 asked on a CPU without it
+        raise ArtifactError(f"OpenVINO {VERSION} compiled {path.name} with inference precision {got}, not "
+                            f"{config['INFERENCE_PRECISION_HINT']} as asked")
+    return compiled
+
+
+def _text(value: Any) -> str:
+    """A property as text: an element type by its short name (f32, not "<Type: 'float32'>"),
+    an enum by its member name."""
+    if isinstance(value, ov.Type):
+        return value.get_type_name()
+    return str(getattr(value, "name", value))
+
+
+def in_effect(compiled: ov.CompiledModel) -> dict[str, str]:
+    """What the compiled model reports for the settings that change its figures."""
+    keys = ("INFERENCE_NUM_THREADS", "PERFORMANCE_HINT", "INFERENCE_PRECISION_HINT", "NUM_STREAMS",
+            "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING", "EXECUTION_MODE_HINT")
+    out = {}
+    for k in keys:
+        try:
+            out[k] = _text(compiled.get_property(k))
+        except RuntimeError:  # a key this release does not report
+            pass
+    return out
+
+
+class OpenVinoRunner:
+    """One compiled model and one infer request: synchronous, the latency path."""
+
+    def __init__(self, path: Path, name: str, options: RunOptions, precision: str = "f32",
+                 hint: str = "LATENCY", streams: int | None = None):
+        if options.device != "cpu":
+            raise ArtifactError(f"the OpenVINO runner runs on the CPU only, not {options.device!r}")
+        self.name = name
+        self.path = path
+        config = ov_config(options.num_threads, precision, hint, streams)
+        self.compiled = compile_onnx(path, config)
+        inp = self.compiled.input(0)
+        shape = inp.get_partial_shape()
+        self.input_shape = tuple(int(d.get_length()) for d in list(shape)[1:])
+        self.batch = int(shape[0].get_length()) if shape[0].is_static else None  # a fixed-batch export
+        self.request = self.compiled.create_infer_request()
+        self.settings: dict[str, Any] = {
+            "runtime": "openvino", "version": VERSION, "device": DEVICE, "intra_op_threads": options.num_threads,
+            "precision": config["INFERENCE_PRECISION_HINT"], "config": in_effect(self.compiled)}
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = check_input(x, self.input_shape, self.batch)
+        self.request.infer({0: x})
+        return self.request.get_output_tensor(0).data.copy()  # the request reuses its buffer
+
+    def close(self) -> None:
+        self.request = self.compiled = None
+
+
+@RUNTIMES.register("openvino")
+def _open(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> OpenVinoRunner:
+    v = card.variants[variant]
+    r = v.recipe if isinstance(v.recipe, OpenVinoRecipe) else None  # another kind: OpenVINO's f32 latency path
+    return OpenVinoRunner(variant_path(artifact, v), variant, options,
+                          precision=r.inference_precision if r else "f32",
+                          hint=r.performance_hint if r else "LATENCY", streams=r.num_streams if r else None)
