@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from zoodeploy.card import ModelCard, Variant, load_card, variant_path, versions
+from zoodeploy.card import ModelCard, Runtime, Variant, load_card, variant_path, versions
 from zoodeploy.errors import ArtifactError, ZoodeployError
 from zoodeploy.fileio import atomic_path, sha256_file, write_json, write_text
 from zoodeploy.package import mobile, predict
 from zoodeploy.package.archive import write_archive
-from zoodeploy.package.requirements import requirements_txt, runtime_requirements
+from zoodeploy.package.requirements import openvino_requirements, requirements_txt, runtime_requirements
 from zoodeploy.package.verify import CODE_FILES, BundleReport, verify_bundle
 from zoodeploy.preprocess import load_image, preprocess_batch, softmax, to_rgb
 
@@ -55,9 +55,13 @@ class PackageConfig:
     target: Target = Target.cpu
     samples: int = 8  # images from the test split, with their expected outputs
     target_isa: str | None = None  # also expect outputs computed on this ISA's device (mobile: arm64)
+    runtime: Runtime | None = None  # ship this runtime's path of the variant (default: the variant's own)
 
     def __post_init__(self):
         self.target = Target(self.target)
+        if self.runtime is not None and self.runtime not in (Runtime.onnxruntime, Runtime.openvino):
+            raise ZoodeployError(f"--runtime must be onnxruntime or openvino, got {self.runtime!r}")
+        self.runtime = Runtime(self.runtime) if self.runtime is not None else None
         if self.target_isa is None and self.target is Target.mobile:
             self.target_isa = mobile.MOBILE_ISA
         if not 1 <= self.samples <= 64:
@@ -80,8 +84,11 @@ def package(artifact: str | Path, out: str | Path, cfg: PackageConfig | None = N
     if out.is_dir():
         raise ArtifactError(f"{out} is a folder; give the bundle file to write, e.g. -o {out / 'bundle.tar.gz'}")
     card = load_card(artifact)
-    variant = card.variant(cfg.variant)
+    variant = runtime_variant(card, card.variant(cfg.variant), cfg.runtime)
     _check_packageable(card, variant)
+    if variant.runtime is Runtime.openvino and cfg.target is Target.mobile:
+        raise ArtifactError(f"variant {variant.name!r} runs on OpenVINO; mobile bundles carry ONNX Runtime "
+                            "models: add --runtime onnxruntime")
     source = variant_path(artifact, variant)
     if card.data is None:
         raise ArtifactError(f"{card.name}: the card records no data set, so there is no test split to take "
@@ -110,9 +117,22 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
 
 
+def runtime_variant(card: ModelCard, variant: Variant, runtime: Runtime | None) -> Variant:
+    """The variant that runs `variant`'s file (same sha256) on `runtime`: itself by default; for
+    an OpenVINO variant and onnxruntime, its source; for an ONNX one and openvino, its f32 twin."""
+    if runtime is None or variant.runtime is runtime:
+        return variant
+    twins = [v for v in card.variants.values() if v.runtime is runtime and v.sha256 == variant.sha256]
+    twins.sort(key=lambda v: v.precision is not variant.precision)  # bf16 only when nothing else runs it
+    if not twins:
+        make = "`zoodeploy optimize --passes ov-fp32 / ov-fused / ov-int8`" if runtime is Runtime.openvino else "it"
+        raise ArtifactError(f"variant {variant.name!r} ({variant.file}) has no {runtime.value} variant; make one with {make}")
+    return twins[0]
+
+
 def _check_packageable(card: ModelCard, variant: Variant) -> None:
-    if variant.runtime != "onnxruntime":
-        onnx_variants = [n for n, v in card.variants.items() if v.runtime == "onnxruntime"]
+    if variant.runtime not in (Runtime.onnxruntime, Runtime.openvino):
+        onnx_variants = [n for n, v in card.variants.items() if v.runtime in (Runtime.onnxruntime, Runtime.openvino)]
         raise ArtifactError(f"variant {variant.name!r} runs on {variant.runtime}; edge bundles carry ONNX "
                             f"Runtime models: package one of {', '.join(onnx_variants) or 'fp32 (export first)'}")
     if Path(variant.file).suffix not in (".onnx", ".ort"):
@@ -142,6 +162,8 @@ def stage(artifact: Path, card: ModelCard, variant: Variant, source: Path, root:
         shutil.copyfile(src, root / name)
     samples = write_samples(artifact, card, variant, root, cfg.samples)
     runtime = runtime_requirements(root / model_name, _built_with())
+    if variant.runtime is Runtime.openvino:
+        runtime = openvino_requirements(runtime, samples["computed_with"])
     write_text(root / "requirements.txt", requirements_txt(runtime))
     manifest = build_manifest(artifact, card, variant, cfg, model_name, runtime, samples, placed)
     manifest["files"] = {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
@@ -209,7 +231,8 @@ def write_samples(artifact: Path, card: ModelCard, variant: Variant, root: Path,
                 "samples": samples}
     write_json(root / predict.EXPECTED, expected)
     return {"file": predict.EXPECTED, "count": len(samples), "split": "test",
-            "test_indices": picked, "prob_atol": expected["tolerance"]["prob_atol"]}
+            "test_indices": picked, "prob_atol": expected["tolerance"]["prob_atol"],
+            **({"computed_with": settings} if settings.get("runtime") == "openvino" else {})}
 
 
 # ---------------------------------------------------------------- manifest

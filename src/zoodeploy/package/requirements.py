@@ -109,6 +109,22 @@ def runtime_requirements(model: Path, built_with: dict[str, str]) -> dict:
             "opsets": fmt.opsets, "ir_version": fmt.ir_version}
 
 
+# the settings an OpenVINO bundle compiles with; threads are the device's (predict.py --threads)
+OPENVINO_KEYS = ("PERFORMANCE_HINT", "INFERENCE_PRECISION_HINT", "NUM_STREAMS")
+
+
+def openvino_requirements(runtime: dict, settings: dict) -> dict:
+    """The `runtime` block of a bundle that OpenVINO runs (`settings`: its runner's): openvino in
+    place of onnxruntime, at the release it was verified with, and the config predict.py compiles with."""
+    release = ".".join(settings["version"].split(".")[:2])
+    config = {k: v for k, v in settings.get("config", {}).items() if k in OPENVINO_KEYS}
+    rest = {k: v for k, v in runtime["requirements"].items() if k != "onnxruntime"}
+    return {**runtime, "engine": "openvino", "openvino_config": config,
+            "requirements": {"openvino": f">={release}", **rest},
+            "why": {"openvino": f"the release the bundle's samples were verified with ({settings['version']})"},
+            "built_with": {**runtime["built_with"], "openvino": settings["version"]}}
+
+
 def requirements_txt(runtime: dict) -> str:
     lines = ["# Runtime of this zoodeploy bundle: pip install -r requirements.txt",
              f"# built and verified with: " + ", ".join(f"{k} {v}" for k, v in runtime["built_with"].items())]
