@@ -1,0 +1,250 @@
+"""An emulated ARM64 device: a Debian arm64 root run under qemu-user, with a bundle's runtime.
+
+`ensure_device() -> Device` makes the root once per machine (cached in `ROOT`, built in a
+temporary folder and renamed into place, so a half-made root is never used) and checks what
+running it needs: root privileges, `debootstrap`, `qemu-user-static` and its binfmt_misc
+handler for aarch64 ELF files. `Device.run([...])` runs a command inside it with `chroot`;
+the kernel hands every aarch64 binary to qemu, so Debian's own python3 runs the aarch64
+onnxruntime / numpy / pillow wheels there. The root has no network: the wheels are fetched on
+the host (`pip download --platform manylinux_2_28_aarch64`) and installed with `--no-index`.
+
+Emulated timings mean nothing (qemu translates every instruction); what the device is for is
+*what* ARM64 kernels compute: accuracy and drift of an INT8 model where it will run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoodeploy.errors import MissingDependencyError, ZoodeployError
+
+ROOT = Path(os.environ.get("ZOODEPLOY_ARM64_ROOT", "/var/cache/zoodeploy/arm64-root"))
+MIRROR = os.environ.get("ZOODEPLOY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+SUITE = "bookworm"  # Debian 12: python3 is 3.11, the wheels below are cp311
+PYTHON_VERSION = "3.11"
+# bookworm's glibc is 2.36; pip matches --platform tags exactly, so every older manylinux tag is named
+WHEEL_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64",
+                   "manylinux2014_aarch64")
+DEBIAN_PACKAGES = ("python3",)  # the wheels are installed by the host's pip: see install_runtime
+# The runtime inside the device. onnxruntime 1.20.1 is the aarch64 wheel that runs under Debian
+# 12's qemu-user 7.2; 1.32.0's aarch64 wheel segfaults under that emulator. numpy and pillow are
+# pinned so that every root gets the same decoders and the same figures.
+RUNTIME = {"onnxruntime": "1.20.1", "numpy": "2.2.6", "pillow": "11.3.0"}
+MARKER = ".zoodeploy-device.json"  # written last: a root without it is not finished
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+APT_LINE = "apt-get install -y qemu-user-static binfmt-support debootstrap"
+GUEST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+             "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+class DeviceError(ZoodeployError):
+    """The emulated device could not be made, or a command inside it failed."""
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Device:
+    """A made ARM64 root; `run` executes inside it (chroot, with its own /proc)."""
+
+    root: Path
+    info: dict  # the marker: suite, runtime versions, qemu
+
+    name = "arm64"
+
+    @property
+    def description(self) -> str:
+        return (f"emulated ARM64 (Debian {self.info.get('suite')} arm64 root under "
+                f"{self.info.get('qemu', 'qemu-user')}, onnxruntime {self.info['runtime']['onnxruntime']})")
+
+    def run(self, cmd: Sequence[str], timeout: float = 600, check: bool = True) -> Result:
+        """Run `cmd` inside the device; with `check`, a non-zero exit is a DeviceError with its stderr."""
+        # a private mount namespace: the /proc mounted for the guest goes away with the process
+        script = f'mount -t proc proc "{self.root}/proc" && exec chroot "{self.root}" "$@"'
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *cmd]
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=GUEST_ENV)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"`{' '.join(cmd)}` ran past {timeout:g} s on the {self.name} device") from None
+        result = Result(p.returncode, p.stdout, p.stderr)
+        if check and p.returncode != 0:
+            raise DeviceError(f"`{' '.join(cmd)}` failed on the {self.name} device (exit {p.returncode}): "
+                              f"{_tail(p.stderr or p.stdout)}")
+        return result
+
+    @contextlib.contextmanager
+    def workdir(self) -> Iterator[tuple[Path, str]]:
+        """A scratch folder inside the device: (its host path, its path as the guest sees it)."""
+        host = Path(tempfile.mkdtemp(prefix="zoodeploy-", dir=self.root / "tmp"))
+        try:
+            yield host, "/" + host.relative_to(self.root).as_posix()
+        finally:
+            shutil.rmtree(host, ignore_errors=True)
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    """The last lines of a tool's output, on one line (errors stay one line)."""
+    kept = [ln.strip() for ln in text.strip().splitlines() if ln.strip()][-lines:]
+    return " | ".join(kept)[-600:] or "no output"
+
+
+# ---------------------------------------------------------------- what the host needs
+
+def check_host() -> None:
+    """Raise MissingDependencyError naming the first thing this machine lacks to run the device."""
+    if sys.platform != "linux":
+        raise MissingDependencyError("the emulated ARM64 device (Linux only)", "run it on an x86-64 Linux machine")
+    if os.geteuid() != 0:
+        raise MissingDependencyError("the emulated ARM64 device (needs root for debootstrap and chroot)",
+                                     "run as root, e.g. in the CI container")
+    for tool in ("debootstrap", "chroot", "unshare"):
+        if shutil.which(tool) is None:
+            raise MissingDependencyError(tool, APT_LINE)
+    if platform.machine() not in ("aarch64", "arm64"):
+        ensure_binfmt()
+
+
+def ensure_binfmt() -> None:
+    """The kernel's aarch64 handler (qemu-user-static, registered with the F flag), set up if it can be."""
+    handler = BINFMT / "qemu-aarch64"
+    if not (BINFMT / "status").exists():  # binfmt_misc not mounted (common in containers)
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True)
+    if not handler.exists() and shutil.which("update-binfmts"):
+        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True)
+    if not handler.exists():
+        what = "qemu-user-static" if not Path("/usr/libexec/qemu-binfmt/aarch64-binfmt-P").exists() \
+            and shutil.which("qemu-aarch64-static") is None else "a binfmt_misc handler for aarch64"
+        raise MissingDependencyError(what, f"{APT_LINE} && update-binfmts --enable qemu-aarch64")
+    text = handler.read_text()
+    if not text.startswith("enabled"):
+        raise MissingDependencyError("an enabled binfmt_misc handler for aarch64", "update-binfmts --enable qemu-aarch64")
+    if "F" not in next((ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith("flags:")), ""):
+        # without F (fix binary) the kernel looks for the interpreter inside the chroot
+        raise MissingDependencyError("a binfmt_misc aarch64 handler with the F flag",
+                                     "use Debian's qemu-user-static (its handler is registered with F)")
+
+
+def qemu_version() -> str:
+    exe = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
+    if not exe:
+        return "qemu-user"
+    p = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    return (p.stdout.splitlines() or ["qemu-user"])[0].replace(" version", "").strip()
+
+
+# ---------------------------------------------------------------- making the root
+
+def wanted_marker() -> dict:
+    """What a finished root records; a root recording anything else is made again."""
+    return {"suite": SUITE, "packages": list(DEBIAN_PACKAGES), "runtime": RUNTIME, "python": PYTHON_VERSION}
+
+
+def read_marker(root: Path) -> dict | None:
+    try:
+        return json.loads((root / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(root: Path) -> bool:
+    marker = read_marker(root)
+    return marker is not None and all(marker.get(k) == v for k, v in wanted_marker().items())
+
+
+def ensure_device(root: Path | None = None, say=lambda line: None) -> Device:
+    """The emulated ARM64 device, made at `root` (default ROOT) on first use and reused after."""
+    root = Path(root or ROOT)
+    check_host()
+    if not is_current(root):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with _lock(root.parent / f"{root.name}.lock"):
+            if not is_current(root):  # another process may have made it while we waited
+                _make_root(root, say)
+    return Device(root, read_marker(root))
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _make_root(root: Path, say) -> None:
+    """debootstrap (two stages), the wheels, the marker; then rename into place."""
+    for stale in root.parent.glob(f".{root.name}.tmp-*"):  # left by a build that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
+    try:
+        say(f"making the ARM64 device root (debootstrap {SUITE} arm64) in {root}")
+        _host(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase",
+               f"--include={','.join(DEBIAN_PACKAGES)}", SUITE, str(tmp), MIRROR], "debootstrap (first stage)")
+        _host(["chroot", str(tmp), "/debootstrap/debootstrap", "--second-stage"],
+              "debootstrap --second-stage (under qemu)")
+        say(f"installing {', '.join(f'{k}=={v}' for k, v in RUNTIME.items())} (aarch64 wheels) in the root")
+        install_runtime(tmp)
+        device = Device(tmp, {**wanted_marker(), "qemu": qemu_version()})
+        check = device.run(["python3", "-c", "import onnxruntime, numpy, PIL, platform; "
+                                              "print(platform.machine(), onnxruntime.__version__)"])
+        if not check.stdout.startswith("aarch64"):
+            raise DeviceError(f"the ARM64 root does not run aarch64 code: {check.stdout.strip()!r}")
+        (tmp / MARKER).write_text(json.dumps(device.info, indent=2) + "\n")
+        if root.exists():  # an outdated root: out of the way first, then swap
+            old = root.parent / f".{root.name}.tmp-old-{os.getpid()}"
+            root.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _host(cmd: list[str], what: str, timeout: float = 1800) -> None:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DeviceError(f"{what} ran past {timeout:g} s") from None
+    if p.returncode != 0:
+        raise DeviceError(f"{what} failed (exit {p.returncode}): {_tail(p.stdout + p.stderr)}")
+
+
+def install_runtime(root: Path) -> None:
+    """Fetch the aarch64 wheels on the host, then install them offline into the root's
+    /usr/local/lib/python3.11/dist-packages (on Debian python3's path), with `--no-index`.
+
+    The host's pip installs them (`--target`, `--platform`): the wheels and the files are the
+    same as the root's own pip would write, and the root needs no python3-pip, whose dozen
+    packages cost minutes of emulated dpkg when the root is made.
+    """
+    wheels = root / "opt/zoodeploy/wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    pins = [f"{k}=={v}" for k, v in RUNTIME.items()]
+    (root / "opt/zoodeploy/requirements.txt").write_text("\n".join(pins) + "\n")
+    platforms = [arg for tag in WHEEL_PLATFORMS for arg in ("--platform", tag)]
+    wheel_args = ["--only-binary=:all:", *platforms, "--python-version", PYTHON_VERSION, "--implementation", "cp"]
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    _host([*pip[:3], "download", *pip[3:], *wheel_args, "-d", str(wheels), *pins],
+          f"pip download of the aarch64 wheels ({', '.join(pins)})")
+    site = root / f"usr/local/lib/python{PYTHON_VERSION}/dist-packages"
+    _host([*pip[:3], "install", *pip[3:], *wheel_args, "--no-index", "--find-links", str(wheels),
+           "--target", str(site), "--no-compile", *pins], "pip install of the aarch64 wheels into the root")
+    shutil.rmtree(wheels)  # installed; 40 MB the cached root need not keep
