@@ -4,8 +4,9 @@
     python predict.py IMAGE [IMAGE ...] [--top-k K] [--json] [--threads N]
     python predict.py --self-check [--json]
 
-Needs only onnxruntime, numpy and pillow (requirements.txt). Preprocessing is preprocess.py
-beside this file: a verbatim copy of the code that trained and evaluated the model.
+Needs only onnxruntime (openvino for a bundle OpenVINO runs), numpy and pillow (requirements.txt).
+Preprocessing is preprocess.py beside this file: a verbatim copy of the code that trained and
+evaluated the model.
 
 Every run first checks each file against the sha256 in manifest.json; `--self-check` then
 runs the sample images and compares them with the outputs recorded when the bundle was made.
@@ -26,6 +27,7 @@ if not __package__ and sys.path and os.path.abspath(sys.path[0] or ".") == _HERE
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import platform  # noqa: E402
 from pathlib import Path, PurePosixPath  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
 
@@ -35,7 +37,7 @@ FORMAT_VERSION = 1
 MODEL_INFO = "model.json"
 EXPECTED = "samples/expected.json"
 # distribution name -> import name; every one has a __version__
-IMPORT_NAMES = {"onnxruntime": "onnxruntime", "numpy": "numpy", "pillow": "PIL"}
+IMPORT_NAMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "numpy": "numpy", "pillow": "PIL"}
 EXIT_FAILED, EXIT_MISSING_RUNTIME = 1, 3
 
 if __package__:  # inside zoodeploy: part of its one error hierarchy
@@ -186,23 +188,16 @@ class Predictor:
 
     def __init__(self, root: Path, manifest: Dict[str, Any], threads: Optional[int] = None):
         import numpy as np
-        import onnxruntime as ort
         self.np = np
         self.pre = _preprocess_module()
         info = json.loads((root / MODEL_INFO).read_text(encoding="utf-8"))
         self.labels: List[str] = info["labels"]
         self.preprocessing = self.pre.Preprocessing.from_dict(info["preprocessing"])
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if threads:
-            so.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(root / manifest["model"]), so,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / NotImplemented
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise BundleError(f"onnxruntime {ort.__version__} cannot load {manifest['model']}: {first}; "
-                              f"install the version in requirements.txt") from None
+        runtime = manifest.get("runtime", {})
+        if runtime.get("engine") == "openvino":
+            self.session = OpenVinoSession(root / manifest["model"], runtime.get("openvino_config", {}), threads)
+        else:
+            self.session = _ort_session(root / manifest["model"], threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
@@ -222,14 +217,61 @@ class Predictor:
             out.append(np.asarray(y[:n], np.float32))
         return np.concatenate(out)
 
-    def probabilities(self, images: List[Path]) -> Any:
+    def image_logits(self, images: List[Path]) -> Any:
+        """Image files -> float32 logits, through the bundle's own preprocessing."""
         pre = self.pre
         try:
             loaded = [pre.load_image(p) for p in images]
         except pre.ImageError as e:  # zoodeploy's ImageError where it is installed, else a ValueError
             raise BundleError(str(e)) from None
-        x = pre.preprocess_batch(loaded, self.preprocessing)
-        return pre.softmax(self.logits(x))
+        return self.logits(pre.preprocess_batch(loaded, self.preprocessing))
+
+    def probabilities(self, images: List[Path]) -> Any:
+        return self.pre.softmax(self.image_logits(images))
+
+
+def _ort_session(path: Path, threads: Optional[int]):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / NotImplemented
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise BundleError(f"onnxruntime {ort.__version__} cannot load {path.name}: {first}; "
+                          f"install the version in requirements.txt") from None
+
+
+class OpenVinoSession:
+    """OpenVINO's CPU plugin behind the two calls Predictor makes of an ONNX Runtime session
+    (`get_inputs`, `run`), compiled with the settings the bundle was verified with."""
+
+    def __init__(self, path: Path, config: Dict[str, str], threads: Optional[int]):
+        import types
+
+        import openvino as ov
+        config = {**config, **({"INFERENCE_NUM_THREADS": str(threads)} if threads else {})}
+        try:
+            core = ov.Core()
+            self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        except RuntimeError as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise BundleError(f"openvino {ov.__version__} cannot load {path.name}: {first}; "
+                              f"install the version in requirements.txt") from None
+        self.request = self.compiled.create_infer_request()
+        port = self.compiled.input(0)
+        dims = list(port.get_partial_shape())
+        self.inputs = [types.SimpleNamespace(name=port.any_name, type="tensor(float)",
+                                             shape=[d.get_length() if d.is_static else None for d in dims])]
+
+    def get_inputs(self) -> List[Any]:
+        return self.inputs
+
+    def run(self, outputs, feed: Dict[str, Any]) -> List[Any]:
+        self.request.infer({0: next(iter(feed.values()))})
+        return [self.request.get_output_tensor(0).data.copy()]
 
 
 def open_bundle(root: Path, threads: Optional[int] = None):
@@ -260,14 +302,30 @@ def compare_sample(expected: Dict[str, Any], got, atol: float) -> Dict[str, Any]
             "max_abs_diff": diff, "ok": bool(top1_ok and diff <= atol)}
 
 
+def machine_isa() -> str:
+    """This CPU's ISA name as expected.json's `targets` key it: arm64, x86-64, or the machine."""
+    machine = platform.machine().lower()
+    return {"aarch64": "arm64", "arm64": "arm64", "x86_64": "x86-64", "amd64": "x86-64"}.get(machine, machine)
+
+
+def expectations(expected: Dict[str, Any]) -> tuple:
+    """(samples, prob_atol, where computed): the outputs recorded on this ISA's (emulated) device
+    when the bundle carries them, else the build host's."""
+    target = expected.get("targets", {}).get(machine_isa())
+    if not target:
+        return expected["samples"], float(expected["tolerance"]["prob_atol"]), "build host"
+    samples = [{**s, "top1": t, "probabilities": p}
+               for s, t, p in zip(expected["samples"], target["top1"], target["probabilities"])]
+    return samples, float(target["prob_atol"]), f"{machine_isa()} device"
+
+
 def check_samples(root: Path, predictor: Predictor) -> Dict[str, Any]:
     """Run the bundle's sample images; compare with samples/expected.json."""
     expected = json.loads((root / EXPECTED).read_text(encoding="utf-8"))
-    atol = float(expected["tolerance"]["prob_atol"])
-    samples = expected["samples"]
+    samples, atol, where = expectations(expected)
     probs = predictor.probabilities([root / s["file"] for s in samples])
     results = [compare_sample(s, p, atol) for s, p in zip(samples, probs)]
-    return {"prob_atol": atol, "samples": results,
+    return {"prob_atol": atol, "expected_from": where, "samples": results,
             "max_abs_diff": max((r["max_abs_diff"] for r in results), default=0.0)}
 
 
@@ -302,6 +360,7 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("images", nargs="*", type=Path, help="image files to classify")
     ap.add_argument("--top-k", type=int, default=5, help="how many classes to print per image")
     ap.add_argument("--json", action="store_true", help="print JSON (with every probability)")
+    ap.add_argument("--logits", action="store_true", help="with --json: every logit too (for drift checks)")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     ap.add_argument("--self-check", action="store_true",
                     help="check every file's sha256 and run the bundled samples")
@@ -317,16 +376,26 @@ def _print_self_check(result: Dict[str, Any]) -> None:
     ok = sum(r["ok"] for r in result["samples"])
     print(f"ok: {result['name']} {result['variant']} ({result['target']}): "
           f"{result['files_checked']} files match manifest.json; {ok}/{len(result['samples'])} "
-          f"samples match (max |dp| {result['max_abs_diff']:.2g} <= {result['prob_atol']:g}) "
-          f"with onnxruntime {result['runtime'].get('onnxruntime')}")
+          f"samples match (max |dp| {result['max_abs_diff']:.2g} <= {result['prob_atol']:g}, expected "
+          f"outputs from the {result['expected_from']}) with {engine_of(result['runtime'])}")
+
+
+def engine_of(versions: Dict[str, str]) -> str:
+    """The runtime a bundle ran with, and its version: "onnxruntime 1.20.1" or "openvino 2026.4.1"."""
+    name = "openvino" if "openvino" in versions else "onnxruntime"
+    return f"{name} {versions.get(name)}"
 
 
 def _predict(root: Path, args: argparse.Namespace) -> None:
     _, _, predictor = open_bundle(root, args.threads)
-    probs = predictor.probabilities(args.images)
+    logits = predictor.image_logits(args.images)
+    probs = predictor.pre.softmax(logits)
     k = min(args.top_k, len(predictor.labels))
     rows = [{"image": str(p), "top": top_k(predictor.labels, pr, k),
              "probabilities": [float(v) for v in pr]} for p, pr in zip(args.images, probs)]
+    if args.logits:
+        for row, lg in zip(rows, logits):
+            row["logits"] = [float(v) for v in lg]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
