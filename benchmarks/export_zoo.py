@@ -42,8 +42,8 @@ def export_once(name: str, size: int, splits, inplace_as_built: bool = False) ->
             cpu = time.process_time() - cpu
         finally:
             program.out_of_place = saved
-    comps = v.validation["comparisons"]
-    return {"seconds": v.validation["seconds"], "cpu_seconds": round(cpu, 2), "nodes": v.validation["nodes"],
+    comps = [c.model_dump() for c in v.validation.comparisons]
+    return {"seconds": v.seconds, "cpu_seconds": round(cpu, 2), "nodes": v.graph.nodes,
             "max_abs_err": max(c["max_abs_err"] for c in comps), "max_rel_err": max(c["max_rel_err"] for c in comps),
             "logit_scale": max(c["logit_scale"] for c in comps)}
 

@@ -88,15 +88,16 @@ def make_fast_variants(artifact: Path, int8) -> list[str]:
     returns the kept nodes the re-exported graph does not have (it should have them all)."""
     import onnx
 
-    from zoodeploy.optimize import QuantConfig, fuse, quantize
-    fused = fuse(artifact, evaluate=False)
-    kept = tuple(int8.recipe["nodes_to_exclude"])
+    from zoodeploy.optimize.fuse import fuse
+    from zoodeploy.optimize.quantize import QuantConfig, quantize
+    fused = fuse(artifact)
+    kept = tuple(int8.recipe.nodes_to_exclude)
     names = {n.name for n in onnx.load(str(artifact / fused.file), load_external_data=False).graph.node}
     missing = [n for n in kept if n not in names]
     if missing:
         log(f"WARNING: {artifact.name} has no node(s) {missing}: they stay quantized at {SPEED_SIZE}px")
-    cfg = QuantConfig(scheme=int8.recipe["scheme"], calib_size=int8.recipe["calib_size"], nodes_to_exclude=kept)
-    quantize(artifact, cfg, "int8", evaluate=False)
+    cfg = QuantConfig(scheme=int8.recipe.scheme, calib_size=int8.recipe.calib_size, nodes_to_exclude=kept)
+    quantize(artifact, cfg, "int8")
     return missing
 
 
@@ -132,8 +133,8 @@ def evaluate_model(name: str, work: Path, splits, threads: int | None, rounds: i
     return {"model": name, "ms": ms, "int8_speedup": ms["fp32"] / ms["int8"],
             "best": best, "best_vs_eager": ms["eager"] / ms[best],
             "int8_drop_pt": int8.accuracy.drop_pt, "fp32_top1": int8.accuracy.top1 + int8.accuracy.drop_pt,
-            "int8_top1": int8.accuracy.top1, "scheme": int8.recipe["scheme"],
-            "nodes_kept_in_float": int8.recipe["nodes_to_exclude"], "kept_nodes_missing_at_speed_size": missing,
+            "int8_top1": int8.accuracy.top1, "scheme": int8.recipe.scheme,
+            "nodes_kept_in_float": int8.recipe.nodes_to_exclude, "kept_nodes_missing_at_speed_size": missing,
             "isa": detect_isa().summary}
 
 

@@ -187,7 +187,7 @@ def summarize(plan, latency, served_tput, offline, args, load_before) -> dict:
         "latency_ms": {"served_p50": served.p50_ms, "served_p90": served.p90_ms, "in_process_p50": local.p50_ms,
                        "in_process_p90": local.p90_ms, "overhead_p50": overhead,
                        "bentoml_floor_p50": floor.p50_ms, "added_above_floor_p50": overhead - floor.p50_ms,
-                       "stable": all(s.settings["stable"] for s in (served, local, floor))},
+                       "stable": all(s.settings.stable for s in (served, local, floor))},
         "throughput": {"served_images_per_s": served_tput["images_per_s"], "clients": args.clients,
                        "served_ok": served_tput["ok"], "served_requests": served_tput["requests"],
                        "offline_batched_images_per_s": offline["model_images_per_s"],

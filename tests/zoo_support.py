@@ -10,7 +10,7 @@ import pytest
 
 from zoodeploy.card import ONNX_METADATA_KEY, load_card
 from zoodeploy.export import FP32_FILE, Tolerance
-from zoodeploy.export.validate import Comparison
+from zoodeploy.export.validate import failures
 from zoodeploy.fileio import sha256_file
 from zoodeploy.models.zoo import get_spec, list_models
 from zoodeploy.preprocess import Preprocessing
@@ -41,11 +41,11 @@ def assert_exported(art, name):
     card = load_card(art)
     v = card.variants["fp32"]
     size = card.input_size
-    assert v.validation["samples"].startswith("digits val split")
-    comps = [Comparison(**c) for c in v.validation["comparisons"]]
+    assert v.validation.samples.startswith("digits val split")
+    comps = v.validation.comparisons
     assert [c.batch for c in comps] == [1, 8] and all(c.samples >= 16 for c in comps)
-    assert all(c.failures(Tolerance()) == [] for c in comps), comps
-    assert v.recipe["batch"] == "dynamic" and v.recipe["opset"] == 18
+    assert all(failures(c, Tolerance()) == [] for c in comps), comps
+    assert v.recipe.batch == "dynamic" and v.recipe.opset == 18
     assert v.sha256 == sha256_file(art / FP32_FILE)
 
     model = onnx.load(str(art / FP32_FILE))  # once: heavy for the VGGs (500 MB)

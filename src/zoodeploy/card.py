@@ -349,7 +349,7 @@ def load_card(artifact: str | Path) -> ModelCard:
 def save_card(artifact: str | Path, card: ModelCard) -> Path:
     """Write a whole card atomically. Stages that change a card that may already exist use
     `update_card`, which holds the lock and re-reads first; this is for a card being made."""
-    return write_json(card_path(artifact), json.loads(card.model_dump_json(exclude_none=True)))
+    return write_json(card_path(artifact), json.loads(card.model_dump_json()))
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ def test_bench_records_each_variant_and_the_eager_baseline(optimized, tmp_path):
     assert set(result.variants) == {"fp32", "fused", "int8"} and set(result.eager) == {1, 4}
     for b in (1, 4):
         eager = card.eager_latency[str(b)]
-        assert eager.settings["runtime"] == "torch" and eager.speedup_vs_eager == 1.0
+        assert eager.settings.runtime == "torch" and eager.speedup_vs_eager == 1.0
         for name in ("fp32", "fused", "int8"):
             s = card.variants[name].latency[str(b)]
             assert s == result.variants[name][b]
@@ -32,11 +32,11 @@ def test_bench_records_each_variant_and_the_eager_baseline(optimized, tmp_path):
             assert s.speedup_vs_eager == pytest.approx(eager.p50_ms / s.p50_ms)
             assert s.throughput == pytest.approx(b * 1000 / s.mean_ms)
             # the same thread count for every backend, and the ORT session settings on record
-            assert s.settings["intra_op_threads"] == eager.settings["intra_op_threads"] == 1
-            assert s.settings["graph_optimization"] == "ORT_ENABLE_ALL" and s.settings["spinning"] is True
-            assert s.settings["run_id"] == eager.settings["run_id"] == result.run_id
-            assert set(s.settings["interleaved_with"]) == {"eager", "fp32", "fused", "int8"} - {name}
-            assert s.settings["process_peak_rss_mb"] == result.peak_rss_mb > 50
+            assert s.settings.intra_op_threads == eager.settings.intra_op_threads == 1
+            assert s.settings.graph_optimization == "ORT_ENABLE_ALL" and s.settings.spinning is True
+            assert s.settings.run_id == eager.settings.run_id == result.run_id
+            assert set(s.settings.interleaved_with) == {"eager", "fp32", "fused", "int8"} - {name}
+            assert s.settings.process_peak_rss_mb == result.peak_rss_mb > 50
 
 
 def test_a_second_run_replaces_a_variants_figures(optimized, tmp_path):
@@ -102,7 +102,7 @@ def test_bench_agrees_with_plain_onnxruntime(optimized, digits):
         result = bench_variants(art, BenchOptions(variants=["fp32", "int8"], batches=(8,), threads=1, eager=False,
                                                   timing=FAST), record=False)
         rows = {n: result.variants[n][8] for n in ("fp32", "int8")}
-        assert all(r.settings["intra_op_threads"] == 1 for r in rows.values())
+        assert all(r.settings.intra_op_threads == 1 for r in rows.values())
         ours.append({n: r.p50_ms for n, r in rows.items()})
         sessions = {n: _plain_session(art / card.variants[n].file, rows[n].settings) for n in rows}
         plain.append(_plain_p50(sessions, x))

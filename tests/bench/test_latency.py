@@ -42,8 +42,8 @@ CFG = BenchConfig(warmup=3, window=5, window_seconds=0.01, windows=3, stability=
 
 def test_steady_model_stops_after_three_agreeing_windows(clock):
     stats = measure(lambda x: clock.model("m", lambda n: 0.001)(), np.zeros((4, 3, 8, 8), np.float32), CFG)
-    assert stats.settings["stable"] is True
-    assert stats.settings["windows"] == 3  # the first three agree: no more are timed
+    assert stats.settings.stable is True
+    assert stats.settings.windows == 3  # the first three agree: no more are timed
     assert stats.runs == 3 * 10  # 10 runs of 1 ms fill each 10 ms window
     assert stats.p50_ms == pytest.approx(1.0) and stats.p99_ms == pytest.approx(1.0)
     assert stats.throughput == pytest.approx(4 / 0.001)  # batch 4, one batch per ms
@@ -53,7 +53,7 @@ def test_drifting_model_runs_to_the_time_limit_and_says_it_is_unstable(clock):
     # each run 2% slower than the one before: successive windows never agree within 5%
     stats = measure(lambda x: clock.model("m", lambda n: 0.001 * 1.02 ** n)(), np.zeros((1, 1, 1, 1), np.float32),
                     CFG)
-    assert stats.settings["stable"] is False
+    assert stats.settings.stable is False
     assert clock.now >= CFG.max_seconds * 0.9 or stats.runs >= CFG.max_runs
 
 
@@ -74,7 +74,7 @@ def test_interleaved_runners_alternate_and_keep_their_own_figures(clock):
     calls = {"fast": clock.model("fast", lambda n: 0.001), "slow": clock.model("slow", lambda n: 0.004)}
     stats = measure_many(calls, 1, CFG)
     assert stats["slow"].p50_ms / stats["fast"].p50_ms == pytest.approx(4.0)
-    assert stats["fast"].settings["interleaved_with"] == ["slow"]
+    assert stats["fast"].settings.interleaved_with == ["slow"]
     # windows alternate (fast, slow, slow, fast, ...): neither runner is always timed second
     timed = [n for i, n in enumerate(clock.log) if i >= 2 * CFG.warmup]
     firsts = [timed[i] for i in range(1, len(timed)) if timed[i] != timed[i - 1]]

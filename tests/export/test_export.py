@@ -11,7 +11,7 @@ from zoodeploy.errors import ArtifactError, ExportError, UnknownNameError, Valid
 from zoodeploy.evaluate.accuracy import accuracy_of, test_arrays as held_out
 from zoodeploy.export import (FP32_FILE, PROGRAM, PROGRAM_FILE, ExportConfig, ExportFormat, Tolerance,
                               export_artifact, export_model, export_source, read_card_metadata)
-from zoodeploy.export.validate import compare_logits
+from zoodeploy.export.validate import compare_logits, failures
 from zoodeploy.fileio import UMASK, sha256_file
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.runtime import EAGER, InputError, open_runner
@@ -39,7 +39,7 @@ def test_dynamic_batch_matches_pytorch_at_1_7_and_32_on_held_out_data(trained):
         n = batch * 3  # several batches of each size; 7 and 32 were never validated at export
         got, want = logits(art, "fp32", x[:n], batch), logits(art, EAGER, x[:n], batch)
         c = compare_logits(got, want, batch)
-        assert c.failures(Tolerance()) == [], c
+        assert failures(c, Tolerance()) == [], c
     # the whole held-out split: the ONNX model classifies exactly as the PyTorch one
     onnx_acc = accuracy_of(logits(art, "fp32", x, 64), y)
     eager_acc = accuracy_of(logits(art, EAGER, x, 64), y)
@@ -49,7 +49,7 @@ def test_dynamic_batch_matches_pytorch_at_1_7_and_32_on_held_out_data(trained):
 def test_fixed_batch_is_validated_at_its_batch_and_refuses_others(artifact):
     art = artifact(MODEL)
     v = export_artifact(art, ExportConfig(batch=4))
-    assert v.recipe["batch"] == 4 and [c["batch"] for c in v.validation["comparisons"]] == [4]
+    assert v.recipe.batch == 4 and [c.batch for c in v.validation.comparisons] == [4]
     graph = onnx.load(str(art / FP32_FILE)).graph
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
     assert read_card_metadata(art / FP32_FILE)["input_shape"] == [4, 3, 32, 32]
@@ -69,7 +69,7 @@ def test_exported_program_is_saved_validated_and_runnable(artifact):
     card = load_card(art)
     program = card.variant(PROGRAM)
     assert (program.file, program.runtime, program.precision) == (PROGRAM_FILE, "torch-export", "fp32")
-    assert [c["batch"] for c in program.validation["comparisons"]] == [1, 8]
+    assert [c.batch for c in program.validation.comparisons] == [1, 8]
     loaded = torch.export.load(str(art / PROGRAM_FILE))
     batch_dim = [n for n in loaded.graph.nodes if n.op == "placeholder"][-1].meta["val"].shape[0]
     assert not isinstance(batch_dim, int)  # dynamic batch, as in the ONNX file
@@ -87,10 +87,10 @@ def test_out_of_tolerance_export_is_an_error_that_keeps_the_valid_model(artifact
     assert sha256_file(art / FP32_FILE) == before and leftovers(art) == []
     card = load_card(art)
     assert card.variants["fp32"].sha256 == before
-    failure = card.provenance["export_failure"]
-    assert [c["batch"] for c in failure["validation"]["comparisons"]] == [1, 8]
+    failure = card.provenance.export_failure
+    assert [c.batch for c in failure.validation.comparisons] == [1, 8]
     export_artifact(art)  # a good export clears the failure record
-    assert "export_failure" not in load_card(art).provenance
+    assert load_card(art).provenance.export_failure is None
 
 
 class KthValueNet(nn.Module):

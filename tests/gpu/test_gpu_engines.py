@@ -42,12 +42,12 @@ def test_tensorrt_engine_builds_runs_and_holds_accuracy(artifact, tmp_path, prec
     art, v = compiled(artifact, tmp_path, precision)
     assert (v.name, v.runtime, v.file) == (f"trt-{precision}", "tensorrt", f"trt-{precision}.engine")
     assert (art / v.file).is_file() and not list(art.glob(".*.tmp"))
-    target = v.recipe["target"]
+    target = v.recipe.target.model_dump()
     assert target["gpu"] == torch.cuda.get_device_name()
     assert target["compute_capability"] == "{}.{}".format(*torch.cuda.get_device_capability())
-    assert v.recipe["profile"]["max"][0] == 32 and v.validation["comparisons"]
+    assert v.recipe.profile.max[0] == 32 and v.validation.comparisons
     if precision == "int8":  # built from the TensorRT-scheme QDQ graph, made on the way
-        assert load_card(art).variants[v.recipe["source"]].recipe["scheme"] == "tensorrt"
+        assert load_card(art).variants[v.recipe.source].recipe.scheme == "tensorrt"
     assert_holds_accuracy(art, v.name, precision)
 
 
@@ -70,16 +70,16 @@ def test_engine_runs_any_batch_size_through_the_runtime_interface(artifact, tmp_
 def test_timing_cache_is_reused_across_builds(artifact, tmp_path):
     art, first = compiled(artifact, tmp_path, "fp32")
     _, second = compiled(lambda name: art, tmp_path, "fp16")
-    cache = first.recipe["timing_cache"]
+    cache = first.recipe.timing_cache
     assert cache["bytes_before"] == 0 and cache["bytes_after"] > 0
-    assert second.recipe["timing_cache"]["bytes_before"] == cache["bytes_after"]
+    assert second.recipe.timing_cache.bytes_before == cache.bytes_after
 
 
 @pytest.mark.tensorrt
 def test_engine_from_another_tensorrt_version_is_refused(artifact, tmp_path):
     art, v = compiled(artifact, tmp_path, "fp16")
     card = load_card(art)
-    card.variants[v.name].recipe["target"]["tensorrt"] = "9.0.0"
+    card.variants[v.name].recipe.target.tensorrt = "9.0.0"
     save_card(art, card)
     with pytest.raises(ArtifactError, match=r"built for TensorRT 9\.0\.0 .*zoodeploy compile .* --backend tensorrt"):
         open_runner(art, v.name)

@@ -13,6 +13,7 @@ from zoodeploy.optimize.tensorrt import (Backend, CompileConfig, Precision, TrtC
                                          onnx_input, plan_build, profile_batches, tensorrt_qdq_variant)
 from zoodeploy.optimize.torch_tensorrt import exported_program_variant, precision_kwargs, program_input_dims
 from zoodeploy.preprocess import Preprocessing
+from zoodeploy.recipes import CopyRecipe, QuantRecipe
 from zoodeploy.runtime.gpu import EngineTarget, profile_shapes
 
 BOTH = TrtCaps(strongly_typed=True, weak_typing=True)
@@ -20,7 +21,12 @@ STRONG_ONLY = TrtCaps(strongly_typed=True, weak_typing=False)
 WEAK_ONLY = TrtCaps(strongly_typed=False, weak_typing=True)
 
 
-def variant(name, precision, runtime="onnxruntime", file=None, **recipe):
+def variant(name, precision, runtime="onnxruntime", file=None, scheme=None):
+    """A hand-made variant: an int8 one with a quantization recipe of `scheme`, else a copied file."""
+    recipe = (QuantRecipe(source="fp32.onnx", scheme=scheme, scheme_reason="test", activation_type="QInt8",
+                          weight_type="QInt8", reduce_range=False, per_channel=True, symmetric_activations=True,
+                          calibration="minmax", calib_size=8, calib_data="test", onnxruntime="test")
+              if scheme else CopyRecipe(source="test"))
     return Variant(name=name, file=file or f"{name}.onnx", sha256="0" * 64, precision=precision, runtime=runtime,
                    made_by="test", recipe=recipe)
 

@@ -17,6 +17,7 @@ from zoodeploy.runtime.ort import (CUDA, TENSORRT, Provider, check_providers_in_
                                    tensorrt_ep_options)
 from zoodeploy.runtime.gpu import (EngineTarget, batch_chunks, check_engine_target, import_gpu_package,
                                    import_tensorrt, require_cuda, run_chunked)
+from zoodeploy.recipes import CopyRecipe, TensorRTRecipe
 from zoodeploy.runtime.torch_tensorrt import import_torch_tensorrt
 
 HAS_CUDA = torch.cuda.is_available()
@@ -24,16 +25,24 @@ H100 = EngineTarget("10.8.0.43", "NVIDIA H100 80GB HBM3", "9.0")
 no_cuda_only = pytest.mark.skipif(HAS_CUDA, reason="checks the message on a machine without a GPU")
 
 
+def engine_recipe(target: EngineTarget | None) -> TensorRTRecipe | CopyRecipe:
+    """A hand-made engine recipe built for `target` (None: a recipe that records no target)."""
+    if target is None:
+        return CopyRecipe(source="test")
+    return TensorRTRecipe(source="fp16", source_sha256="0" * 64, strongly_typed=False, flags=["FP16"], tf32=False,
+                          profile={"min": [1, 3, 32, 32], "opt": [8, 3, 32, 32], "max": [64, 3, 32, 32]},
+                          workspace_gb=4.0, target=target.to_dict())
+
+
 def engine_variant(runtime="tensorrt", precision="fp16", target=H100, name=None):
     return Variant(name=name or f"trt-{precision}", file=f"{name or 'trt-' + precision}.engine", sha256="0" * 64,
-                   precision=precision, runtime=runtime, made_by="test",
-                   recipe={"target": target.to_dict()} if target else {})
+                   precision=precision, runtime=runtime, made_by="test", recipe=engine_recipe(target))
 
 
 def test_needs_gpu_only_for_engines():
     assert needs_gpu(engine_variant()) and needs_gpu(engine_variant("torch-tensorrt"))
     onnx_fp16 = Variant(name="fp16", file="fp16.onnx", sha256="0" * 64, precision="fp16", runtime="onnxruntime",
-                        made_by="test")
+                        made_by="test", recipe=CopyRecipe(source="test"))
     assert not needs_gpu(onnx_fp16)
 
 
@@ -132,7 +141,7 @@ def test_opening_an_engine_without_a_gpu_says_so(tmp_path, runtime):
                   preprocessing=Preprocessing(input_size=32, resize=32))
     (tmp_path / "trt-fp16.engine").write_bytes(b"not run")
     v = make_variant(tmp_path, "trt-fp16", "trt-fp16.engine", precision="fp16", runtime=runtime, made_by="test",
-                     recipe={"target": H100.to_dict()})
+                     recipe=engine_recipe(H100))
     c.variants[v.name] = v
     save_card(tmp_path, c)
     with pytest.raises(MissingDependencyError, match="NVIDIA CUDA GPU is not available"):

@@ -12,7 +12,8 @@ import pytest
 
 from zoodeploy.card import load_card, variant_path
 from zoodeploy.evaluate.accuracy import test_arrays as held_out_arrays
-from zoodeploy.optimize import OptimizeConfig, QuantConfig, optimize, quantize_with_accuracy_control
+from zoodeploy.optimize import OptimizeConfig, QuantConfig, optimize
+from zoodeploy.optimize.accuracy_control import quantize_with_accuracy_control
 from zoodeploy.runtime import RunOptions, open_runner
 
 BUDGET = 0.5  # top-1 points on the validation split
@@ -22,7 +23,7 @@ BUDGET = 0.5  # top-1 points on the validation split
 def all_passes(trained, tmp_path_factory):
     artifact = tmp_path_factory.mktemp("optimize") / "mobilenet_v2"
     shutil.copytree(trained("mobilenet_v2"), artifact)
-    cfg = OptimizeConfig(fuse=True, int8=True, fp16=True, ort_format=True, max_drop=BUDGET, calib_size=64,
+    cfg = OptimizeConfig(passes=("fuse", "int8", "fp16", "ort-format"), max_drop=BUDGET, calib_size=64,
                          threads=1)
     variants = {v.name: v for v in optimize(artifact, cfg)}
     return artifact, variants
@@ -88,14 +89,14 @@ def test_accuracy_control_meets_the_budget_plain_quantization_breaks(trained, tm
     shutil.copytree(trained("mobilenet_v2"), artifact)
     planted = plant_activation_outlier(artifact)
     v = quantize_with_accuracy_control(artifact, QuantConfig(calib_size=64), max_drop=BUDGET,
-                                       variant_name="int8-control", threads=1, evaluate=False)
-    ac = v.validation["accuracy_control"]
-    plain = ac["steps"][0]
-    assert plain["kept_in_float"] == 0 and plain["val_drop_pt"] > 10 * BUDGET, ac["steps"]
-    assert ac["met"] and ac["val_drop_pt"] <= BUDGET and ac["split"] == "val", ac["steps"]
-    kept = ac["nodes_kept_in_float"]
-    assert kept and v.recipe["nodes_to_exclude"] == kept and v.precision == "mixed"
-    assert [r["node"] for r in ac["ranking"]][:len(kept)] == kept  # the worst-ranked nodes, in order
+                                       variant_name="int8-control", threads=1)
+    ac = v.recipe.control
+    plain = ac.steps[0]
+    assert plain.kept_in_float == 0 and plain.val_drop_pt > 10 * BUDGET, ac.steps
+    assert ac.met and ac.val_drop_pt <= BUDGET and ac.split == "val", ac.steps
+    kept = ac.nodes_kept_in_float
+    assert kept and v.recipe.nodes_to_exclude == kept and v.precision == "mixed"
+    assert [r.node for r in ac.ranking][:len(kept)] == kept  # the worst-ranked nodes, in order
     assert planted in kept, (planted, kept)  # the ranking found the node that reads the outlier
     model = onnx.load(str(variant_path(artifact, v)))
     producers = {o: n for n in model.graph.node for o in n.output}
@@ -109,9 +110,9 @@ def test_speed_is_measured_and_a_slower_variant_says_so(all_passes):
     _, variants = all_passes
     for name in ("int8", "fp16", "int8-ort"):
         v = variants[name]
-        speed = v.validation["speed"]
-        assert speed["reference"] == "fused" and v.latency["1"].p50_ms == pytest.approx(speed["p50_ms"], abs=1e-3)
-        slower = speed["p50_ms"] >= speed["reference_p50_ms"]
+        speed = v.speed
+        assert speed.reference == "fused" and v.latency["1"].p50_ms == pytest.approx(speed.p50_ms, abs=1e-3)
+        slower = speed.p50_ms >= speed.reference_p50_ms
         assert any("not faster" in n or "slower" in n for n in v.notes) == slower, (name, speed, v.notes)
 
 
@@ -129,12 +130,12 @@ def test_ort_format_runs_and_keeps_minimal_build_config(all_passes):
     artifact, variants = all_passes
     v = variants["int8-ort"]
     assert v.file == "int8.ort"
-    config = artifact / v.recipe["required_operators_config"]
-    assert config.is_file() and any("QuantizeLinear" in ln or "QLinearConv" in ln for ln in v.validation["required_operators"])
-    report = v.validation["mobile_usability"]
-    assert set(report["eps"]) == {"NNAPI", "CoreML NeuralNetwork", "CoreML MLProgram"}
-    for ep in report["eps"].values():
-        assert ep["suitability"] in ("YES", "MAYBE", "NO") and ep["nodes"] > 0
+    config = artifact / v.recipe.required_operators_config
+    assert config.is_file() and any("QuantizeLinear" in ln or "QLinearConv" in ln for ln in v.recipe.required_operators)
+    report = v.recipe.mobile_usability
+    assert set(report.eps) == {"NNAPI", "CoreML NeuralNetwork", "CoreML MLProgram"}
+    for ep in report.eps.values():
+        assert ep.suitability in ("YES", "MAYBE", "NO") and ep.nodes > 0
     card = load_card(artifact)
     x, _ = held_out_arrays(card)
     outs = []

@@ -74,7 +74,7 @@ def test_calibration_from_a_plain_folder_of_images(trained, tmp_path, digits):
 def test_tensorrt_scheme_is_symmetric_s8s8_per_channel_qdq(zoo_artifact):
     artifact = zoo_artifact("resnet18")
     v = quantize(artifact, QuantConfig(scheme=Scheme.tensorrt, calib_size=8), variant_name="int8-trt-qdq")
-    assert v.name == "int8-trt-qdq" and v.file == "int8-trt-qdq.onnx" and v.recipe["scheme"] == "tensorrt"
+    assert v.name == "int8-trt-qdq" and v.file == "int8-trt-qdq.onnx" and v.recipe.scheme == "tensorrt"
     assert v.accuracy is not None and v.accuracy.drop_pt is not None
     model = onnx.load(str(variant_path(artifact, v)))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}

@@ -93,6 +93,16 @@ def timing_input(x: np.ndarray, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])))
 
 
+def timing_images(card: ModelCard, splits: Splits | None = None) -> tuple[np.ndarray, str]:
+    """What latency is measured on: the held-out test images when there are some, else generated
+    inputs (timing needs no labels: an artifact without data is timed all the same)."""
+    if splits is not None or card.data is not None:
+        return (splits or eval_splits(card)).test.arrays(card.preprocessing), "real images from the test split"
+    size = card.input_size
+    x = np.random.default_rng(0).standard_normal((32, 3, size, size)).astype(np.float32)
+    return x, "generated inputs (standard normal; the card records no data)"
+
+
 def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, splits: Splits | None = None,
                    record: bool = True, progress: bool = False) -> BenchResult:
     """Latency of each variant (and eager) at each batch size, on real test images."""
@@ -104,7 +114,7 @@ def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, sp
     names = opts.variants or runnable_variants(card, opts.device)
     for name in names:
         card.variant(name)  # unknown names fail before any work
-    x_test = (splits or eval_splits(card)).test.arrays(card.preprocessing)
+    x_test, source = timing_images(card, splits)
     run_opts = RunOptions(threads=opts.threads, device=opts.device, spin=opts.spin)
     run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     per_batch: dict[int, dict[str, LatencyStats]] = {}
@@ -120,7 +130,7 @@ def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, sp
             per_batch[b] = measure_many(calls, b, opts.timing, progress, f"batch {b}")
             for name, stats in per_batch[b].items():
                 stats.settings = run_settings(runners[name].settings, stats.settings, run_id=run_id,
-                                              input=f"{b} real images from the test split")
+                                              input=f"{b} {source}")
     result = _result(per_batch, opts, run_id)
     if record:
         record_latency(artifact, result)
@@ -128,12 +138,13 @@ def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, sp
 
 
 def _result(per_batch: dict[int, dict[str, LatencyStats]], opts: BenchOptions, run_id: str) -> BenchResult:
+    from zoodeploy.optimize.isa import detect_isa  # here: zoodeploy.optimize imports this module
     host, peak = host_info(), peak_rss_mb()
     for stats in per_batch.values():
         eager = stats.get(EAGER)
         for s in stats.values():
             s.speedup_vs_eager = eager.p50_ms / s.p50_ms if eager else None
-            s.settings.host, s.settings.process_peak_rss_mb = host["cpu"], peak
+            s.settings.host, s.settings.process_peak_rss_mb = f"{host['cpu']} ({detect_isa().summary})", peak
     names = [n for n in next(iter(per_batch.values())) if n != EAGER]
     return BenchResult(run_id=run_id, threads=opts.threads, device=opts.device, peak_rss_mb=peak, host=host,
                        variants={n: {b: per_batch[b][n] for b in per_batch} for n in names},
@@ -142,13 +153,13 @@ def _result(per_batch: dict[int, dict[str, LatencyStats]], opts: BenchOptions, r
 
 def record_latency(artifact: str | Path, result: BenchResult) -> ModelCard:
     """Store the figures by batch size in the card (the eager baseline in `eager_latency`),
-    replacing the earlier figures of the variants measured."""
+    replacing the earlier figures at the batch sizes measured."""
     with update_card(artifact) as card:  # re-read under the lock: the run was long, others wrote
-        # replace, not merge: a variant's figures all come from one run, so its rows compare
+        # by batch size: a run at batch 8 keeps the batch-1 rows another run wrote (each row names
+        # its run, and the report says when rows come from several)
         for name, rows in result.variants.items():
-            card.variant(name).latency = {str(b): s for b, s in rows.items()}
-        if result.eager:
-            card.eager_latency = {str(b): s for b, s in result.eager.items()}
+            card.variant(name).latency.update({str(b): s for b, s in rows.items()})
+        card.eager_latency.update({str(b): s for b, s in result.eager.items()})
     return card
 
 

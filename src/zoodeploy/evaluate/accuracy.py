@@ -56,7 +56,8 @@ def eval_splits(card: ModelCard, data: str | Path | None = None) -> Splits:
     """
     if data is None:
         if card.data is None:
-            raise ArtifactError(f"{card.name}: the card records no data set; pass --data digits or a directory")
+            raise ArtifactError(f"{card.name}: the card records no labelled data set to measure accuracy on; "
+                                "evaluate on one with `zoodeploy evaluate ARTIFACT --data digits|DIR`")
         return splits_for(card.data)
     source = "digits" if str(data) == "digits" else str(Path(data).resolve())
     if card.data is not None and source == card.data.source:

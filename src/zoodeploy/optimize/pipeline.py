@@ -59,8 +59,12 @@ def make_variants(artifact: str | Path, passes: list[str] | tuple[str, ...], ctx
     measure = measure or Measure()
     card = load_card(root)
     card.variant("fp32")  # a clear error before any work when there is no fp32 model
+    plan = plan_passes(passes, card)
+    if any(p.gpu for p in plan):  # a missing GPU or TensorRT is said before any work is done
+        from zoodeploy.runtime.gpu import import_tensorrt
+        import_tensorrt()
     made = []
-    for p in plan_passes(passes, card):
+    for p in plan:
         say(f"{p.doing} {card.name} in {root}")
         made.append(p.run(root, ctx).name)
     measure_variants(root, made, measure, say)

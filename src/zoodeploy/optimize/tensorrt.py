@@ -365,3 +365,39 @@ def compile_config(ctx: PassContext, name: str) -> CompileConfig:
 def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
     """The `trt-*` passes."""
     return compile_variant(artifact, compile_config(ctx, name))
+
+
+def compile_tensorrt(artifact: Path, card: ModelCard, cfg: CompileConfig) -> Variant:
+    """A serialized engine from the ONNX variant the precision rules pick, verified and recorded."""
+    trt = import_tensorrt()  # GPU first, then TensorRT: the message names the one missing
+    if cfg.precision is Precision.int8 and cfg.source is None and tensorrt_qdq_variant(card) is None:
+        card = _make_tensorrt_qdq(artifact, cfg.progress)
+    plan = plan_build(card, cfg.precision, TrtCaps.of(trt), cfg.source)
+    source = card.variants[plan.source]
+    onnx_path = variant_path(artifact, source)
+    profile = profile_shapes(onnx_input(onnx_path)[1], cfg.max_batch, cfg.opt_batch)
+    target = current_target(trt.__version__)
+    cache = cfg.timing_cache or default_timing_cache(target)
+    engine, built = serialize_engine(trt, onnx_path, plan, profile, cfg, cache)
+    recipe = TensorRTRecipe(source=plan.source, source_sha256=source.sha256, strongly_typed=plan.strongly_typed,
+                            flags=list(plan.flags), tf32=plan.tf32, profile=profile.to_dict(),
+                            workspace_gb=cfg.workspace_gb, target=target.to_dict(), **built)
+    return record_verified(
+        artifact, card, cfg.variant_name, ".engine", lambda path: path.write_bytes(engine), cfg.precision,
+        profile_batches(profile), runtime="tensorrt", recipe=recipe,
+        made_by=f"TensorRT {trt.__version__} builder from {source.file} ({plan.describe()}) on {target.gpu}")
+
+
+def profile_batches(profile: ProfileShapes) -> tuple[int, ...]:
+    """The batch sizes a built variant is checked at: its profile's min, opt and max."""
+    return tuple(sorted(set(profile.batches)))
+
+
+def _make_tensorrt_qdq(artifact: Path, progress: bool) -> ModelCard:
+    """Quantize with the TensorRT scheme (symmetric S8S8 QDQ, calibrated on the train split)."""
+    from zoodeploy.optimize.quantize import QuantConfig, Scheme, quantize
+    quantize(artifact, QuantConfig(scheme=Scheme.tensorrt, progress=progress), variant_name=QDQ_VARIANT)
+    card = load_card(artifact)
+    if tensorrt_qdq_variant(card) is None:
+        raise OptimizeError(f"{artifact}: quantizing with the {TRT_SCHEME} scheme recorded no int8 QDQ variant")
+    return card
