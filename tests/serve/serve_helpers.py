@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
+
+import numpy as np
 
 from server_process import ServerProcess
 
@@ -25,3 +28,16 @@ def start_server(tmp: Path, env: dict[str, str], target: str = ".", **kw) -> Ser
     env = {"BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "True", "ZOODEPLOY_WORKERS": "1",
            **LIMITS, **env}
     return ServerProcess(target, cwd=kw.pop("cwd", REPO), env=env, log=tmp / "server.log", **kw).start()
+
+
+def v2_binary_request(x: np.ndarray, outputs: list[dict] | None = None, name: str = "input",
+                      datatype: str = "FP32") -> tuple[bytes, dict[str, str]]:
+    """An Open Inference Protocol infer body in the binary tensor data extension, as tritonclient sends it."""
+    raw = np.ascontiguousarray(x).tobytes()
+    doc = {"inputs": [{"name": name, "shape": list(x.shape), "datatype": datatype,
+                       "parameters": {"binary_data_size": len(raw)}}]}
+    if outputs is not None:
+        doc["outputs"] = outputs
+    header = json.dumps(doc).encode()
+    return header + raw, {"Inference-Header-Content-Length": str(len(header)),
+                          "content-type": "application/octet-stream"}

@@ -27,7 +27,7 @@ from zoodeploy.runtime import RunOptions, open_runner
 from zoodeploy.serve import images_to_tensor, ort_threads
 from zoodeploy.serve.batching import BATCH_METRIC
 
-from serve_helpers import png_bytes, start_server
+from serve_helpers import MODEL, png_bytes, start_server, v2_binary_request
 
 TOL = 1e-5  # probabilities: same variant, same preprocessing; only the batch composition differs
 
@@ -183,6 +183,134 @@ def test_bad_request_is_a_4xx_json_error_and_the_server_keeps_serving(server, of
     assert after.status_code == 200 and after.json()["label"] == str(offline["probs"][0].argmax()), after.text
 
 
+# --- the Open Inference Protocol (KServe v2) at /v2, through NVIDIA's own client -----------------
+
+@pytest.fixture(scope="module")
+def triton(server):
+    tritonclient_http = pytest.importorskip("tritonclient.http")
+    client = tritonclient_http.InferenceServerClient(server.url.removeprefix("http://"), network_timeout=120)
+    yield client
+    client.close()
+
+
+def _triton_infer(triton, x: np.ndarray, binary: bool, class_count: int = 0, version: str = ""):
+    import tritonclient.http as th
+    inp = th.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    out = th.InferRequestedOutput("logits", binary_data=binary, class_count=class_count)
+    return triton.infer(MODEL, [inp], outputs=[out], model_version=version, request_id="r-1")
+
+
+def test_v2_server_and_model_are_ready_and_described(triton, served_artifact):
+    card = load_card(served_artifact)
+    assert triton.is_server_live() and triton.is_server_ready()
+    assert triton.is_model_ready(MODEL) and triton.is_model_ready(MODEL, "1")
+    assert not triton.is_model_ready("resnet50") and not triton.is_model_ready(MODEL, "2")
+    server_meta = triton.get_server_metadata()
+    assert {"binary_tensor_data", "classification"} <= set(server_meta["extensions"])
+    meta = triton.get_model_metadata(MODEL)
+    assert (meta["name"], meta["versions"], meta["platform"]) == (MODEL, ["1"], "onnxruntime_onnx")
+    assert meta["inputs"] == [{"name": card.input_name, "datatype": "FP32", "shape": [-1, 3, 32, 32]}]
+    assert meta["outputs"] == [{"name": card.output_name, "datatype": "FP32", "shape": [-1, card.num_classes]}]
+    assert triton.get_model_metadata(MODEL, "1") == meta
+
+
+def test_v2_infer_answers_as_predict_classify_and_evaluate(server, triton, offline, test_images):
+    x, n = offline["x"][:8], 8
+    predict = np.array(httpx.post(server.url + "/predict", json={"tensor": x.tolist()}, timeout=120).json())
+    labels = [classify(server.url, d, top_k="3").json() for d in test_images[0][:n]]
+    for binary in (True, False):
+        result = _triton_infer(triton, x, binary)
+        logits = result.as_numpy("logits")
+        assert logits.dtype == np.float32 and logits.shape == (n, 10)
+        np.testing.assert_allclose(logits, offline["logits"][:n], atol=1e-4)  # zoodeploy evaluate
+        np.testing.assert_allclose(logits, predict, atol=1e-4)
+        assert result.get_response()["id"] == "r-1"
+        top = _triton_infer(triton, x, binary, class_count=3, version="1").as_numpy("logits")
+        assert top.shape == (n, 3)
+        for row, logit_row, answer in zip(top, logits, labels):
+            values, indices, names = zip(*((s.decode() if isinstance(s, bytes) else s).split(":") for s in row))
+            assert list(names) == [e["label"] for e in answer["top_k"]]  # /classify's top 3
+            assert [int(i) for i in indices] == [e["index"] for e in answer["top_k"]]
+            np.testing.assert_allclose([float(v) for v in values], logit_row[[int(i) for i in indices]], atol=1e-5)
+
+
+def test_v2_json_request_without_outputs_gets_every_output_as_json(server, offline):
+    x = offline["x"][:2]
+    doc = {"id": "j", "inputs": [{"name": "input", "shape": [2, 3, 32, 32], "datatype": "FP32",
+                                  "data": x.tolist()}]}  # nested data, as JSON clients send it
+    r = httpx.post(f"{server.url}/v2/models/{MODEL}/versions/1/infer", json=doc, timeout=120)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json", r.text
+    body = r.json()
+    assert (body["model_name"], body["model_version"], body["id"]) == (MODEL, "1", "j")
+    [out] = body["outputs"]
+    assert (out["name"], out["datatype"], out["shape"]) == ("logits", "FP32", [2, 10])
+    np.testing.assert_allclose(np.reshape(out["data"], (2, 10)), offline["logits"][:2], atol=1e-4)
+
+
+def _infer_raw(url: str, content: bytes, headers: dict | None = None, model: str = MODEL) -> httpx.Response:
+    return httpx.post(f"{url}/v2/models/{model}/infer", content=content, timeout=120,
+                      headers=headers or {"content-type": "application/json"})
+
+
+def _v2_doc(x: np.ndarray, **tensor) -> bytes:
+    t = {"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.reshape(-1).tolist(), **tensor}
+    return json.dumps({"inputs": [t]}).encode()
+
+
+def _lying_header(x: np.ndarray, by: int) -> tuple[bytes, dict]:
+    body, headers = v2_binary_request(x)
+    return body, {**headers, "Inference-Header-Content-Length": str(int(headers["Inference-Header-Content-Length"]) + by)}
+
+
+def _truncated(x: np.ndarray, by: int) -> tuple[bytes, dict]:
+    body, headers = v2_binary_request(x)
+    return body[:-by], headers
+
+
+ONE = np.zeros((1, 3, 32, 32), np.float32)
+BAD_V2 = {
+    "wrong-datatype": (lambda u: _infer_raw(u, *v2_binary_request(ONE.astype(np.float64), datatype="FP64")),
+                       400, "this model takes FP32"),
+    "wrong-datatype-json": (lambda u: _infer_raw(u, _v2_doc(ONE, datatype="INT64")), 400, "takes FP32"),
+    "wrong-shape": (lambda u: _infer_raw(u, *v2_binary_request(np.zeros((1, 3, 16, 16), np.float32))),
+                    400, "this model takes [N, 3, 32, 32]"),
+    "shape-and-data-disagree": (lambda u: _infer_raw(u, _v2_doc(ONE, shape=[2, 3, 32, 32])), 400, "needs 6144"),
+    "unknown-model": (lambda u: _infer_raw(u, _v2_doc(ONE), model="resnet50"), 404, "unknown model 'resnet50'"),
+    "unknown-model-metadata": (lambda u: httpx.get(u + "/v2/models/resnet50"), 404, "unknown model"),
+    "unknown-version": (lambda u: httpx.post(f"{u}/v2/models/{MODEL}/versions/7/infer", content=_v2_doc(ONE)),
+                        404, "no version '7'"),
+    "malformed-json": (lambda u: _infer_raw(u, b'{"inputs": [{"name": "input",'), 400, "not valid JSON"),
+    "header-longer-than-body": (lambda u: _infer_raw(u, *_lying_header(ONE, 1 << 20)), 400, "the body has only"),
+    "header-length-mismatch": (lambda u: _infer_raw(u, *_lying_header(ONE, -3)), 400, "not valid JSON"),
+    "binary-body-truncated": (lambda u: _infer_raw(u, *_truncated(ONE, 4)), 400,
+                              "declares binary_data_size 12288, but 12284 bytes follow"),
+    "header-not-a-number": (lambda u: _infer_raw(u, _v2_doc(ONE), {"Inference-Header-Content-Length": "ten"}),
+                            400, "must be a byte count"),
+    "unknown-input": (lambda u: _infer_raw(u, *v2_binary_request(ONE, name="image")), 400, "unknown input 'image'"),
+    "unknown-output": (lambda u: _infer_raw(u, *v2_binary_request(ONE, outputs=[{"name": "probs"}])),
+                       400, "unknown output 'probs'"),
+    "bad-classification": (lambda u: _infer_raw(u, *v2_binary_request(
+        ONE, outputs=[{"name": "logits", "parameters": {"classification": "all"}}])), 400, "classification"),
+    "nan": (lambda u: _infer_raw(u, *v2_binary_request(np.full_like(ONE, np.nan))), 400, "NaN"),
+    "too-many-rows": (lambda u: _infer_raw(u, *v2_binary_request(np.zeros((9, 3, 32, 32), np.float32))),
+                      400, "over the limit of 8"),
+    "body-too-large": (lambda u: _infer_raw(u, b" " * (2 * 2**20)), 413, "over the limit of 1 MiB"),
+    "unknown-endpoint": (lambda u: httpx.get(f"{u}/v2/models/{MODEL}/stats"), 404, "no Open Inference Protocol"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_V2))
+def test_bad_v2_request_is_a_4xx_json_error_and_the_server_keeps_serving(server, offline, case):
+    send, status, needle = BAD_V2[case]
+    r = send(server.url)
+    assert r.status_code == status, (r.status_code, r.text)
+    assert needle in r.json()["error"], r.json()
+    assert httpx.get(server.url + "/v2/health/ready").json() == {"ready": True}
+    after = _infer_raw(server.url, *v2_binary_request(offline["x"][:1], outputs=[{"name": "logits"}]))
+    assert after.status_code == 200 and after.json()["outputs"][0]["data"] is not None, after.text
+
+
 # --- load ------------------------------------------------------------------------------------------
 
 def _batch_counts(url: str) -> tuple[float, float]:
@@ -195,7 +323,20 @@ def _batch_counts(url: str) -> tuple[float, float]:
     return total, single
 
 
-def test_sixteen_clients_fifty_requests_each_no_errors_and_real_batches(server, test_images):
+def _classify_label(c: httpx.Client, png: bytes, x: np.ndarray) -> tuple[httpx.Response, str | None]:
+    r = c.post("/classify", files={"image": ("d.png", png, "image/png")})
+    return r, r.json()["label"] if r.status_code == 200 else None
+
+
+def _v2_label(c: httpx.Client, png: bytes, x: np.ndarray) -> tuple[httpx.Response, str | None]:
+    """The same image, preprocessed, through /v2 infer: binary tensor in, classification (k=1) out."""
+    body, headers = v2_binary_request(x, outputs=[{"name": "logits", "parameters": {"classification": 1}}])
+    r = c.post(f"/v2/models/{MODEL}/infer", content=body, headers=headers)
+    return r, r.json()["outputs"][0]["data"][0].split(":")[2] if r.status_code == 200 else None
+
+
+@pytest.mark.parametrize("send", [_classify_label, _v2_label], ids=["classify", "v2-infer"])
+def test_sixteen_clients_fifty_requests_each_no_errors_and_real_batches(server, offline, test_images, send):
     pngs, _ = test_images
     expected = {i: classify(server.url, pngs[i]).json()["label"] for i in range(16)}
     runs_before, singles_before = _batch_counts(server.url)
@@ -204,8 +345,8 @@ def test_sixteen_clients_fifty_requests_each_no_errors_and_real_batches(server, 
         failures = []
         with httpx.Client(base_url=server.url, timeout=120) as c:
             for _ in range(50):
-                r = c.post("/classify", files={"image": ("d.png", pngs[i], "image/png")})
-                if r.status_code != 200 or r.json()["label"] != expected[i]:
+                r, label = send(c, pngs[i], offline["x"][i:i + 1])
+                if r.status_code != 200 or label != expected[i]:
                     failures.append(f"{r.status_code} {r.text[:200]}")
         return failures
 

@@ -4,7 +4,8 @@ One service, one process per worker: it decodes and preprocesses images (small o
 loop, larger ones in threads), refuses bad input with a 400 JSON error naming the problem, and
 runs the variant through BentoML's adaptive-batching dispatcher in the same process
 (`zoodeploy.serve.batching`), so concurrent requests are grouped into one model run without a
-second HTTP hop.
+second HTTP hop. Beside its own endpoints it speaks the Open Inference Protocol (KServe v2) at
+/v2 (`zoodeploy.serve.oip`), through the same batching.
 
 What is served comes from `--arg`s or ZOODEPLOY_* variables (see `zoodeploy.serve.config`):
 `ZOODEPLOY_ARTIFACT=DIR bentoml serve`, or `ZOODEPLOY_MODEL=TAG` for a store model.
@@ -20,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 
 import bentoml
 import numpy as np
+from bentoml.exceptions import BentoMLException
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,6 +31,7 @@ from starlette.routing import Route
 from zoodeploy.serve.batching import Batcher
 from zoodeploy.serve.config import ServeConfig, bento_arguments
 from zoodeploy.serve.guard import UploadGuard
+from zoodeploy.serve.oip import ModelSpec, OpenInference
 from zoodeploy.serve.served import (Plan, RequestError, ServedModel, essentials, image_pixels, images_to_tensor,
                                     resources_for, tensor_input, top_k)
 
@@ -46,9 +49,27 @@ async def _get_metadata(request: Request) -> JSONResponse:
     return JSONResponse(await bentoml.get_current_service().describe())
 
 
+def _loaded() -> bool:
+    """Whether this worker's service instance (the loaded, warmed-up variant) exists yet."""
+    try:
+        bentoml.get_current_service()
+    except BentoMLException:
+        return False
+    return True
+
+
+async def _v2_infer(x: np.ndarray) -> np.ndarray:
+    return await bentoml.get_current_service().infer(x)  # the batcher /classify and /predict use
+
+
+V2 = OpenInference(ModelSpec.from_card(PLAN.card, PLAN.variant), _v2_infer, _loaded,
+                   max_rows=CONFIG.max_images, max_bytes=CONFIG.max_upload_mb * 2**20)
+ROUTES = Starlette(routes=[Route("/metadata", _get_metadata, methods=["GET"]), *V2.routes()])
+
+
 @bentoml.service(name="zoodeploy", workers=CONFIG.workers, resources=resources_for(PLAN.provider),
                  traffic={"timeout": 60})
-@bentoml.mount_asgi_app(Starlette(routes=[Route("/metadata", _get_metadata, methods=["GET"])]), path="/")
+@bentoml.mount_asgi_app(ROUTES, path="/")
 class Classifier:
     """Image classification with the artifact's selected variant, its labels and preprocessing.
 
