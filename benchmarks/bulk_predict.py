@@ -1,0 +1,166 @@
+"""Bulk inference throughput and memory, measured in one run (not a pass/fail test).
+
+    .venv/bin/python benchmarks/bulk_predict.py [--images 2000] [--sizes 224,32] [--batch 32]
+        [--arch-224 mobilenet_v2] [--arch-small lenet5] [--no-ray] [--memory 2000,20000] [--work DIR]
+
+Generated images (JPEG at 224 px, PNG at the digits size, 32 px) are predicted with an
+untrained zoo model exported to ONNX (throughput does not depend on the weights), fp32 variant:
+
+* local engine, end to end (`predict()`: expanding the folder, decoding and preprocessing on
+  the thread pool, the model, writing Parquet) against the same variant's offline batched
+  throughput with decoding included: one loop of decode + preprocess + run, same batch, same
+  preprocessing code. Target: local >= 80% of offline.
+* Ray engine (a local Ray instance with as many CPUs as this machine, one single-threaded actor
+  per CPU) against the local engine. Ray's start-up is timed apart and left out of the ratio;
+  the ratio with it is printed too. Target: ray >= 50% of local.
+* peak memory (ru_maxrss of a fresh subprocess running the local engine) for 2,000 and 20,000
+  images at the small size. Target: flat (the larger run within 10% of the smaller).
+
+Run it when the machine is quiet: other processes on the cores distort every ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+LOCAL_TARGET, RAY_TARGET, MEMORY_TARGET = 0.80, 0.50, 1.10
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def make_artifact(arch: str, size: int, root: Path) -> Path:
+    """An untrained `arch` at `size` px with digits' labels, exported (fp32)."""
+    import torch
+
+    from zoodeploy.export import export_artifact
+    from zoodeploy.models.data import load_splits
+    from zoodeploy.models.train import init_artifact
+    out = root / f"{arch}-{size}px"
+    if not (out / "fp32.onnx").exists():
+        torch.manual_seed(0)
+        init_artifact(arch, out, image_size=size, splits=load_splits("digits"))
+        export_artifact(out)
+    return out
+
+
+def make_images(folder: Path, n: int, size: int) -> Path:
+    """`n` smooth random images, JPEG for photo sizes (a little larger than the input), PNG for small ones."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    have = len(list(folder.iterdir()))
+    rng = np.random.default_rng(size)
+    side, ext = (size + size // 7, "jpg") if size >= 64 else (size, "png")
+    for i in range(have, n):
+        coarse = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        img = Image.fromarray(coarse).resize((side, side), Image.BICUBIC)
+        img.save(folder / f"{i:06d}.{ext}", quality=90) if ext == "jpg" else img.save(folder / f"{i:06d}.{ext}")
+    return folder
+
+
+def offline(artifact: Path, paths: list[str], batch: int) -> float:
+    """Images/s of decode + preprocess + run in one loop, `batch` images at a time."""
+    from zoodeploy.card import load_card
+    from zoodeploy.predict.batch import decode_batch
+    from zoodeploy.runtime import RunOptions, open_runner
+    card = load_card(artifact)
+    runner = open_runner(artifact, "fp32", RunOptions(), card=card)
+    runner.run(decode_batch(paths[:batch], card.preprocessing).x)  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(paths), batch):
+        runner.run(decode_batch(paths[i:i + batch], card.preprocessing).x)
+    seconds = time.perf_counter() - start
+    runner.close()
+    return len(paths) / seconds
+
+
+def engine(artifact: Path, folder: Path, out: Path, batch: int, **kw) -> float:
+    from zoodeploy.predict import PredictConfig, predict
+    s = predict(artifact, [folder], PredictConfig(out=out, variant="fp32", batch=batch, **kw))
+    assert s.errors == 0, s
+    return s.rows / s.seconds
+
+
+def peak_rss_mb(artifact: Path, folder: Path, out: Path, batch: int) -> float:
+    """Peak RSS of a fresh process that predicts every image in `folder` with the local engine."""
+    code = ("import resource, sys; from zoodeploy.predict import PredictConfig, predict; "
+            "predict(sys.argv[1], [sys.argv[2]], PredictConfig(out=sys.argv[3], variant='fp32', batch=int(sys.argv[4]))); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    r = subprocess.run([sys.executable, "-c", code, str(artifact), str(folder), str(out), str(batch)],
+                       capture_output=True, text=True, check=True)
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--sizes", default="224,32")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--arch-224", default="mobilenet_v2")
+    ap.add_argument("--arch-small", default="lenet5")
+    ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--memory", default="2000,20000", help="image counts for the memory check ('' to skip)")
+    ap.add_argument("--work", type=Path, default=None, help="keep artifacts and images here between runs")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bulk-predict-"))
+    cpus = os.cpu_count() or 1
+    record: dict = {"cpus": cpus, "load_before": os.getloadavg(), "batch": args.batch, "sizes": {}}
+    if not args.no_ray:
+        import ray
+        start = time.perf_counter()
+        ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        record["ray_startup_s"] = time.perf_counter() - start
+    for size in [int(s) for s in args.sizes.split(",") if s]:
+        arch = args.arch_224 if size >= 64 else args.arch_small
+        art = make_artifact(arch, size, work)
+        folder = make_images(work / f"images-{size}px-{args.images}", args.images, size)
+        from zoodeploy.predict import expand_inputs
+        paths = expand_inputs([folder])
+        log(f"{arch} at {size}px, {len(paths)} images: offline, local, ray ...")
+        row = {"arch": arch, "images": len(paths), "offline": offline(art, paths, args.batch),
+               "local": engine(art, folder, work / "local.parquet", args.batch)}
+        if not args.no_ray:
+            row["ray"] = engine(art, folder, work / "ray.parquet", args.batch, engine="ray", workers=cpus)
+            row["ray_with_startup"] = len(paths) / (len(paths) / row["ray"] + record["ray_startup_s"])
+        record["sizes"][size] = row
+    if args.memory:
+        counts = [int(c) for c in args.memory.split(",")]
+        art = make_artifact(args.arch_small, 32, work)
+        record["peak_rss_mb"] = {n: peak_rss_mb(art, make_images(work / f"images-32px-{n}", n, 32),
+                                                work / "mem.parquet", args.batch) for n in counts}
+    record["load_after"] = os.getloadavg()
+    (work / "bulk_predict.json").write_text(json.dumps(record, indent=2) + "\n")
+    report(record)
+
+
+def report(r: dict) -> None:
+    print(f"bulk predict on {r['cpus']} cores, batch {r['batch']} (load average before {r['load_before'][0]:.1f}, "
+          f"after {r['load_after'][0]:.1f})")
+    for size, row in r["sizes"].items():
+        ratio = row["local"] / row["offline"]
+        print(f"  {row['arch']} {size}px, {row['images']} images: offline {row['offline']:.0f} img/s, local "
+              f"{row['local']:.0f} img/s = {ratio:.0%} of offline (target >= {LOCAL_TARGET:.0%}) "
+              f"{'ok' if ratio >= LOCAL_TARGET else 'MISSED'}")
+        if "ray" in row:
+            ratio = row["ray"] / row["local"]
+            print(f"    ray {row['ray']:.0f} img/s = {ratio:.0%} of local (target >= {RAY_TARGET:.0%}) "
+                  f"{'ok' if ratio >= RAY_TARGET else 'MISSED'}; with Ray's {r['ray_startup_s']:.1f} s start-up "
+                  f"{row['ray_with_startup'] / row['local']:.0%}")
+    if "peak_rss_mb" in r:
+        (n0, m0), (n1, m1) = list(r["peak_rss_mb"].items())[0], list(r["peak_rss_mb"].items())[-1]
+        print(f"  peak RSS: {n0} images {m0:.0f} MB, {n1} images {m1:.0f} MB = {m1 / m0:.2f}x "
+              f"(target <= {MEMORY_TARGET:.2f}x) {'ok' if m1 / m0 <= MEMORY_TARGET else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
