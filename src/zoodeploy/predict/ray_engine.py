@@ -50,19 +50,19 @@ def run_ray(artifact: Path, variant: str, paths: list[str], store: ShardStore, *
     """Predict every shard of `paths` into `store` on a Ray cluster (a local one without `address`)."""
     import ray
     started = not ray.is_initialized()
-    if started:
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING)
-        else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                     logging_level=logging.WARNING)
+    if started:  # quiet: the workers' logs and Ray's INFO lines would bury the summary
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        kw = dict(logging_level=logging.ERROR, log_to_driver=progress)
+        ray.init(address=address, **kw) if address else ray.init(
+            num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **kw)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = progress
         actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         ds = ray.data.from_items([{INDEX: i, "path": p} for i, p in enumerate(paths)],
                                  override_num_blocks=max(1, min(len(paths) // batch, 4 * actors)))
-        ds = ds.map_batches(RayPredictor, batch_size=batch, batch_format="numpy", concurrency=actors,
-                            num_cpus=1, fn_constructor_kwargs={
+        # a fixed pool of `actors` (ActorPoolStrategy: Ray 2.9 and later; `concurrency=` is deprecated in 2.51)
+        ds = ds.map_batches(RayPredictor, batch_size=batch, batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1, fn_constructor_kwargs={
                                 "artifact": str(Path(artifact).absolute()), "variant": variant,
                                 "schema": store.schema, "threads": threads or 1})
         parts = store.dir / "ray"
