@@ -60,3 +60,28 @@ def test_report_needs_figures(trained, tmp_path):
     shutil.copytree(trained("lenet5"), art)
     with pytest.raises(ArtifactError, match="zoodeploy bench"):
         write_report(art)
+
+
+@pytest.mark.parametrize("span", [(0.41, 0.63), (0.085, 0.12), (0.15, 0.9), (0.5, 4.0), (0.07, 0.3), (1.2, 480.0)])
+def test_latency_axis_labels_never_overlap(span):
+    """matplotlib's own log axis labels every minor tick of a short span, and at the width the
+    report's plot leaves the axis (0.15-0.9 ms, 0.5-4 ms) the labels collide."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zoodeploy.bench.report import _log_latency_axis
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)  # the axis width left beside the legend
+    ax.scatter(span, (95.0, 96.0))
+    ax.set_xscale("log")
+    ax.margins(x=0.15)
+    ax.autoscale_view()
+    _log_latency_axis(ax)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    lo, hi = ax.get_xlim()
+    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels(which="both")
+                    if t.get_text() and lo <= t.get_position()[0] <= hi), key=lambda b: b.x0)
+    plt.close(fig)
+    assert len(boxes) >= 2, "an axis needs at least two labels to be read"
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]

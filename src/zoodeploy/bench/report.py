@@ -52,7 +52,6 @@ def plot_pareto(card: ModelCard, batch: int, out: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     points = _points(card, batch)
     if not points:
@@ -73,20 +72,36 @@ def plot_pareto(card: ModelCard, batch: int, out: Path) -> Path:
     if card.selected in points:
         ax.scatter(*points[card.selected], s=320, facecolors="none", edgecolors="tab:red", lw=2, zorder=4,
                    label=f"selected: {card.selected}")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(f"p50 latency at batch {batch} (ms, log scale; lower is better)")
     ax.set_ylabel("top-1 accuracy on the held-out test split (%)")
     n = next(v.accuracy.n for v in card.variants.values() if v.accuracy)
     ax.set_title(f"{card.name}: accuracy vs latency ({n} test images, {_threads(card, batch)})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), title="p50, top-1", title_fontsize=8)
+    ax.set_xscale("log")
     ax.margins(x=0.15, y=0.15)
+    ax.autoscale_view()
+    _log_latency_axis(ax)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return out
+
+
+def _log_latency_axis(ax) -> None:
+    """A log x axis labelled plainly at round values, as many as its span leaves room for, and
+    nowhere else: matplotlib's default labels every minor tick of a span under a decade in
+    scientific notation, and the labels run into each other. Call it once the limits are set."""
+    import matplotlib.ticker
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    ratio = hi / lo
+    subs = tuple(range(1, 10)) if ratio < 3 else (1.0, 2.0, 5.0) if ratio < 100 else (1.0,)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.LogLocator(base=10, subs=tuple(range(1, 10))))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _mark_eager(ax, card: ModelCard, batch: int) -> None:
