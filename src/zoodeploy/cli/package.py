@@ -1,4 +1,4 @@
-"""`zoodeploy package` and `zoodeploy verify-bundle`: self-verifying edge bundles."""
+"""`zoodeploy package` (edge bundles, Triton repositories, KServe deployments) and `zoodeploy verify-bundle`."""
 
 from __future__ import annotations
 
@@ -10,39 +10,42 @@ import typer
 from rich.markup import escape
 
 from zoodeploy.cli.common import ArtifactArg, JsonFlag, console, print_json
-from zoodeploy.package import BundleReport, PackageConfig, Target
-from zoodeploy.package import package as make_bundle
+from zoodeploy.package import BundleReport
 from zoodeploy.package import verify_bundle as check_bundle
+from zoodeploy.package.formats import FORMATS, Format, PackageOptions, PackageTarget, bundle_report_lines, package_as
 
 
 def package(
     artifact: ArtifactArg,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Bundle file to write (.tar.gz).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="What to write: " + "; ".join(
+        f"{name}: {FORMATS.get(name).output}" for name in FORMATS) + ".")],
     variant: Annotated[str, typer.Option(
         help="Variant to ship: `selected` (the card's pick), fp32, int8, int8-ort, ...")] = "selected",
-    target: Annotated[Target, typer.Option(
-        help="`cpu`: model.onnx; `mobile`: model.ort + minimal-build config + usability report.")] = Target.cpu,
-    samples: Annotated[int, typer.Option(help="Test-split images the bundle checks itself with.")] = 8,
+    format: Annotated[Format, typer.Option(
+        "--format", help="`edge`: a self-verifying bundle; `triton`: a Triton model repository; "
+                         "`kserve`: that repository + an InferenceService and a Bento Deployment.")] = Format.edge,
+    target: Annotated[PackageTarget | None, typer.Option(
+        help="edge: `cpu` (model.onnx) or `mobile` (model.ort + minimal-build config); "
+             "triton/kserve: `cpu` or `gpu` instances. Default: cpu (gpu for a TensorRT engine).")] = None,
+    samples: Annotated[int, typer.Option(help="edge: test-split images the bundle checks itself with.")] = 8,
+    max_batch: Annotated[int | None, typer.Option(
+        help="triton/kserve: max_batch_size (default 64, or the largest batch the card measured).")] = None,
+    runtime: Annotated[str | None, typer.Option(
+        help="edge: `onnxruntime` or `openvino`: ship the variant's file on that runtime "
+             "(default: the variant's own).")] = None,
     json: JsonFlag = False,
 ) -> None:
-    """Package one variant of ARTIFACT into a bundle that runs with onnxruntime, numpy and pillow only."""
-    cfg = PackageConfig(variant=variant, target=target, samples=samples)
-    with console.status(f"packaging {artifact.name} ({variant}, {target.value})"):
-        bundle = make_bundle(artifact, out, cfg)
-    m, r = bundle.manifest, bundle.report
+    """Package one variant of ARTIFACT: an edge bundle, a Triton model repository or a KServe deployment."""
+    options = PackageOptions(variant=variant, target=target, samples=samples, max_batch=max_batch, runtime=runtime)
+    with console.status(f"packaging {artifact.name} ({variant}, {format.value})"):
+        made = package_as(format.value, artifact, out, options)
     if json:
-        print_json({"path": str(bundle.path), "sha256": bundle.sha256, "bytes": bundle.bytes,
-                    "manifest": m, "verification": _report_dict(r), "notes": bundle.notes})
+        print_json(made.record)
         return
-    acc = m["accuracy"]
-    _say(f"{m['name']} {m['variant']} ({m['target']}) -> {bundle.path} ({bundle.bytes / 1e6:.2f} MB, "
-         f"{len(m['files'])} files)", tag="packaged")
-    _say(f"  model {m['model']}: opset {m['opset']}, needs "
-         + ", ".join(f"{k}{v}" for k, v in m["runtime"]["requirements"].items())
-         + (f"; test top-1 {acc['top1']:.2f}% (n={acc['n']})" if acc else ""))
-    _print_report(r)
-    _say(f"  sha256 {bundle.sha256}")
-    for note in bundle.notes:
+    _say(made.headline, tag="packaged")
+    for line in made.details:
+        _say(line)
+    for note in made.notes:
         _say(note, tag="  note:", color="yellow")
 
 
@@ -71,9 +74,5 @@ def _report_dict(r: BundleReport) -> dict:
 
 
 def _print_report(r: BundleReport) -> None:
-    _say(f"  verified: {r.files_checked} files match manifest.json; {sum(s['ok'] for s in r.samples)}/"
-         f"{len(r.samples)} samples match the expected outputs (max |dp| {r.max_abs_diff:.2g} <= "
-         f"{r.prob_atol:g}) with onnxruntime {r.runtime.get('onnxruntime')}")
-    if r.code_differs:
-        _say(f"{', '.join(r.code_differs)} differ from this zoodeploy's copy: the bundle was made by another "
-             "version; the device runs the bundle's own code", tag="  note:", color="yellow")
+    for line in bundle_report_lines(r):
+        _say(line)
