@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# Set up .venv (if needed) and run the whole test suite, one pytest-xdist worker per core (at
-# most 4; each worker is pinned to its core, see tests/conftest.py). Extra arguments go to pytest.
+# Set up .venv (if needed) and run the test suite, one pytest-xdist worker per core (at most 4;
+# each worker is pinned to its core, see tests/conftest.py). Extra arguments go to pytest.
+#   bash scripts/test.sh           everything (what CI runs)
+#   bash scripts/test.sh --quick   the quick tier: every package, but nothing that trains a model,
+#                                  starts a server, exports the zoo or is marked slow
+# The tier markers (trains, server, zoo) are set by tests/conftest.py from the fixtures a test uses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tier=()
+if [[ "${1:-}" == "--quick" ]]; then
+  shift
+  tier=(-m "not trains and not server and not zoo and not slow")
+fi
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --maxprocesses 4 --dist loadgroup "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --maxprocesses 4 --dist loadgroup "${tier[@]}" "$@"

@@ -28,6 +28,8 @@ def pytest_configure(config):
     other 5-100x (spin-waiting); pinned, each is a one-core machine, and the servers and CLI
     subprocesses it starts inherit that.
     """
+    if hasattr(config.option, "loadscopereorder"):  # xdist's own order (most tests first) would
+        config.option.loadscopereorder = False  # run the one-test VGG groups last: ours, below
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not worker or not hasattr(os, "sched_setaffinity"):
         return
@@ -126,9 +128,57 @@ def artifact(trained, tmp_path):
     return get
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+# Tiers: markers put on a test from the fixtures it uses (pyproject declares them), so that a new
+# test is classified without anyone thinking of it. `scripts/test.sh --quick` leaves them out.
+TIER_FIXTURES = {
+    "trains": {"trained"},  # artifact, optimized, bundles, served_artifact, ... all come from it
+    "server": {"server"},
+    "zoo": {"zoo_artifact"},
+}
+SERVER_CALLS = {"start_server"}  # a test that starts a server itself, not through the fixture
+# rough seconds on one core, for the order below: per test by its markers, and once per group
+# for what a module or session fixture makes (a server; the first trained model it waits for)
+ITEM_COST = {"slow": 60, "zoo": 10, "trains": 2}
+GROUP_COST = {"server": 30, "trains": 5}
+
+
+def _tiers(item) -> set[str]:
+    used = set(getattr(item, "fixturenames", ()))  # the whole closure: fixtures of fixtures too
+    tiers = {tier for tier, fixtures in TIER_FIXTURES.items() if used & fixtures}
+    code = getattr(getattr(item, "function", None), "__code__", None)
+    if code is not None and SERVER_CALLS & set(code.co_names):
+        tiers.add("server")
+    return tiers
+
+
+def _marks(item) -> set[str]:
+    return {m.name for m in item.iter_markers()}
+
+
+def _group_cost(group: list) -> float:
+    marks = [_marks(item) for item in group]
+    marks = [m for m in marks if "skip" not in m]  # skipped here (no GPU): costs nothing
+    per_item = sum(1 + sum(ITEM_COST.get(m, 0) for m in ms) for ms in marks)
+    return per_item + sum(cost for tier, cost in GROUP_COST.items() if any(tier in ms for ms in marks))
+
+
+def _biggest_groups_first(items: list) -> list:
+    """Items grouped by xdist_group, the costliest group first (each group's own order kept).
+
+    pytest-xdist hands out whole groups in this order, one or two ahead per worker: with the
+    big ones first, the small ones fill in at the end and both workers finish together.
+    """
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(item.get_closest_marker("xdist_group").args[0], []).append(item)
+    order = sorted(groups.values(), key=lambda g: -_group_cost(g))  # stable: ties keep file order
+    return [item for group in order for item in group]
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups and `-m` deselects
 def pytest_collection_modifyitems(config, items):
-    """`gpu` tests skip without CUDA, `tensorrt` tests without TensorRT: cleanly, with a reason.
+    """Tier markers from the fixtures each test uses; `gpu` tests skip without CUDA, `tensorrt`
+    tests without TensorRT, cleanly, with a reason; the costliest xdist groups run first.
 
     Under `--dist loadgroup` a test file without groups of its own runs in one worker, so its
     module fixtures (a server, a trained model) are made once.
@@ -136,6 +186,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        for tier in _tiers(item):
+            item.add_marker(tier)
     import importlib.util
 
     import torch
@@ -148,6 +200,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_cuda)
         if item.get_closest_marker("tensorrt") and not has_trt:
             item.add_marker(no_trt)
+    items[:] = _biggest_groups_first(items)
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
-"""`zoodeploy evaluate | bench | check | report | build` through real subprocesses: their JSON is
-the library's figures, `build` runs the whole pipeline, and bad input is one line on stderr with
-exit 1. (The gate's failures on planted regressions are in tests/test_gate.py.)"""
+"""`zoodeploy evaluate | bench | check | report | build`: their JSON is the library's figures,
+`build` runs the whole pipeline, and bad input is one line on stderr with exit 1. `evaluate` and
+`build` run as real subprocesses; the rest in-process (cli_support.invoke_cli: the same error
+handling, without starting Python for each). (The gate's failures on planted regressions are in
+tests/test_gate.py.)"""
 
 import json
 import shutil
 
 import pytest
 import torch
-from cli_support import assert_one_line_error, run_cli
+from cli_support import assert_one_line_error, invoke_cli, run_cli
 
 from zoodeploy.card import load_card
 
@@ -22,7 +24,7 @@ def test_evaluate_bench_report_json(artifact):
     assert fp32["n"] == 359 and fp32["drop_pt"] == 0 and set(fp32["per_class"]) == set(map(str, range(10)))
     assert load_card(art).variants["fp32"].accuracy.model_dump(mode="json") == fp32
 
-    r = run_cli("bench", art, "--batch", "1,2", "--threads", "1", "--max-seconds", "1", "--json")
+    r = invoke_cli("bench", art, "--batch", "1,2", "--threads", "1", "--max-seconds", "1", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert set(out["eager"]) == {"1", "2"} and set(out["variants"]["fp32"]) == {"1", "2"}
@@ -31,7 +33,7 @@ def test_evaluate_bench_report_json(artifact):
     assert out["threads"] == 1 and out["peak_rss_mb"] > 0
     assert load_card(art).variants["fp32"].latency["2"].p50_ms == row["p50_ms"]
 
-    r = run_cli("report", art, "--json")
+    r = invoke_cli("report", art, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"report": str(art / "report.md"), "pareto": str(art / "pareto.png")}
 
@@ -53,7 +55,7 @@ def test_bad_input_is_one_line(case, trained, tmp_path):
         "no-figures": (["report", art], ["zoodeploy bench"]),
         "no-gpu": (["bench", art, "--device", "cuda"], ["GPU", "zoodeploy[gpu]"]),
     }[case]
-    assert_one_line_error(run_cli(*args), *needles)
+    assert_one_line_error(invoke_cli(*args), *needles)
 
 
 @pytest.mark.slow
@@ -75,7 +77,7 @@ def test_build_mobile_selects_the_fastest_variant_within_budget(tmp_path):
     md = (out / "report.md").read_text()
     assert f"**selected: `{card.selected}`**" in md and (out / "pareto.png").stat().st_size > 10_000
     # a reader reproduces every accuracy figure with `zoodeploy evaluate`
-    r = run_cli("evaluate", out, "--json")
+    r = invoke_cli("evaluate", out, "--json")
     assert r.returncode == 0, r.stderr
     again = json.loads(r.stdout)["variants"]
     assert again == {n: v.accuracy.model_dump(mode="json") for n, v in card.variants.items()}
@@ -87,5 +89,5 @@ def test_bad_build_input_is_one_line(case, tmp_path):
     if case == "existing":
         out.mkdir()
         (out / "card.json").write_text("{}")
-    r = run_cli("build", "resnet5O" if case == "unknown-model" else "lenet5", "-o", out)
+    r = invoke_cli("build", "resnet5O" if case == "unknown-model" else "lenet5", "-o", out)
     assert_one_line_error(r, "resnet50" if case == "unknown-model" else "--force")

@@ -1,4 +1,5 @@
-"""`zoodeploy export` through real subprocesses: artifacts, zoo names, and one-line errors."""
+"""`zoodeploy export`: artifacts, zoo names, and one-line errors. One real subprocess; the rest
+in-process (cli_support.invoke_cli: the same error handling, without starting Python for each)."""
 
 import json
 
@@ -6,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torchvision
-from cli_support import assert_one_line_error, run_cli
+from cli_support import assert_one_line_error, invoke_cli, run_cli
 
 from zoodeploy.card import load_card
 
@@ -14,7 +15,7 @@ LOCAL_PROXY = "http://127.0.0.1:9"  # nothing listens there: downloads fail at o
 
 
 def zd(*args, **kw):
-    return run_cli("export", *args, **kw)
+    return invoke_cli("export", *args, **kw)
 
 
 def no_leftovers(directory):
@@ -23,7 +24,7 @@ def no_leftovers(directory):
 
 def test_export_artifact_in_place_prints_and_records(artifact):
     art = artifact("lenet5")
-    r = zd(art, "--json")
+    r = run_cli("export", art, "--json")  # the one real subprocess
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     card = load_card(art)

@@ -1,4 +1,5 @@
-"""`zoodeploy optimize` through real subprocesses: JSON output, and one-line errors for bad input."""
+"""`zoodeploy optimize`: JSON output through a real subprocess, and one-line errors for bad input
+in-process (cli_support.invoke_cli: the same error handling, without starting Python for each)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shutil
 
 import onnx
 import pytest
-from cli_support import assert_one_line_error, run_cli
+from cli_support import assert_one_line_error, invoke_cli, run_cli
 
 
 def test_default_is_fuse_and_int8_with_json(trained, tmp_path):
@@ -38,14 +39,14 @@ def test_bad_input_is_one_line(trained, tmp_path, case):
     (tmp_path / "calib" / "dogs").mkdir()
     if case == "not-onnx":
         (tmp_path / "notes.onnx").write_text("hello\n")
-        r, needles = run_cli("optimize", tmp_path / "notes.onnx", "--calib-data", "digits"), ["notes.onnx", "ONNX"]
+        r, needles = invoke_cli("optimize", tmp_path / "notes.onnx", "--calib-data", "digits"), ["notes.onnx", "ONNX"]
     elif case == "no-metadata-no-calib":
-        r, needles = run_cli("optimize", bare), ["lone ONNX model", "--calib-data"]
+        r, needles = invoke_cli("optimize", bare), ["lone ONNX model", "--calib-data"]
     elif case == "calib-dir-without-images":
-        r, needles = run_cli("optimize", bare, "--calib-data", tmp_path / "calib"), ["no images"]
+        r, needles = invoke_cli("optimize", bare, "--calib-data", tmp_path / "calib"), ["no images"]
     elif case == "bad-max-drop":
-        r, needles = run_cli("optimize", bare, "--calib-data", "digits", "--max-drop", "half"), ["--max-drop"]
+        r, needles = invoke_cli("optimize", bare, "--calib-data", "digits", "--max-drop", "half"), ["--max-drop"]
     else:
-        r, needles = run_cli("optimize", bare, "--calib-data", "digits", "--scheme", "s4s4"), ["--scheme", "u8s8"]
+        r, needles = invoke_cli("optimize", bare, "--calib-data", "digits", "--scheme", "s4s4"), ["--scheme", "u8s8"]
     assert_one_line_error(r, *needles)
     assert not (tmp_path / "bare-artifact" / "fused.onnx").exists()

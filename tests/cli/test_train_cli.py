@@ -1,10 +1,11 @@
-"""`zoodeploy train` through a real subprocess: output, and one-line errors for bad input."""
+"""`zoodeploy train`: output through a real subprocess, and one-line errors for bad input
+in-process (cli_support.invoke_cli: the same error handling, without starting Python for each)."""
 
 import json
 
 import numpy as np
 import pytest
-from cli_support import assert_one_line_error, run_cli
+from cli_support import assert_one_line_error, invoke_cli, run_cli
 from PIL import Image
 
 
@@ -46,5 +47,5 @@ def test_bad_input_is_one_line(tmp_path, case):
         (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
         args += ["--weights", tmp_path / "bad.pt"]
         needle = ["bad.pt"]
-    assert_one_line_error(run_cli("train", *args), *needle)
+    assert_one_line_error(invoke_cli("train", *args), *needle)
     assert not (tmp_path / "out" / "card.json").exists()

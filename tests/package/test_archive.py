@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from bundle_helpers import rehash, repack
-from cli_support import assert_one_line_error, run_cli
+from cli_support import assert_one_line_error, invoke_cli
 
 from zoodeploy.errors import ValidationError
 from zoodeploy.package import safe_extract, verify_bundle
@@ -61,7 +61,7 @@ def test_unsafe_archives_are_refused_before_anything_is_written(tmp_path, case):
 
 def test_verify_bundle_cli_refuses_a_path_traversal_archive(tmp_path):
     archive = _tar(tmp_path / "evil.tar.gz", [_file("b/manifest.json", b"{}"), _file("b/../../escaped.txt")])
-    r = run_cli("verify-bundle", archive, "--into", tmp_path / "out")
+    r = invoke_cli("verify-bundle", archive, "--into", tmp_path / "out")
     assert_one_line_error(r, "refusing to extract", "b/../../escaped.txt")
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out").exists()
 

@@ -1,11 +1,12 @@
-"""`zoodeploy package` and `zoodeploy verify-bundle` through real subprocesses."""
+"""`zoodeploy package` and `zoodeploy verify-bundle` through real subprocesses; refusals in-process
+(cli_support.invoke_cli: the same one-line error and exit 1, without starting Python)."""
 
 from __future__ import annotations
 
 import json
 
 from bundle_helpers import repack
-from cli_support import assert_one_line_error, run_cli
+from cli_support import assert_one_line_error, invoke_cli, run_cli
 
 from zoodeploy.card import load_card, save_card
 from zoodeploy.fileio import sha256_file
@@ -30,7 +31,7 @@ def test_package_then_verify_bundle(artifact, tmp_path):
 
 
 def test_package_unknown_variant_is_one_line(trained, tmp_path):
-    r = run_cli("package", trained("lenet5"), "--variant", "int9", "-o", tmp_path / "b.tar.gz")
+    r = invoke_cli("package", trained("lenet5"), "--variant", "int9", "-o", tmp_path / "b.tar.gz")
     assert_one_line_error(r, "no variant 'int9'", "have: fp32")
     assert not (tmp_path / "b.tar.gz").exists()
 
@@ -38,4 +39,4 @@ def test_package_unknown_variant_is_one_line(trained, tmp_path):
 def test_verify_bundle_bad_input_is_one_line(bundle_copy, tmp_path):
     root = bundle_copy("cpu")
     (root / "model.onnx").write_bytes((root / "model.onnx").read_bytes()[:-1])
-    assert_one_line_error(run_cli("verify-bundle", repack(root, tmp_path / "t.tar.gz")), "model.onnx (sha256 mismatch")
+    assert_one_line_error(invoke_cli("verify-bundle", repack(root, tmp_path / "t.tar.gz")), "model.onnx (sha256 mismatch")

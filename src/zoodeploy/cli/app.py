@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Sequence
+from typing import NoReturn
 
 import typer
 
@@ -52,17 +54,34 @@ def make_app(only: str | None = None) -> typer.Typer:
     return app
 
 
-def main() -> None:
-    first = sys.argv[1] if len(sys.argv) > 1 else None
+def run(args: Sequence[str] | None = None) -> NoReturn:
+    """`zoodeploy ARGS` (None: sys.argv[1:]) in this process; always exits (SystemExit).
+
+    A ZoodeployError becomes one line on stderr and exit 1, Ctrl-C exit 130. `main` runs this,
+    and so do the tests that check the CLI in-process (tests/cli_support.py), so both paths
+    handle errors in this one place.
+    """
+    args = sys.argv[1:] if args is None else [str(a) for a in args]
+    first = args[0] if args else None
     app = make_app(first if first in COMMANDS else None)
     try:  # standalone: usage errors print typer's message and exit 2, typer.Exit keeps its code
-        app()
+        app(args, prog_name="zoodeploy")
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except ZoodeployError as e:
-        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         sys.exit(1)
+    sys.exit(0)  # not reached: a standalone click command exits itself
+
+
+def error_line(e: ZoodeployError) -> str:
+    """The one line a refusal prints: the message with its whitespace folded."""
+    return "error: " + " ".join(str(e).split())
+
+
+def main() -> None:
+    run()
 
 if __name__ == "__main__":
     main()
