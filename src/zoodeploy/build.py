@@ -124,10 +124,12 @@ def _optimize(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
     b = cfg.batches[0]
     rows = {"eager": card.eager_latency.get(str(b)),
             **{n: v.latency.get(str(b)) for n, v in card.variants.items()}}
-    accuracy = ", ".join(f"{n} {v.accuracy.top1:.2f}%" + (f" ({_change(v.accuracy.drop_pt)} pt)" if n != "fp32" else "")
-                         for n, v in card.variants.items() if v.accuracy is not None)
+    measured = [(n, v.accuracy) for n, v in card.variants.items() if v.accuracy is not None]
+    accuracy = ", ".join(f"{n} {a.score:.2f}%" + (f" ({_change(a.drop_pt)} pt)" if n != "fp32" else "")
+                         for n, a in measured)
+    what = measured[0][1].what if measured else "accuracy"
     latency = ", ".join(f"{n} {s.p50_ms:.3g} ms" for n, s in rows.items() if s is not None)
-    return f"made {', '.join(v.name for v in made)}; test top-1 {accuracy}; p50 at batch {b}: {latency}"
+    return f"made {', '.join(v.name for v in made)}; test {what}: {accuracy}; p50 at batch {b}: {latency}"
 
 
 def _change(drop_pt: float) -> str:
@@ -136,7 +138,8 @@ def _change(drop_pt: float) -> str:
 
 
 def select_variant(card: ModelCard, max_drop: float, batch: int) -> str:
-    """The fastest variant (p50 at `batch`) whose top-1 is within `max_drop` pt of fp32."""
+    """The fastest variant (p50 at `batch`) whose top-1 (agreement with fp32, without labels) is
+    within `max_drop` pt of fp32."""
     ok = {n: v.latency[str(batch)].p50_ms for n, v in card.variants.items()
           if v.accuracy is not None and v.accuracy.drop_pt is not None and v.accuracy.drop_pt <= max_drop
           and str(batch) in v.latency}
@@ -156,7 +159,7 @@ def _select(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
     v = card.variants[card.selected]
     lat = v.latency[str(b)]
     eager = f", {lat.speedup_vs_eager:.2f}x eager" if lat.speedup_vs_eager else ""
-    return (f"{card.selected}: {v.accuracy.top1:.2f}% top-1 ({_change(v.accuracy.drop_pt)} pt vs fp32), "
+    return (f"{card.selected}: {v.accuracy.summary()} ({_change(v.accuracy.drop_pt)} pt vs fp32), "
             f"p50 {lat.p50_ms:.3g} ms at batch {b}{eager}")
 
 

@@ -9,9 +9,9 @@ import os
 import platform
 import time
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
@@ -39,6 +39,20 @@ class DataSpec(_Model):
     test_fraction: float
     counts: dict[str, int]  # split -> number of images
     num_files: int | None = None  # for a directory: files found
+    labelled: bool = True  # False: a folder of images without classes (every label -1)
+    skipped: int = 0  # unreadable images left out (counted, never silently)
+    class_to_label: dict[str, int] | None = None  # class folder -> model label index (matched by name)
+
+
+class SourceSpec(_Model):
+    """Where a model that is not trained here came from (zoodeploy.models.sources), enough to
+    rebuild its nn.Module: the kind, what the user named, the weights file and their hashes."""
+
+    kind: str  # zoo | torchvision | callable | exported-program | onnx
+    ref: str  # the name, `file.py:function` / `module:function`, or the file as given
+    weights: str | None = None  # the --weights file the module was loaded with
+    weights_sha256: str | None = None
+    file_sha256: str | None = None  # for a .pt2 / .onnx source: the file's own hash
 
 
 class Training(_Model):
@@ -55,7 +69,7 @@ class Training(_Model):
     history: list[dict[str, float]] = Field(default_factory=list)
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):  # StrEnum: str() and f-strings give the value
     fp32 = "fp32"
     fp16 = "fp16"
     bf16 = "bf16"
@@ -63,7 +77,7 @@ class Precision(str, Enum):
     mixed = "mixed"  # int8 with some nodes kept in float (accuracy control)
 
 
-class Runtime(str, Enum):
+class Runtime(StrEnum):
     """What runs a variant's file; each has a runner in zoodeploy.runtime's registry."""
 
     onnxruntime = "onnxruntime"
@@ -75,16 +89,37 @@ class Runtime(str, Enum):
 
 
 class Accuracy(_Model):
-    """Accuracy on the held-out test split, and drift from the fp32 reference."""
+    """Accuracy on held-out images, and drift from the fp32 reference.
+
+    `kind` says what the figures are: "labelled" (top-1 / top-5 against the images' labels) or
+    "agreement" (no usable labels: how far the variant strays from fp32 on the same images, and
+    `drop_pt` is the agreement drop, 100 - agreement). Every budget reads `drop_pt`.
+    """
 
     split: str = "test"
     n: int
-    top1: float  # percent
-    top5: float
-    drop_pt: float | None = None  # fp32 top1 - this top1, percentage points
+    kind: Literal["labelled", "agreement"] = "labelled"
+    top1: float | None = None  # percent, against the labels (None without labels)
+    top5: float | None = None
+    drop_pt: float | None = None  # labelled: fp32 top1 - this top1; agreement: 100 - agreement (points)
     agreement: float | None = None  # top-1 agreement with fp32, percent
+    top5_containment: float | None = None  # fp32's top-1 class among this variant's top 5, percent
     max_abs_err: float | None = None  # largest |logit - fp32 logit|
+    mean_abs_err: float | None = None
     per_class: dict[str, float] | None = None
+
+    @property
+    def score(self) -> float:
+        """The figure a budget is measured on: top-1 with labels, agreement without."""
+        return self.top1 if self.kind == "labelled" else self.agreement
+
+    @property
+    def what(self) -> str:
+        return "top-1" if self.kind == "labelled" else "top-1 agreement with fp32 (no labels)"
+
+    def summary(self) -> str:
+        """`97.21% top-1` or `99.44% top-1 agreement with fp32 (no labels)`."""
+        return f"{self.score:.2f}% {self.what}"
 
 
 class Comparison(_Model):
@@ -277,6 +312,7 @@ class ModelCard(_Model):
     input_name: str = "input"
     output_name: str = "logits"
     weights: str | None = None  # where the starting weights came from
+    source: SourceSpec | None = None  # None: a zoo architecture (cards older than sources)
     data: DataSpec | None = None
     training: Training | None = None
     checkpoint: str | None = None

@@ -158,8 +158,8 @@ def _check_baseline_matches(baseline: LatencyBaseline | None, card: ModelCard, c
 def _accuracy_failures(name: str, acc: Accuracy, cfg: GateConfig) -> list[Failure]:
     if acc.drop_pt is None or acc.drop_pt <= cfg.max_drop:
         return []
-    return [Failure(name, "accuracy", f"top-1 dropped {acc.drop_pt:.2f} pt > budget {cfg.max_drop:g} pt "
-                                      f"({acc.top1:.2f}% vs fp32 {acc.top1 + acc.drop_pt:.2f}%, "
+    return [Failure(name, "accuracy", f"{acc.what} dropped {acc.drop_pt:.2f} pt > budget {cfg.max_drop:g} pt "
+                                      f"({acc.score:.2f}% vs fp32 {acc.score + acc.drop_pt:.2f}%, "
                                       f"agreement {acc.agreement:.1f}%, n={acc.n} test images)")]
 
 

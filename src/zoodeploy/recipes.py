@@ -99,6 +99,7 @@ class AccuracyControl(_Model):
     val_drop_pt: float = 0.0
     met: bool = False
     stopped: str = ""
+    measure: str = "top-1"  # "top-1 agreement with fp32" on a split without labels
 
 
 @recipe_kind

@@ -50,10 +50,10 @@ def _print(report: GateReport, cfg: GateConfig) -> None:
     base = report.baseline.ratios if report.baseline else {}
     for name, acc in report.accuracy.items():
         if name == "fp32":
-            print(f"     fp32     top-1 {acc.top1:.2f}% (reference, n={acc.n})")
+            print(f"     fp32     {acc.summary()} (reference, n={acc.n})")
             continue
         mark = "FAIL" if (name, "accuracy") in failed else "ok  "
-        line = f"{mark} {name:<8} top-1 {acc.top1:.2f}%, drop {acc.drop_pt:+.2f} pt (budget {cfg.max_drop:g})"
+        line = f"{mark} {name:<8} {acc.summary()}, drop {acc.drop_pt:+.2f} pt (budget {cfg.max_drop:g})"
         if name in report.ratios:
             mark = "FAIL" if (name, "latency") in failed else "ok  "
             ref = f", baseline {base[name]:.2f}x" if name in base and not report.updated else ""

@@ -81,10 +81,11 @@ def chosen_passes(passes: str | None, **aliases: bool) -> tuple[str, ...]:
 
 
 def _table(variants: list[Variant]) -> Table:
-    table = Table("variant", "precision", "test top-1 %", "drop pt", "agree %", "p50 ms b=1", "speed-up")
+    what = next((v.accuracy.what for v in variants if v.accuracy), "top-1")
+    table = Table("variant", "precision", f"test {what} %", "drop pt", "agree %", "p50 ms b=1", "speed-up")
     for v in variants:
         a, lat = v.accuracy, v.latency.get("1")
-        table.add_row(v.name, v.precision.value, f"{a.top1:.2f}" if a else "-",
+        table.add_row(v.name, v.precision.value, f"{a.score:.2f}" if a else "-",
                       f"{a.drop_pt:+.2f}" if a and a.drop_pt is not None else "-",
                       f"{a.agreement:.1f}" if a and a.agreement is not None else "-",
                       f"{lat.p50_ms:.3f}" if lat else "-",

@@ -26,21 +26,52 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float((top == labels[:, None]).any(axis=1).mean() * 100.0)
 
 
+def is_labelled(labels: np.ndarray) -> bool:
+    """Whether every image has a label (unlabelled images carry -1)."""
+    return labels.size > 0 and bool((labels >= 0).all())
+
+
+def agreement(logits: np.ndarray, reference: np.ndarray) -> float:
+    """Percent of images whose top-1 class is the reference's."""
+    return float((logits.argmax(1) == reference.argmax(1)).mean() * 100.0)
+
+
+def top1_score(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
+    """What a drop budget is measured on: top-1 accuracy with labels, agreement with the
+    reference (fp32) without them."""
+    return topk_accuracy(logits, labels, 1) if is_labelled(labels) else agreement(logits, reference)
+
+
 def accuracy_of(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray | None = None,
                 class_names: list[str] | None = None) -> Accuracy:
-    """Top-1/top-5 of `logits`; with `reference` (fp32 logits) also drop, agreement, max error."""
-    top1 = topk_accuracy(logits, labels, 1)
-    per_class = None
-    if class_names is not None:
-        pred = logits.argmax(1)
-        per_class = {name: float((pred[labels == k] == k).mean() * 100.0)
-                     for k, name in enumerate(class_names) if (labels == k).any()}
-    acc = Accuracy(n=len(labels), top1=top1, top5=topk_accuracy(logits, labels, 5), per_class=per_class)
+    """Top-1/top-5 of `logits` (when the images are labelled); with `reference` (fp32 logits)
+    also drop, agreement, top-5 containment and logit error. Without labels every figure is
+    relative to the reference, and says so (`kind="agreement"`)."""
+    if is_labelled(labels):
+        acc = Accuracy(n=len(labels), top1=topk_accuracy(logits, labels, 1), top5=topk_accuracy(logits, labels, 5),
+                       per_class=_per_class(logits, labels, class_names))
+    else:
+        acc = Accuracy(n=len(labels), kind="agreement")
+        if reference is None:
+            reference = logits  # fp32 itself: it agrees with itself
     if reference is not None:
-        acc.drop_pt = topk_accuracy(reference, labels, 1) - top1
-        acc.agreement = float((logits.argmax(1) == reference.argmax(1)).mean() * 100.0)
-        acc.max_abs_err = float(np.abs(logits.astype(np.float64) - reference).max())
+        acc.agreement = agreement(logits, reference)
+        acc.drop_pt = (topk_accuracy(reference, labels, 1) - acc.top1 if acc.kind == "labelled"
+                       else 100.0 - acc.agreement)
+        k = min(5, logits.shape[1])
+        top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+        acc.top5_containment = float((top == reference.argmax(1)[:, None]).any(axis=1).mean() * 100.0)
+        err = np.abs(logits.astype(np.float64) - reference)
+        acc.max_abs_err, acc.mean_abs_err = float(err.max()), float(err.mean())
     return acc
+
+
+def _per_class(logits: np.ndarray, labels: np.ndarray, class_names: list[str] | None) -> dict[str, float] | None:
+    if class_names is None:
+        return None
+    pred = logits.argmax(1)
+    return {name: float((pred[labels == k] == k).mean() * 100.0)
+            for k, name in enumerate(class_names) if (labels == k).any()}
 
 
 def same_data(a: DataSpec | None, b: DataSpec | None) -> bool:
@@ -96,7 +127,8 @@ def variant_logits(artifact: str | Path, variant: str, x: np.ndarray, card: Mode
 def evaluate_variants(artifact: str | Path, variants: list[str] | None = None,
                       splits: Splits | None = None, options: RunOptions | None = None,
                       record: bool = True, progress: bool = False) -> dict[str, Accuracy]:
-    """Accuracy and drift vs fp32 of each variant on the test split.
+    """Accuracy and drift vs fp32 of each variant on the test split (label-free agreement with
+    fp32 when the images have no labels).
 
     Recorded in the card when `record` and the data is the card's own (figures on other data
     would be mistaken for the artifact's); returns the figures either way.

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from zoodeploy.card import Precision, Variant, load_card
 from zoodeploy.errors import OptimizeError
-from zoodeploy.evaluate.accuracy import topk_accuracy
+from zoodeploy.evaluate.accuracy import is_labelled, top1_score
 from zoodeploy.optimize.data import validation_arrays
 from zoodeploy.optimize.quantize import (QuantConfig, Quantizer, keep_in_float, open_quantizer, quantize,
                                         record_target_isa)
@@ -66,6 +66,7 @@ class ControlReport:
     val_drop_pt: float = 0.0
     met: bool = False
     stopped: str = ""
+    measure: str = "top-1"  # or the agreement with fp32, on a split without labels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,9 +140,10 @@ class _Search:
     """Re-quantize with the k worst nodes in float and measure the validation drop."""
 
     def __init__(self, quantizer: Quantizer, base: list[str], x: np.ndarray, y: np.ndarray,
-                 ref_top1: float, threads: int | None, workdir: Path):
+                 ref_logits: np.ndarray, threads: int | None, workdir: Path):
         self.quantizer, self.base = quantizer, base
-        self.x, self.y, self.ref_top1, self.threads = x, y, ref_top1, threads
+        self.x, self.y, self.ref, self.threads = x, y, ref_logits, threads
+        self.ref_top1 = top1_score(ref_logits, y, ref_logits)
         self.workdir = workdir
         self.order: list[str] = []
         self.tried: dict[int, Step] = {}
@@ -155,7 +157,7 @@ class _Search:
     def drop(self, k: int) -> Step:
         if k not in self.tried:
             self.quantizer.write(self.path(k), self.excluded(k))
-            top1 = topk_accuracy(logits_of(self.path(k), self.x, self.threads), self.y, 1)
+            top1 = top1_score(logits_of(self.path(k), self.x, self.threads), self.y, self.ref)
             self.tried[k] = Step(kept_in_float=k, val_top1=top1, val_drop_pt=self.ref_top1 - top1)
         return self.tried[k]
 
@@ -181,12 +183,12 @@ def _search(s: _Search, budget: float, limit: int) -> tuple[int, str]:
 
 def control(quantizer: Quantizer, x_val: np.ndarray, y_val: np.ndarray, fp32: Path, max_drop: float,
             workdir: Path, threads: int | None = None, progress: bool = False) -> tuple[ControlReport, Path]:
-    """Find the nodes to keep in float so that the validation top-1 drop is within `max_drop`;
-    returns the report and the chosen quantized model (a file in `workdir`)."""
-    ref_top1 = topk_accuracy(logits_of(fp32, x_val, threads), y_val, 1)
+    """Find the nodes to keep in float so that the validation top-1 drop (the agreement drop,
+    without labels) is within `max_drop`; returns the report and the chosen quantized model."""
     base = list(quantizer.cfg.nodes_to_exclude)
-    s = _Search(quantizer, base, x_val, y_val, ref_top1, threads, workdir)
-    report = ControlReport(max_drop_pt=max_drop, split="val", n=len(y_val), fp32_top1=ref_top1, candidates=0)
+    s = _Search(quantizer, base, x_val, y_val, logits_of(fp32, x_val, threads), threads, workdir)
+    report = ControlReport(max_drop_pt=max_drop, split="val", n=len(y_val), fp32_top1=s.ref_top1, candidates=0,
+                           measure="top-1" if is_labelled(y_val) else "top-1 agreement with fp32")
     if s.drop(0).val_drop_pt <= max_drop:
         k, report.stopped = 0, "plain quantization is within budget"
     else:

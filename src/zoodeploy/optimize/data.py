@@ -79,10 +79,11 @@ def _same_split_as_card(spec: DataSpec | None, source: str) -> Splits:
 
 
 def validation_arrays(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
-    """The validation split (labelled, never trained on, not the test split) for the search."""
+    """The validation split (never trained on, not the test split) for the search; its labels are
+    -1 where the data has none (the search then measures agreement with fp32)."""
     if card.data is None:
-        raise OptimizeError(f"{card.name}: accuracy control needs a labelled validation split, but the "
-                            "card records no data set; pass --max-drop none or re-run with --calib-data")
+        raise OptimizeError(f"{card.name}: accuracy control needs a validation split, but the card records "
+                            "no data set; pass --max-drop none, or --calib-data DIR (any folder of images)")
     val = splits_for(card.data).val
     if len(val) == 0:
         raise OptimizeError(f"{card.name}: the validation split is empty; accuracy control needs one "

@@ -54,7 +54,7 @@ class PackageConfig:
     variant: str = "selected"  # a variant name, or the card's selected one
     target: Target = Target.cpu
     samples: int = 8  # images from the test split, with their expected outputs
-    target_isa: str | None = None  # also expect outputs computed on this ISA's device (mobile: arm64)
+    target_isa: str | None = None  # also expect outputs computed on this ISA's device (made if need be)
     runtime: Runtime | None = None  # ship this runtime's path of the variant (default: the variant's own)
 
     def __post_init__(self):
@@ -62,8 +62,6 @@ class PackageConfig:
         if self.runtime is not None and self.runtime not in (Runtime.onnxruntime, Runtime.openvino):
             raise ZoodeployError(f"--runtime must be onnxruntime or openvino, got {self.runtime!r}")
         self.runtime = Runtime(self.runtime) if self.runtime is not None else None
-        if self.target_isa is None and self.target is Target.mobile:
-            self.target_isa = mobile.MOBILE_ISA
         if not 1 <= self.samples <= 64:
             raise ZoodeployError(f"--samples must be between 1 and 64, got {self.samples}")
 
@@ -98,9 +96,10 @@ def package(artifact: str | Path, out: str | Path, cfg: PackageConfig | None = N
         root.mkdir()
         manifest = stage(artifact, card, variant, source, root, cfg)
         notes = _notes(variant)
-        if cfg.target_isa:  # the samples' outputs as the target's kernels compute them
-            note = mobile.add_target_expectations(root, cfg.target_isa, variant.precision)
-            notes += [note] if note else []
+        isa = cfg.target_isa or (mobile.MOBILE_ISA if cfg.target is Target.mobile else None)
+        if isa:  # the samples' outputs as the target's kernels compute them (mobile: on a device made here)
+            note = mobile.add_target_expectations(root, isa, variant.precision, make=cfg.target_isa is not None)
+            notes += [note] if note and cfg.target_isa else []
             manifest = json.loads((root / predict.MANIFEST).read_text())
         with atomic_path(out) as tmp_archive:
             write_archive(root, tmp_archive, mtime=int(time.time()))
@@ -191,6 +190,11 @@ def pick_samples(labels: np.ndarray, n: int) -> list[int]:
     return out
 
 
+def _label(card: ModelCard, k, unlabelled: str | None = "unlabelled") -> str | None:
+    """The class name of label index `k`; an unlabelled image (-1) has none."""
+    return card.labels[int(k)] if int(k) >= 0 else unlabelled
+
+
 def _save_png(img: Image.Image, path: Path) -> None:
     """Lossless PNG of the decoded image; modes a PNG cannot hold go through preprocessing's to_rgb."""
     (img if img.mode in PNG_MODES else to_rgb(img)).save(path, format="PNG")
@@ -210,7 +214,7 @@ def write_samples(artifact: Path, card: ModelCard, variant: Variant, root: Path,
     picked = pick_samples(test.labels, n)
     files = []
     for j, i in enumerate(picked):
-        name = f"samples/{j:02d}_{_slug(card.labels[int(test.labels[i])])}.png"
+        name = f"samples/{j:02d}_{_slug(_label(card, test.labels[i]))}.png"
         _save_png(test.image(i), root / name)
         files.append(name)
     x = preprocess_batch([load_image(root / f) for f in files], card.preprocessing)
@@ -221,7 +225,7 @@ def write_samples(artifact: Path, card: ModelCard, variant: Variant, root: Path,
     finally:
         runner.close()
     samples = [{"file": f, "source": f"{card.data.source} test split, index {i}",
-                "true_label": card.labels[int(test.labels[i])], "top1": int(p.argmax()),
+                "true_label": _label(card, test.labels[i], None), "top1": int(p.argmax()),
                 "top1_label": card.labels[int(p.argmax())], "probabilities": [float(v) for v in p]}
                for f, i, p in zip(files, picked, probs)]
     expected = {"tolerance": {"prob_atol": PROB_ATOL.get(variant.precision.value, 2e-2),

@@ -63,7 +63,7 @@ def _edge(artifact: Path, out: Path, options: PackageOptions) -> Packaged:
     acc = m["accuracy"]
     details = [f"  model {m['model']}: opset {m['opset']}, needs "
                + ", ".join(f"{k}{v}" for k, v in m["runtime"]["requirements"].items())
-               + (f"; test top-1 {acc['top1']:.2f}% (n={acc['n']})" if acc else ""),
+               + (f"; test top-1 {acc['top1']:.2f}% (n={acc['n']})" if acc and acc.get("top1") is not None else ""),
                *bundle_report_lines(r), f"  sha256 {bundle.sha256}"]
     record = {"path": str(bundle.path), "sha256": bundle.sha256, "bytes": bundle.bytes, "manifest": m,
               "verification": {**asdict(r), "ok": r.ok}, "notes": bundle.notes}

@@ -66,8 +66,8 @@ def pick_variant(card: ModelCard, wanted: str | None = None, gpu: bool = False) 
                             f"(have: {', '.join(card.variants) or 'none'}); run `zoodeploy export`")
     measured = [v for v in usable if v.accuracy is not None]
     if measured:
-        best = max(measured, key=lambda v: (v.accuracy.top1, -_p50(v)))
-        why = f"the best test top-1 ({best.accuracy.top1:.2f}%) of {len(measured)} measured variant(s)"
+        best = max(measured, key=lambda v: (v.accuracy.score, -_p50(v)))
+        why = f"the best test {best.accuracy.what} ({best.accuracy.score:.2f}%) of {len(measured)} measured variant(s)"
     else:
         best = card.variants.get(REFERENCE) or usable[0]
         why = "no variant has a measured accuracy, so the reference"

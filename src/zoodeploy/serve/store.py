@@ -99,7 +99,7 @@ def store_labels(card: ModelCard, variant: str) -> dict[str, str]:
     labels = {"framework": "zoodeploy", "arch": card.name, "variant": v.name, "precision": v.precision,
               "runtime": v.runtime, "classes": str(card.num_classes), "input_size": str(card.input_size)}
     if v.accuracy is not None:
-        labels["top1"] = f"{v.accuracy.top1:.2f}"
+        labels["top1" if v.accuracy.kind == "labelled" else "agreement"] = f"{v.accuracy.score:.2f}"
     if card.data is not None:
         labels["data"] = Path(card.data.source).name
     return labels
