@@ -137,3 +137,18 @@ def test_baseline_of_other_settings_is_refused(optimized, tmp_path):
 def test_bad_gate_config(bad):
     with pytest.raises(ZoodeployError):
         GateConfig(**bad)
+
+
+def test_a_baseline_from_another_cpu_class_is_refused(tmp_path):
+    """INT8's ratio to fp32 differs between CPU classes (VNNI or not): never compared across them."""
+    from zoodeploy.gate import _check_baseline_matches, host_isa_key
+    from zoodeploy.card import ModelCard
+    from zoodeploy.preprocess import Preprocessing
+    other = "x86-vnni" if host_isa_key() != "x86-vnni" else "x86-avx2"
+    base = LatencyBaseline(model="lenet5", isa=other, batch=1, threads=1, ratios={"int8": 0.5})
+    card = ModelCard(name="lenet5", num_classes=10, labels=[str(i) for i in range(10)],
+                     preprocessing=Preprocessing.for_size(32))
+    with pytest.raises(GateError, match=f"measured on a {other} CPU, this one is {host_isa_key()}"):
+        _check_baseline_matches(base, card, GateConfig(max_drop=1.0, max_slowdown=2.0), tmp_path / "b.json")
+    _check_baseline_matches(base.model_copy(update={"isa": host_isa_key()}), card,
+                            GateConfig(max_drop=1.0, max_slowdown=2.0), tmp_path / "b.json")
