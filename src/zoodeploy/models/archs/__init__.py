@@ -7,4 +7,10 @@ from zoodeploy.models.archs import (  # noqa: F401
     nin,
     mobilenet_v1,
     se_resnet,
+    preact_resnet,
+    resnet_cifar,
+    wide_resnet_cifar,
+    fractalnet,
+    inception_v4,
+    nasnet,
 )
