@@ -69,7 +69,8 @@ def build_engines(artifact: Path, max_batch: int, say) -> list[str]:
     """trt-fp32 / trt-fp16 engines (and torch-trt-fp16 when possible); names that were built."""
     from zoodeploy.card import load_card
     from zoodeploy.errors import ZoodeployError
-    from zoodeploy.optimize.tensorrt import CompileConfig, compile_variant
+    from zoodeploy.optimize.compile import compile_variant
+    from zoodeploy.optimize.tensorrt import CompileConfig
     from zoodeploy.optimize.torch_tensorrt import exported_program_variant
     built = []
     configs = [CompileConfig(precision=p, max_batch=max_batch, opt_batch=max_batch) for p in ("fp32", "fp16")]

@@ -20,7 +20,8 @@ def test_without_a_gpu_compile_says_what_is_missing(zoo_artifact):
 @pytest.mark.skipif(HAS_CUDA, reason="checks the message on a machine without a GPU")
 def test_without_a_gpu_torch_tensorrt_says_so_before_anything_else(zoo_artifact):
     from zoodeploy.errors import MissingDependencyError
-    from zoodeploy.optimize.tensorrt import CompileConfig, compile_variant
+    from zoodeploy.optimize.compile import compile_variant
+    from zoodeploy.optimize.tensorrt import CompileConfig
     with pytest.raises(MissingDependencyError, match="an NVIDIA CUDA GPU is not available"):
         compile_variant(zoo_artifact("lenet5"), CompileConfig(backend="torch-tensorrt", precision="fp16"))
 

@@ -14,7 +14,8 @@ from zoodeploy.bench.latency import BenchConfig, measure
 from zoodeploy.card import load_card, save_card
 from zoodeploy.errors import ArtifactError
 from zoodeploy.evaluate import accuracy  # (not `test_arrays` itself: pytest would collect it)
-from zoodeploy.optimize.tensorrt import CompileConfig, compile_variant
+from zoodeploy.optimize.compile import compile_variant
+from zoodeploy.optimize.tensorrt import CompileConfig
 from zoodeploy.runtime import EAGER, RunOptions, open_runner
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]

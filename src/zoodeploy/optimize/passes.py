@@ -77,12 +77,12 @@ add_pass(Pass("ov-fp32", "fp32-ov", f"{_O}.openvino:run_pass", "checking fp32 on
 add_pass(Pass("ov-fused", "fused-ov", f"{_O}.openvino:run_pass", "checking fused on OpenVINO", ("fuse",)))
 add_pass(Pass("ov-int8", "int8-ov", f"{_O}.openvino:run_pass", "checking int8 on OpenVINO", ("int8",)))
 add_pass(Pass("bf16", "bf16", f"{_O}.openvino:run_pass", "checking bf16 on OpenVINO"))
-add_pass(Pass("trt-fp32", "trt-fp32", f"{_O}.tensorrt:run_pass", "building a TensorRT fp32 engine", gpu=True))
-add_pass(Pass("trt-fp16", "trt-fp16", f"{_O}.tensorrt:run_pass", "building a TensorRT fp16 engine", gpu=True))
-add_pass(Pass("trt-int8", "trt-int8", f"{_O}.tensorrt:run_pass", "building a TensorRT int8 engine", gpu=True))
-add_pass(Pass("torch-trt-fp32", "torch-trt-fp32", f"{_O}.torch_tensorrt:run_pass",
+add_pass(Pass("trt-fp32", "trt-fp32", f"{_O}.compile:run_pass", "building a TensorRT fp32 engine", gpu=True))
+add_pass(Pass("trt-fp16", "trt-fp16", f"{_O}.compile:run_pass", "building a TensorRT fp16 engine", gpu=True))
+add_pass(Pass("trt-int8", "trt-int8", f"{_O}.compile:run_pass", "building a TensorRT int8 engine", gpu=True))
+add_pass(Pass("torch-trt-fp32", "torch-trt-fp32", f"{_O}.compile:run_pass",
               "compiling with Torch-TensorRT (fp32)", gpu=True))
-add_pass(Pass("torch-trt-fp16", "torch-trt-fp16", f"{_O}.torch_tensorrt:run_pass",
+add_pass(Pass("torch-trt-fp16", "torch-trt-fp16", f"{_O}.compile:run_pass",
               "compiling with Torch-TensorRT (fp16)", gpu=True))
 
 

@@ -1,6 +1,6 @@
 """ONNX -> serialized TensorRT engine (`trt-fp32`, `trt-fp16`, `trt-int8`), verified before it lands.
 
-`compile_variant(artifact, CompileConfig)` is the entry point for both GPU backends (TensorRT
+`optimize.compile.compile_variant(artifact, CompileConfig)` is the entry point for both GPU backends (TensorRT
 from the ONNX graph here; Torch-TensorRT from the exported program in `torch_tensorrt.py`).
 
 Precision rules (`plan_build`), for TensorRT 10.x and strongly-typed-only releases alike:
@@ -30,7 +30,6 @@ from zoodeploy.errors import OptimizeError
 from zoodeploy.export.validate import Tolerance, check, compare_logits
 from zoodeploy.fileio import atomic_path, write_bytes
 from zoodeploy.optimize.data import validation_samples
-from zoodeploy.optimize.passes import PassContext
 from zoodeploy.recipes import TensorRTRecipe
 from zoodeploy.runtime.base import EAGER, open_runner
 from zoodeploy.runtime.gpu import (EngineTarget, ProfileShapes, cache_dir, current_target, import_tensorrt,
@@ -340,32 +339,6 @@ def record_verified(artifact: Path, card: ModelCard, name: str, suffix: str, wri
 
 
 # --- entry point -------------------------------------------------------------------------------------
-
-def compile_variant(artifact: str | Path, cfg: CompileConfig | None = None) -> Variant:
-    """Build, verify against PyTorch and record a GPU variant (`trt-*` or `torch-trt-*`); the
-    orchestrator (`optimize.pipeline`) measures its accuracy and latency. Needs a GPU and TensorRT."""
-    cfg = cfg or CompileConfig()
-    artifact = Path(artifact)
-    card = load_card(artifact)
-    if cfg.backend is Backend.torch_tensorrt:
-        from zoodeploy.optimize.torch_tensorrt import compile_torch_tensorrt
-        return compile_torch_tensorrt(artifact, card, cfg)
-    return compile_tensorrt(artifact, card, cfg)
-
-
-def compile_config(ctx: PassContext, name: str) -> CompileConfig:
-    """The CompileConfig of pass `name` (trt-fp16, torch-trt-fp32, ...)."""
-    backend = Backend.torch_tensorrt if name.startswith("torch-trt-") else Backend.tensorrt
-    g = ctx.gpu
-    return CompileConfig(backend=backend, precision=name.rpartition("-")[2], max_batch=g.max_batch,
-                         opt_batch=g.opt_batch, workspace_gb=g.workspace_gb, timing_cache=g.timing_cache,
-                         source=g.source, progress=ctx.progress)
-
-
-def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
-    """The `trt-*` passes."""
-    return compile_variant(artifact, compile_config(ctx, name))
-
 
 def compile_tensorrt(artifact: Path, card: ModelCard, cfg: CompileConfig) -> Variant:
     """A serialized engine from the ONNX variant the precision rules pick, verified and recorded."""

@@ -14,7 +14,6 @@ from typing import Any
 
 from zoodeploy.card import ModelCard, Variant, variant_path
 from zoodeploy.errors import OptimizeError
-from zoodeploy.optimize.passes import PassContext
 from zoodeploy.recipes import TorchTensorRTRecipe
 from zoodeploy.optimize.tensorrt import (CompileConfig, Precision, default_timing_cache, profile_batches,
                                          record_verified)
@@ -115,9 +114,3 @@ def compile_torch_tensorrt(artifact: Path, card: ModelCard, cfg: CompileConfig) 
         runtime="torch-tensorrt", recipe=recipe,
         made_by=f"torch_tensorrt {torch_tensorrt.__version__} (TensorRT {target.tensorrt}) from {src.file} "
                 f"on {target.gpu}")
-
-
-def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
-    """The `torch-trt-*` passes."""
-    from zoodeploy.optimize.tensorrt import compile_config, compile_variant
-    return compile_variant(artifact, compile_config(ctx, name))
