@@ -254,7 +254,7 @@ def preprocessing_record(card: ModelCard) -> dict[str, Any]:
     return {"input": {"name": card.input_name, "shape": ["N", 3, card.input_size, card.input_size],
                       "datatype": "FP32", "layout": "NCHW"},
             "preprocessing": card.preprocessing.to_dict(), "labels": card.labels,
-            "reference": "zoodeploy.preprocess.preprocess (the bundle's preprocess.py is a verbatim copy)"}
+            "reference": "zoodeploy.preprocess.preprocess; an edge bundle (zoodeploy package) carries a runnable copy"}
 
 
 def repository_manifest(artifact: Path, card: ModelCard, variant: Variant, platform: str, model_file: str,
