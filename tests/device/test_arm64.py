@@ -23,7 +23,7 @@ from zoodeploy.package.archive import safe_extract
 pytestmark = pytest.mark.arm64
 MODELS = ("mobilenet_v2", "squeezenet1_1")
 # 1 pt = between 3 and 4 of the 359 test images; the int8 drift measured on the emulated device
-# was 0.00-0.28 pt for these two (see README), so 1 pt fails on a real regression, not on noise
+# was -0.28 (mobilenet_v2) and 0.00 pt (squeezenet1_1), so 1 pt fails on a real regression, not on noise
 DRIFT_BUDGET_PT = 1.0
 
 
@@ -68,7 +68,7 @@ def test_mobile_int8_is_quantized_for_arm64(mobile, name):
 def test_bundle_self_check_passes_on_the_arm64_device(mobile, device, tmp_path, name, variant, target, model):
     bundle = package(mobile(name), tmp_path / "b.tar.gz",
                      PackageConfig(variant=variant, target=target, target_isa="arm64", samples=10))
-    assert bundle.manifest["model"] == model and not bundle.notes
+    assert bundle.manifest["model"] == model and not any("arm64" in n for n in bundle.notes)
     with device.workdir() as (host, guest):
         root = safe_extract(bundle.path, host / "x")
         r = device.run(["python3", f"{guest}/x/{root.name}/predict.py", "--self-check", "--json"], check=False)

@@ -45,7 +45,7 @@ MARKER = ".zoodeploy-device.json"  # written last: a root without it is not fini
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 APT_LINE = "apt-get install -y qemu-user-static binfmt-support debootstrap"
 GUEST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-             "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+             "LANG": "C.UTF-8"}  # bytecode of the root's packages is cached in the root: imports take seconds
 
 
 class DeviceError(ZoodeployError):
@@ -75,16 +75,21 @@ class Device:
 
     def run(self, cmd: Sequence[str], timeout: float = 600, check: bool = True) -> Result:
         """Run `cmd` inside the device; with `check`, a non-zero exit is a DeviceError with its stderr."""
-        # a private mount namespace: the /proc mounted for the guest goes away with the process
-        script = f'mount -t proc proc "{self.root}/proc" && exec chroot "{self.root}" "$@"'
+        # /proc and /sys inside the root, in a private mount namespace (they go away with the process).
+        # Without /sys, onnxruntime's cpuinfo cannot count the CPUs, and onnxruntime (1.19-1.22 at least)
+        # logs that through its default logger before registering one: "Attempt to use DefaultLogger
+        # but none has been registered", an abort at session creation, for .onnx and .ort models alike.
+        script = (f'mount -t proc proc "{self.root}/proc" && mount -t sysfs sysfs "{self.root}/sys" && '
+                  f'exec chroot "{self.root}" "$@"')
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *cmd]
         try:
             p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=GUEST_ENV)
         except subprocess.TimeoutExpired:
-            raise DeviceError(f"`{' '.join(cmd)}` ran past {timeout:g} s on the {self.name} device") from None
+            raise DeviceError(f"`{' '.join(cmd[:3])}` ran past {timeout:g} s on the {self.name} device") from None
         result = Result(p.returncode, p.stdout, p.stderr)
         if check and p.returncode != 0:
-            raise DeviceError(f"`{' '.join(cmd)}` failed on the {self.name} device (exit {p.returncode}): "
+            shown = " ".join(cmd[:3]) + (f" … ({len(cmd) - 3} more arguments)" if len(cmd) > 3 else "")
+            raise DeviceError(f"`{shown}` failed on the {self.name} device (exit {p.returncode}): "
                               f"{_tail(p.stderr or p.stdout)}")
         return result
 
@@ -167,10 +172,14 @@ def is_current(root: Path) -> bool:
     return marker is not None and all(marker.get(k) == v for k, v in wanted_marker().items())
 
 
-def ensure_device(root: Path | None = None, say=lambda line: None) -> Device:
-    """The emulated ARM64 device, made at `root` (default ROOT) on first use and reused after."""
+def ensure_device(root: Path | None = None, say=lambda line: None, make: bool = True) -> Device:
+    """The emulated ARM64 device, made at `root` (default ROOT) on first use and reused after;
+    with `make` False, a DeviceError when it has not been made on this machine yet."""
     root = Path(root or ROOT)
     check_host()
+    if not make and not is_current(root):
+        raise DeviceError(f"the emulated ARM64 device is not made on this machine yet ({root}); make it with "
+                          "`zoodeploy evaluate ARTIFACT --on arm64` or scripts/test-arm64.sh")
     if not is_current(root):
         root.parent.mkdir(parents=True, exist_ok=True)
         with _lock(root.parent / f"{root.name}.lock"):
@@ -218,7 +227,7 @@ def _make_root(root: Path, say) -> None:
         raise
 
 
-def _host(cmd: list[str], what: str, timeout: float = 1800) -> None:
+def _host(cmd: list[str], what: str, timeout: float = 7200) -> None:  # emulated dpkg: minutes, an hour when loaded
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
