@@ -11,6 +11,7 @@ from PIL import Image
 from zoodeploy.card import Accuracy, LatencyStats, load_card, save_card
 from zoodeploy.errors import ArtifactError
 from zoodeploy.preprocess import Preprocessing, load_image, preprocess, softmax
+from zoodeploy.recipes import Fp16Recipe
 from zoodeploy.serve import (Plan, RequestError, ServeConfig, ServeConfigError, images_to_tensor, ort_threads,
                              pick_variant, provider_for, resources_for, tensor_input, top_k)
 
@@ -109,7 +110,7 @@ def test_gpu_variants_ask_for_a_gpu(trained):
     assert provider_for(onnx, ServeConfig(provider="tensorrt")) == ("tensorrt", None)
     with pytest.raises(ArtifactError, match="only on an NVIDIA GPU"):
         provider_for(trt, ServeConfig(provider="cpu"))
-    fp16 = onnx.model_copy(update={"name": "fp16", "recipe": {"target": "gpu"}})
+    fp16 = onnx.model_copy(update={"name": "fp16", "recipe": Fp16Recipe(onnxruntime="test")})  # made for GPUs
     assert provider_for(fp16, ServeConfig()) == ("cuda", None)
     provider, note = provider_for(fp16, ServeConfig(provider="cpu"))  # allowed, never silently
     assert provider == "cpu" and "made for a GPU" in note

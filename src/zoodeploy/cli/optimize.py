@@ -85,7 +85,7 @@ def _table(variants: list[Variant]) -> Table:
     table = Table("variant", "precision", f"test {what} %", "drop pt", "agree %", "p50 ms b=1", "speed-up")
     for v in variants:
         a, lat = v.accuracy, v.latency.get("1")
-        table.add_row(v.name, v.precision.value, f"{a.score:.2f}" if a else "-",
+        table.add_row(v.name, str(v.precision), f"{a.score:.2f}" if a else "-",
                       f"{a.drop_pt:+.2f}" if a and a.drop_pt is not None else "-",
                       f"{a.agreement:.1f}" if a and a.agreement is not None else "-",
                       f"{lat.p50_ms:.3f}" if lat else "-",

@@ -112,7 +112,7 @@ def make_ov_variant(artifact: Path, source_name: str, name: str, precision: str 
     card = load_card(artifact)
     source = card.variant(source_name)
     if source.runtime is not Runtime.onnxruntime or not source.file.endswith(".onnx"):
-        raise OptimizeError(f"OpenVINO runs ONNX files; variant {source_name!r} is {source.file} on {source.runtime.value}")
+        raise OptimizeError(f"OpenVINO runs ONNX files; variant {source_name!r} is {source.file} on {str(source.runtime)}")
     validation = validate_on_openvino(artifact, source, name, precision, threads)
     ov = _openvino()
     recipe = OpenVinoRecipe(source=source_name, inference_precision=precision, performance_hint="LATENCY",

@@ -122,7 +122,7 @@ def speed_notes(v: Variant, stats: LatencyStats, ref: LatencyStats, ref_name: st
              f"{threads} thread(s), {isa.summary}")
     if v.precision in (Precision.int8, Precision.mixed) and stats.p50_ms >= ref.p50_ms:
         return [f"{v.name} is not faster than {ref_name} fp32 on this CPU: {where}"]
-    if v.precision is Precision.fp16 and v.runtime.value == "onnxruntime" and stats.p50_ms > ref.p50_ms:
+    if v.precision == Precision.fp16 and v.runtime == "onnxruntime" and stats.p50_ms > ref.p50_ms:
         return [f"fp16 is for GPU targets; on this CPU it is slower: {where} (ONNX Runtime wraps fp16 ops "
                 "in casts where it has no fp16 CPU kernel)"]
     return []

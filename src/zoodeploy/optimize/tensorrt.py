@@ -319,7 +319,7 @@ def validate_against_eager(artifact: Path, card: ModelCard, variant: Variant, ba
         runner.close()
         eager.close()
     return check(comparisons, tol, f"{card.name} {variant.name}", reference="PyTorch (CPU)", samples=source,
-                 runtime=variant.runtime.value)
+                 runtime=str(variant.runtime))
 
 
 def record_verified(artifact: Path, card: ModelCard, name: str, suffix: str, write: Callable[[Path], Any],

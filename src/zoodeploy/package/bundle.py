@@ -228,7 +228,7 @@ def write_samples(artifact: Path, card: ModelCard, variant: Variant, root: Path,
                 "true_label": _label(card, test.labels[i], None), "top1": int(p.argmax()),
                 "top1_label": card.labels[int(p.argmax())], "probabilities": [float(v) for v in p]}
                for f, i, p in zip(files, picked, probs)]
-    expected = {"tolerance": {"prob_atol": PROB_ATOL.get(variant.precision.value, 2e-2),
+    expected = {"tolerance": {"prob_atol": PROB_ATOL.get(str(variant.precision), 2e-2),
                               "rule": "every probability within prob_atol; same top-1 unless the expected "
                                       "top-2 margin is under 2 * prob_atol"},
                 "computed_with": {"variant": variant.name, "file": variant.file, **settings},
@@ -250,7 +250,7 @@ def build_manifest(artifact: Path, card: ModelCard, variant: Variant, cfg: Packa
     manifest = {
         "format": predict.FORMAT, "format_version": predict.FORMAT_VERSION,
         "name": card.name, "variant": variant.name, "target": cfg.target.value, "model": model_name,
-        "precision": variant.precision.value,
+        "precision": str(variant.precision),
         "input": {"name": card.input_name, "shape": ["N", 3, card.input_size, card.input_size],
                   "dtype": "float32", "layout": "NCHW"},
         "output": {"name": card.output_name, "classes": card.num_classes},

@@ -101,9 +101,9 @@ def current_target(tensorrt_version: str, device: int | None = None) -> EngineTa
 
 
 def rebuild_hint(variant: Variant, artifact: str | Path = "ARTIFACT") -> str:
-    backend = variant.runtime.value if variant.runtime in GPU_RUNTIMES else "tensorrt"  # runtime = --backend name
+    backend = str(variant.runtime) if variant.runtime in GPU_RUNTIMES else "tensorrt"  # runtime = --backend name
     return (f"rebuild it on this machine with `zoodeploy compile {artifact} --backend {backend} "
-            f"--precision {variant.precision.value}`")
+            f"--precision {str(variant.precision)}`")
 
 
 def check_engine_target(variant: Variant, here: EngineTarget, artifact: str | Path = "ARTIFACT") -> None:

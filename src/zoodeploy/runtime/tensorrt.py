@@ -70,7 +70,7 @@ class TensorRTRunner:
         self.settings: dict[str, Any] = {
             "runtime": "tensorrt", "version": trt.__version__, "device": torch.cuda.get_device_name(self.device),
             "batch_range": list(self.batch_range), "io": "host numpy -> CUDA -> host numpy",
-            "precision": variant.precision.value, "flags": getattr(variant.recipe, "flags", None)}
+            "precision": str(variant.precision), "flags": getattr(variant.recipe, "flags", None)}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, self.input_shape)

@@ -48,7 +48,7 @@ class TorchTensorRTRunner:
             "runtime": "torch-tensorrt", "version": torch_tensorrt.__version__,
             "tensorrt": tensorrt_version(), "device": torch.cuda.get_device_name(self.device),
             "batch_range": list(self.batch_range), "io": "host numpy -> CUDA -> host numpy",
-            "precision": variant.precision.value}
+            "precision": str(variant.precision)}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, self.input_shape)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from zoodeploy.card import CARD_FILE, ModelCard, StoreImport, load_card, save_card, variant_path
 from zoodeploy.errors import ArtifactError
+from zoodeploy.serve.pick import pick_variant
 from zoodeploy.fileio import sha256_file
 
 NAME_PREFIX = "zoodeploy-"
@@ -33,7 +34,6 @@ def import_artifact(artifact: str | Path, variant: str | None = None, name: str 
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from zoodeploy.serve.served import pick_variant
     artifact = Path(artifact)
     card = load_card(artifact)
     chosen, _ = pick_variant(card, variant, gpu=True)
