@@ -53,11 +53,11 @@ def test_bad_folders_are_clear_errors(tmp_path, make, message):
         load_splits(make(tmp_path))
 
 
-def test_corrupt_image_names_the_file(tmp_path):
+def test_corrupt_image_is_skipped_and_counted(tmp_path):
     root = _folder(tmp_path / "d", {"a": 5, "b": 5})
     (root / "a" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     splits = load_splits(root)
-    from zoodeploy.models.data import digits_preprocessing
-    with pytest.raises(DataError, match="3.png"):
-        for s in ("train", "val", "test"):
-            splits[s].arrays(digits_preprocessing(8))
+    assert splits.spec.skipped == 1 and splits.spec.num_files == 10
+    assert sum(splits.spec.counts.values()) == 9
+    assert not any(p.name == "3.png" and p.parent.name == "a" for s in ("train", "val", "test")
+                   for p in splits[s].items)
