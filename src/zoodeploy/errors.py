@@ -21,6 +21,10 @@ class WeightsError(ZoodeployError):
     """Weights that cannot be found, downloaded or loaded into the architecture."""
 
 
+class SourceError(ZoodeployError):
+    """A model source (callable, exported program, ONNX file, labels, preprocessing) that cannot be used."""
+
+
 class ArtifactError(ZoodeployError):
     """An artifact directory, card or model file that is missing or inconsistent."""
 
