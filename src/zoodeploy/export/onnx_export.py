@@ -294,10 +294,11 @@ def resized(card: ModelCard, size: int | None, artifact: Path) -> ModelCard:
     """The card for an export at `size` px: same preprocessing, scaled (crop fraction kept)."""
     if size is None or size == card.input_size:
         return card
-    from zoodeploy.models.zoo import get_spec
-    spec = get_spec(card.name)
-    if size < spec.min_input_size:
-        raise ExportError(f"{card.name} needs an input of at least {spec.min_input_size}px, got --input-size {size}")
+    if card.source is None or card.source.kind == "zoo":  # other sources are checked by running them
+        from zoodeploy.models.zoo import get_spec
+        spec = get_spec(card.name)
+        if size < spec.min_input_size:
+            raise ExportError(f"{card.name} needs an input of at least {spec.min_input_size}px, got --input-size {size}")
     others = sorted(set(card.variants) - {FP32, PROGRAM})
     if others:
         raise ExportError(f"{artifact} has variants made at {card.input_size}px ({', '.join(others)}); export "

@@ -1,7 +1,8 @@
-"""What `zoodeploy export` starts from: an artifact directory, or a zoo model name.
+"""What `zoodeploy export` starts from: an artifact directory, or a SOURCE (models/sources.py).
 
-A zoo name becomes a new artifact (card + checkpoint of its weights as they are) and an
-artifact exported into another directory is copied there first; either way the new directory
+A SOURCE (zoo or torchvision name, Python callable, .pt2, .onnx) becomes a new artifact (card +
+checkpoint of its weights as they are, or its program / ONNX file) and an artifact exported
+into another directory is copied there first; either way the new directory
 is built beside OUT and renamed onto it only when the export validated, so a failed export
 leaves nothing behind.
 """
@@ -21,34 +22,49 @@ from zoodeploy.card import CARD_FILE, ModelCard, Variant, load_card, save_card
 from zoodeploy.errors import ArtifactError, ExportError, UnknownNameError
 from zoodeploy.export.onnx_export import ExportConfig, export_artifact
 from zoodeploy.fileio import UMASK
+from zoodeploy.models.sources import SourceConfig, make_artifact
 
 IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
 DEFAULT_ROOT = Path("artifacts")
 # what defines the model; variants, selection and measurements stay with the source artifact
 _MODEL_FIELDS = ("name", "num_classes", "labels", "preprocessing", "input_name", "output_name", "weights",
-                 "data", "training", "checkpoint", "checkpoint_sha256", "provenance")
+                 "source", "data", "training", "checkpoint", "checkpoint_sha256", "provenance")
 
 
-def export_source(source: str | Path, out: str | Path | None = None, cfg: ExportConfig | None = None, *,
-                  weights: str | None = None, progress: bool = False) -> tuple[Path, Variant]:
-    """Export SOURCE (artifact directory or zoo name) and return (artifact directory, fp32 variant).
+def export_source(source: str | Path | SourceConfig, out: str | Path | None = None, cfg: ExportConfig | None = None,
+                  *, weights: str | None = None, progress: bool = False) -> tuple[Path, Variant]:
+    """Export SOURCE and return (artifact directory, fp32 variant).
 
-    An artifact is exported in place unless `out` names another directory. A zoo name is built
-    with `weights` ("imagenet" by default, a checkpoint path, or "none" for random init) into
-    `out` (default artifacts/<name>).
+    SOURCE is an artifact directory (exported in place unless `out` names another directory), or
+    anything `zoodeploy.models.sources` resolves (zoo or torchvision name, `file.py:function`,
+    .pt2, .onnx) — as text, or a SourceConfig with its labels, preprocessing and data — made into
+    a new artifact at `out` (default artifacts/<name>). Names take `weights` ("imagenet" by
+    default, a checkpoint path, or "none" for random init). An ONNX source is its own fp32.
     """
     cfg = cfg or ExportConfig()
-    if Path(source).exists():
-        if weights is not None:
-            raise ExportError(f"--weights is for a zoo model name; {source} is an artifact with its own "
-                              "checkpoint")
-        return _export_existing(Path(source), None if out is None else Path(out), cfg, progress)
-    if os.sep in str(source) or "/" in str(source):  # a path, not a name: say it is missing
-        raise ArtifactError(f"artifact directory {source} does not exist; make one with `zoodeploy train` "
-                            "or pass a zoo model name")
-    name = zoo_name(str(source))
-    return _export_zoo(name, Path(out) if out else DEFAULT_ROOT / name, cfg, weights or IMAGENET, progress)
+    src = source if isinstance(source, SourceConfig) else SourceConfig(str(source), weights=weights)
+    if Path(src.source).is_dir():
+        if src.weights is not None or src.labels or src.preprocessing:
+            raise ExportError(f"--weights / --labels / --preprocessing are for a new SOURCE; {src.source} is an "
+                              "artifact with its own checkpoint and card")
+        return _export_existing(Path(src.source), None if out is None else Path(out), cfg, progress)
+    from zoodeploy.models.sources import resolve_source
+    if (os.sep in src.source or "/" in src.source) and not Path(src.source).exists() and ":" not in src.source:
+        raise ArtifactError(f"artifact directory {src.source} does not exist; make one with `zoodeploy train` "
+                            "or pass a model SOURCE (see `zoodeploy export --help`)")
+    resolved = resolve_source(src.source)
+    target = Path(out) if out else DEFAULT_ROOT / resolved.name
+    plain_zoo = resolved.kind == "zoo" and not (src.labels or src.preprocessing or src.calib_data or src.eval_data)
+    if plain_zoo:  # as zoo names always exported: zoo preprocessing, checkpoint labels
+        return _export_zoo(resolved.name, target, cfg, src.weights or IMAGENET, progress)
+    src.input_size = cfg.input_size or src.input_size
+    with staged_dir(target) as tmp:
+        with torch.random.fork_rng(devices=[]):  # random init is reproducible, the caller's RNG untouched
+            torch.manual_seed(0)
+            card = make_artifact(src, tmp, source=resolved)
+        variant = card.variants["fp32"] if resolved.kind == "onnx" else export_artifact(tmp, cfg, progress=progress)
+    return target, variant
 
 
 def zoo_name(source: str) -> str:

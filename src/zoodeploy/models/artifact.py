@@ -1,4 +1,5 @@
-"""An artifact's PyTorch model: built from its card, weights from its hash-checked checkpoint."""
+"""An artifact's PyTorch model: built from its card (a zoo entry or a recorded source: torchvision
+name, Python callable, exported program), weights from its hash-checked checkpoint."""
 
 from __future__ import annotations
 
@@ -16,13 +17,18 @@ def load_model(artifact: str | Path, card: ModelCard | None = None) -> nn.Module
     """The artifact's PyTorch model in eval mode (`card`: the artifact's, if already loaded)."""
     card = card or load_card(artifact)
     path = checkpoint_path(artifact, card)
-    return build_model(card.name, num_classes=card.num_classes, weights=str(path)).eval()
+    if card.source is None or card.source.kind == "zoo":
+        return build_model(card.name, num_classes=card.num_classes, weights=str(path)).eval()
+    # torchvision, callable (this runs the code the card names) or exported-program sources
+    from zoodeploy.models.sources import rebuild_module
+    return rebuild_module(card.source, path, card.num_classes).eval()
 
 
 def checkpoint_path(artifact: str | Path, card: ModelCard) -> Path:
     """The checkpoint the card records, refused if missing or changed since it was written."""
     if not card.checkpoint:
-        raise ArtifactError(f"{artifact}: the card records no checkpoint")
+        raise ArtifactError(f"{artifact}: the card records no checkpoint (a model made from an ONNX file "
+                            "has no PyTorch module)")
     path = Path(artifact) / card.checkpoint
     if not path.is_file():
         raise ArtifactError(f"{path} is missing; retrain with `zoodeploy train`")

@@ -108,6 +108,22 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> nn.Module:
+    """Load a state_dict into any module (not a zoo entry), strictly, with one-line errors."""
+    expected = model.state_dict()
+    wrong = [(k, list(v.shape), list(expected[k].shape))
+             for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        shapes = ", ".join(f"{k} {got} vs {want}" for k, got, want in wrong[:_SHOWN_KEYS])
+        more = f" and {len(wrong) - _SHOWN_KEYS} more" if len(wrong) > _SHOWN_KEYS else ""
+        raise WeightsError(f"{path} does not fit {name}: shapes differ (checkpoint vs model): {shapes}{more}")
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise WeightsError(f"{path} does not fit {name}: "
+                           + _key_report(result.missing_keys, result.unexpected_keys))
+    return model
+
+
 def checkpoint_num_classes(spec: ModelSpec, state: dict[str, torch.Tensor]) -> int | None:
     """The class count of a state_dict's head, or None when it has no such head."""
     weight = state.get(f"{spec.head}.weight")
