@@ -243,7 +243,7 @@ def optimized(trained, tmp_path_factory):
                 tmp = root / f"{name}.partial-{os.getpid()}"
                 shutil.rmtree(tmp, ignore_errors=True)
                 shutil.copytree(trained(name), tmp)
-                optimize(tmp, OptimizeConfig(fuse=True, int8=True, max_drop=None, bench=False, threads=1))
+                optimize(tmp, OptimizeConfig(passes=("fuse", "int8"), max_drop=None, bench=False, threads=1))
                 tmp.rename(out)
         return out
 

@@ -9,6 +9,7 @@ from zoodeploy.build import BuildConfig, Target, build, select_variant
 from zoodeploy.card import Accuracy, LatencyStats, ModelCard, Variant
 from zoodeploy.errors import GateError, MissingDependencyError, ZoodeployError
 from zoodeploy.preprocess import Preprocessing
+from zoodeploy.recipes import CopyRecipe
 
 
 def _card(figures: dict[str, tuple[float, float]]) -> ModelCard:
@@ -16,7 +17,8 @@ def _card(figures: dict[str, tuple[float, float]]) -> ModelCard:
     def variant(name, drop, ms):
         stats = LatencyStats(batch=1, runs=100, p50_ms=ms, p90_ms=ms, p99_ms=ms, mean_ms=ms, throughput=1000 / ms)
         return Variant(name=name, file=f"{name}.onnx", sha256="-", precision="fp32", runtime="onnxruntime",
-                       made_by="test", accuracy=Accuracy(n=100, top1=90 - drop, top5=99, drop_pt=drop),
+                       made_by="test", recipe=CopyRecipe(source="test"),
+                       accuracy=Accuracy(n=100, top1=90 - drop, top5=99, drop_pt=drop),
                        latency={"1": stats})
     return ModelCard(name="lenet5", num_classes=10, labels=list("0123456789"), preprocessing=Preprocessing(32, 32),
                      variants={n: variant(n, *f) for n, f in figures.items()})

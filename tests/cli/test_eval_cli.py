@@ -71,7 +71,7 @@ def test_build_mobile_selects_the_fastest_variant_within_budget(tmp_path):
     assert set(card.variants) == {"fp32", "fused", "int8", "int8-ort"}
     within = {n: v.latency["1"].p50_ms for n, v in card.variants.items() if v.accuracy.drop_pt <= 1.5}
     assert card.selected == min(within, key=within.get)
-    assert card.provenance["build"]["target"] == "mobile" and card.provenance["build"]["select_batch"] == 1
+    assert card.provenance.build.target == "mobile" and card.provenance.build.select_batch == 1
     assert set(card.eager_latency) == {"1", "4"}
     assert all(set(v.latency) == {"1", "4"} for v in card.variants.values())
     md = (out / "report.md").read_text()

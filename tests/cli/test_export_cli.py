@@ -43,8 +43,8 @@ def test_torchvision_state_dict_exports_to_a_graph_matching_torchvision(tmp_path
     assert "exported resnet18" in r.stderr and r.stdout == ""
     card = load_card(out)
     assert (card.input_size, card.num_classes, card.data) == (40, 10, None)
-    assert card.variants["fp32"].recipe["input_size"] == 40
-    assert card.variants["fp32"].validation["samples"].startswith("random normal")
+    assert card.variants["fp32"].recipe.input_size == 40
+    assert card.variants["fp32"].validation.samples.startswith("random normal")
     x = np.random.default_rng(0).standard_normal((5, 3, 40, 40)).astype(np.float32)
     got = ort.InferenceSession(str(out / "fp32.onnx")).run(None, {"input": x})[0]
     with torch.inference_mode():

@@ -34,7 +34,7 @@ def test_bad_quant_config_is_one_clear_error(kw, needle):
         QuantConfig(**kw)
 
 
-@pytest.mark.parametrize("kw, needle", [({"fuse": False, "int8": False}, "nothing to do"),
+@pytest.mark.parametrize("kw, needle", [({"passes": ()}, "no pass named"),
                                         ({"max_drop": -1.0}, "--max-drop"), ({"threads": 0}, "--threads")])
 def test_bad_optimize_config_is_one_clear_error(kw, needle):
     with pytest.raises(OptimizeError, match=needle):

@@ -114,7 +114,7 @@ def test_mobile_bundle_has_ort_model_operator_config_and_usability_report(bundle
 def test_int8_ort_variant_ships_the_files_optimize_recorded(artifact, tmp_path):
     from zoodeploy.optimize import OptimizeConfig, optimize
     art = artifact("lenet5")
-    optimize(art, OptimizeConfig(fuse=False, int8=True, ort_format=True, max_drop=None, bench=False, calib_size=32))
+    optimize(art, OptimizeConfig(passes=("int8", "ort-format"), max_drop=None, bench=False, calib_size=32))
     card = load_card(art)
     v = card.variants["int8-ort"]
     bundle = package(art, tmp_path / "b.tar.gz", PackageConfig(variant="int8-ort", target="mobile", samples=4))
@@ -123,11 +123,11 @@ def test_int8_ort_variant_ships_the_files_optimize_recorded(artifact, tmp_path):
     assert m["files"]["model.ort"]["sha256"] == v.sha256 and m["precision"] == "int8"
     assert m["accuracy"] == v.accuracy.model_dump(mode="json")  # optimize measured it on the test split
     shipped = (root / "mobile/required_operators.config").read_text().splitlines()
-    recorded = (art / v.recipe["required_operators_config"]).read_text().splitlines()
+    recorded = (art / v.recipe.required_operators_config).read_text().splitlines()
     assert [ln for ln in shipped if not ln.startswith("#")] == [ln for ln in recorded if not ln.startswith("#")]
-    assert m["mobile"]["usability"] == v.validation["mobile_usability"]["eps"]
+    assert m["mobile"]["usability"] == v.recipe.mobile_usability.model_dump(mode="json")["eps"]
     assert "made here" not in m["mobile"]["origin"] and bundle.report.prob_atol == 0.02
-    (art / v.recipe["required_operators_config"]).write_text("tampered\n")
+    (art / v.recipe.required_operators_config).write_text("tampered\n")
     with pytest.raises(ArtifactError, match="required_operators.config does not match the sha256"):
         package(art, tmp_path / "c.tar.gz", PackageConfig(variant="int8-ort", target="mobile"))
 
