@@ -16,6 +16,7 @@ from zoodeploy.bench.variants import BenchOptions
 from zoodeploy.card import CARD_FILE, BuildRecord, ModelCard, load_card, update_card
 from zoodeploy.errors import ArtifactError, GateError, ZoodeployError
 from zoodeploy.models.data import Splits, load_splits
+from zoodeploy.models.sources import SourceConfig
 from zoodeploy.models.zoo import get_spec
 
 
@@ -50,6 +51,8 @@ class BuildConfig:
     seed: int = 0
     force: bool = False  # build into a directory that already holds an artifact
     timing: BenchConfig = field(default_factory=BenchConfig)
+    # a model that needs no training (zoodeploy.models.sources), deployed with its own data folders
+    source: SourceConfig | None = None
 
     def __post_init__(self):
         try:
@@ -57,7 +60,8 @@ class BuildConfig:
         except ValueError:
             raise ZoodeployError(f"unknown --target {self.target!r}; use cpu, mobile or gpu") from None
         self.out = Path(self.out)
-        get_spec(self.model)  # unknown names fail here, with suggestions
+        if self.source is None:
+            get_spec(self.model)  # unknown names fail here, with suggestions
         if self.max_drop < 0:
             raise ZoodeployError(f"--max-drop must be >= 0 percentage points, got {self.max_drop}")
         if self.epochs is not None and (self.epochs < 0 or (self.epochs == 0 and self.weights is None)):
@@ -84,7 +88,7 @@ def build(cfg: BuildConfig, *, say: Say = lambda line: None, progress: bool = Fa
     if cfg.target is Target.gpu:  # fail before training, not after
         from zoodeploy.runtime.gpu import import_tensorrt
         import_tensorrt()
-    splits = load_splits(cfg.data, seed=cfg.seed)
+    splits = None if cfg.source else load_splits(cfg.data, seed=cfg.seed)
     for i, stage in enumerate(STAGES, 1):
         say(f"[{i}/{len(STAGES)}] {stage} …")
         start = time.perf_counter()
@@ -95,6 +99,8 @@ def build(cfg: BuildConfig, *, say: Say = lambda line: None, progress: bool = Fa
 
 def _train(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
     from zoodeploy.models.train import TrainConfig, init_artifact, train
+    if cfg.source is not None:
+        return _from_source(cfg)
     if cfg.epochs == 0:
         card = init_artifact(cfg.model, cfg.out, image_size=cfg.image_size, weights=cfg.weights, splits=splits)
         return f"{cfg.weights} weights used as they are, {card.input_size}px"
@@ -105,8 +111,21 @@ def _train(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
             f"{card.training.test_accuracy:.2f}%")
 
 
+def _from_source(cfg: BuildConfig) -> str:
+    from zoodeploy.models.sources import make_artifact
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    card = make_artifact(cfg.source, cfg.out)
+    data = card.data
+    skipped = f", {data.skipped} unreadable image(s) skipped" if data and data.skipped else ""
+    return (f"no training: {card.source.kind} {card.name}, {card.num_classes} classes at {card.input_size}px; "
+            f"data {data.source if data else 'none'} ({'labelled' if data and data.labelled else 'unlabelled'}"
+            f"{skipped})")
+
+
 def _export(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
     from zoodeploy.export import export_artifact
+    if cfg.source is not None and load_card(cfg.out).checkpoint is None:
+        return "fp32.onnx is the ONNX source itself"
     v = export_artifact(cfg.out)
     return f"{v.file}, max |logit error| vs PyTorch {v.validation.worst_abs_err:.2g}"
 
@@ -117,7 +136,8 @@ def _optimize(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
     from zoodeploy.optimize import Measure, OptimizeConfig, optimize
     mobile = cfg.target is Target.mobile
     opt = OptimizeConfig(passes=cfg.passes, max_drop=cfg.max_drop, threads=cfg.threads, progress=progress,
-                         target_isa=cfg.target_isa or ("arm64" if mobile else "host"))
+                         target_isa=cfg.target_isa or ("arm64" if mobile else "host"),
+                         calib_data=cfg.source.separate_calibration if cfg.source else None)
     measure = Measure(batches=cfg.batches, threads=cfg.threads, device=cfg.device, eager=True, timing=cfg.timing)
     made = optimize(cfg.out, opt, measure)
     card = load_card(cfg.out)
@@ -154,7 +174,7 @@ def _select(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
     with update_card(cfg.out) as card:
         card.selected = select_variant(card, cfg.max_drop, b)
         card.provenance.build = BuildRecord(target=cfg.target.value, max_drop=cfg.max_drop, select_batch=b,
-                                            batches=list(cfg.batches), data=cfg.data, epochs=cfg.epochs,
+                                            batches=list(cfg.batches), data=cfg.data if cfg.source is None else (cfg.source.eval_data or cfg.source.calib_data), epochs=cfg.epochs,
                                             weights=cfg.weights, passes=list(cfg.passes))
     v = card.variants[card.selected]
     lat = v.latency[str(b)]

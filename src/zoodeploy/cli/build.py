@@ -10,16 +10,27 @@ import typer
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.build import BuildConfig, Target, build as run_build
 from zoodeploy.cli.bench import BatchOpt, MaxSecondsOpt, parse_batches
-from zoodeploy.cli.common import JsonFlag, ThreadsOpt, console, print_json
+from zoodeploy.cli.common import (SOURCE_HELP, CalibDataOpt, EvalDataOpt, JsonFlag, LabelsOpt, PreprocessingOpt,
+                                  ThreadsOpt, console, print_json)
+from zoodeploy.errors import ZoodeployError
+from zoodeploy.models.sources import SourceConfig, resolve_source
 from zoodeploy.cli.evaluate import show_progress
 
 
 def build(
-    name: Annotated[str, typer.Argument(help="Zoo model name (see `zoodeploy models list`).")],
+    name: Annotated[str, typer.Argument(help=f"Zoo model name to train (with --data), or {SOURCE_HELP} to deploy "
+                                             "as it is (with --calib-data / --eval-data).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Artifact directory to write.")],
-    data: Annotated[str, typer.Option(help="`digits` (bundled) or an ImageFolder directory.")] = "digits",
+    data: Annotated[str | None, typer.Option(
+        help="Train on `digits` (bundled, the default) or an ImageFolder directory, then deploy.")] = None,
+    labels: LabelsOpt = None,
+    preprocessing: PreprocessingOpt = None,
+    calib_data: CalibDataOpt = None,
+    eval_data: EvalDataOpt = None,
     target: Annotated[Target, typer.Option(help="cpu: fuse+int8; mobile: + ORT format; gpu: fp16 + TensorRT.")] = Target.cpu,
     max_drop: Annotated[float, typer.Option(help="Top-1 percentage points the selected variant may lose vs fp32.")] = 1.0,
+    target_isa: Annotated[str | None, typer.Option(
+        help="CPU int8 is quantized for: arm64 | x86-avx2 | x86-vnni | host (default: arm64 for mobile, else host).")] = None,
     epochs: Annotated[int | None, typer.Option(
         help="Training epochs (default: the zoo entry's); 0 uses --weights as they are.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Input size (default for digits: 32, 48 for SqueezeNet; else the model's own).")] = None,
@@ -32,7 +43,9 @@ def build(
     json: JsonFlag = False,
 ) -> None:
     """Build NAME into OUT and mark the fastest variant within --max-drop as `selected`."""
-    cfg = BuildConfig(model=name, out=out, data=data, target=target, max_drop=max_drop, epochs=epochs,
+    source = _source(name, data, weights, image_size, seed, labels, preprocessing, calib_data, eval_data)
+    cfg = BuildConfig(model=name, out=out, data=data or "digits", source=source, target=target, max_drop=max_drop, target_isa=target_isa,
+                      epochs=epochs,
                       image_size=image_size, weights=weights, batches=parse_batches(batch), threads=threads,
                       seed=seed, force=force, timing=BenchConfig(max_seconds=max_seconds))
     card = run_build(cfg, say=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
@@ -41,3 +54,19 @@ def build(
         print_json(card.model_dump(mode="json"))
     else:
         console.print(f"[green]built[/] {out}: selected [bold]{card.selected}[/]; see {out / 'report.md'}")
+
+
+def _source(name: str, data: str | None, weights: str | None, image_size: int | None, seed: int, labels: str | None,
+            preprocessing: str | None, calib_data: str | None, eval_data: str | None) -> SourceConfig | None:
+    """A SourceConfig when NAME is deployed without training (None: train it on --data)."""
+    deploy = calib_data or eval_data or labels or preprocessing
+    if data is not None and deploy:
+        raise ZoodeployError("--data trains the model; --calib-data / --eval-data / --labels / --preprocessing "
+                             "deploy a model as it is: pass one or the other")
+    if data is not None or (not deploy and resolve_source(name).kind == "zoo"):
+        return None
+    if not (calib_data or eval_data):
+        raise ZoodeployError(f"building {name} without training needs images: pass --calib-data DIR and/or "
+                             "--eval-data DIR (folders of images, labelled or not)")
+    return SourceConfig(name, weights=weights, labels=labels, preprocessing=preprocessing, input_size=image_size,
+                        calib_data=calib_data, eval_data=eval_data, seed=seed)

@@ -8,18 +8,20 @@ from typing import Annotated
 import typer
 
 from zoodeploy.card import Variant
-from zoodeploy.cli.common import JsonFlag, console, print_json
+from zoodeploy.cli.common import (SOURCE_HELP, CalibDataOpt, EvalDataOpt, JsonFlag, LabelsOpt, PreprocessingOpt,
+                                  console, print_json, say_skipped)
 from zoodeploy.export import PROGRAM_FILE, ExportConfig, ExportFormat, export_source
 from zoodeploy.export.onnx_export import DEFAULT_OPSET
+from zoodeploy.models.sources import SourceConfig
 
 
-SourceArg = Annotated[str, typer.Argument(
-    help="Artifact directory, or a zoo model name (see `zoodeploy models list`).")]
+SourceArg = Annotated[str, typer.Argument(help=f"Artifact directory, or {SOURCE_HELP}.")]
 OutOpt = Annotated[Path | None, typer.Option(
-    "-o", "--out", help="Artifact directory to write (default: SOURCE itself; artifacts/NAME for a zoo name).")]
+    "-o", "--out", help="Artifact directory to write (default: SOURCE itself; artifacts/NAME for a new SOURCE).")]
 InputSizeOpt = Annotated[int | None, typer.Option(help="Input height = width (default: the card's / model's).")]
 WeightsOpt = Annotated[str | None, typer.Option(
-    help="For a zoo name: `imagenet` (default), a checkpoint path, or `none` (random init).")]
+    help="For a name: `imagenet` (default), a checkpoint path, or `none` (random init); for a callable: a "
+         "state_dict / checkpoint for the module it returns (torch.load(weights_only=True)).")]
 FormatOpt = Annotated[ExportFormat, typer.Option(
     "--format", help="`exported-program` also saves the torch.export program (fp32.pt2).")]
 
@@ -32,13 +34,23 @@ def export(
     batch: Annotated[str, typer.Option(help="`dynamic`, or a fixed batch size N.")] = "dynamic",
     weights: WeightsOpt = None,
     format: FormatOpt = ExportFormat.onnx,
+    labels: LabelsOpt = None,
+    preprocessing: PreprocessingOpt = None,
+    calib_data: CalibDataOpt = None,
+    eval_data: EvalDataOpt = None,
     json: JsonFlag = False,
 ) -> None:
     """Export to ONNX (torch.onnx dynamo exporter), check it and validate it against PyTorch."""
     cfg = ExportConfig(opset=opset, batch=batch, input_size=input_size, format=format)
-    artifact, variant = export_source(source, out, cfg, weights=weights, progress=True)
+    src = SourceConfig(source, weights=weights, labels=labels, preprocessing=preprocessing, calib_data=calib_data,
+                       eval_data=eval_data)
+    artifact, variant = export_source(src, out, cfg, progress=True)
     if json:
         print_json({"artifact": str(artifact), **variant.model_dump(mode="json")})
+        return
+    say_skipped(artifact)
+    if variant.validation is None:  # an ONNX source: its own file is the fp32 variant
+        console.print(f"[green]made[/] {artifact} from {source}: {variant.file} (the ONNX model itself)", soft_wrap=True)
         return
     console.print(f"[green]exported[/] {source} -> {artifact / variant.file}: {summary(variant)}",
                   soft_wrap=True)

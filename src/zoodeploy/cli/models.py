@@ -35,20 +35,42 @@ def _spec_dict(spec: ModelSpec) -> dict:
     }
 
 
+AllFlag = Annotated[bool, typer.Option("--all", help="Also torchvision's classification models outside the zoo.")]
+
+
+def _torchvision_dict(name: str) -> dict:
+    """What torchvision's DEFAULT weights say of a model outside the zoo (its published figures)."""
+    from zoodeploy.models.sources import _default_weights
+    enum = _default_weights(name)
+    meta = enum.meta
+    gflops = meta.get("_ops")
+    return {"name": name, "family": "torchvision", "year": None, "paper": meta.get("recipe", ""),
+            "input_size": int(enum.transforms().crop_size[0]), "min_input_size": None,
+            "published_params": meta.get("num_params"),
+            "published_macs": int(gflops * 1e9) if gflops else None,  # torchvision's GFLOPS count MACs
+            "figures_source": f"torchvision {enum}", "weights_enum": str(enum)}
+
+
 @app.command("list")
-def list_cmd(include: IncludeOpt = None, json: JsonFlag = False) -> None:
-    """List the zoo's architectures with their published figures."""
-    specs = [get_spec(name) for name in list_models(include)]
+def list_cmd(include: IncludeOpt = None, all: AllFlag = False, json: JsonFlag = False) -> None:
+    """List the zoo's architectures with their published figures (--all: and torchvision's others)."""
+    specs = [_spec_dict(get_spec(name)) for name in list_models(include)]
+    if all:
+        import fnmatch
+        from zoodeploy.models.sources import torchvision_names
+        zoo = set(list_models())
+        specs += [_torchvision_dict(n) for n in torchvision_names()
+                  if n not in zoo and (include is None or fnmatch.fnmatch(n, include))]
     if json:
-        print_json([_spec_dict(s) for s in specs])
+        print_json(specs)
         return
     table = Table(Column("name", no_wrap=True),  # names are what users copy
                   "family", "year", "input", "params", "MACs", "weights", box=box.SIMPLE_HEAD,
                   pad_edge=False,
                   caption="params, MACs: published, at the input size; weights: pretrained ones")
     for s in specs:
-        table.add_row(s.name, s.family, str(s.year), str(s.input_size), _si(s.published_params),
-                      _si(s.published_macs), IMAGENET if s.weights_enum else "")
+        table.add_row(s["name"], s["family"], str(s["year"] or ""), str(s["input_size"]), _si(s["published_params"]),
+                      _si(s["published_macs"]), IMAGENET if s["weights_enum"] else "")
     stdout.print(table)
 
 
@@ -56,7 +78,11 @@ def list_cmd(include: IncludeOpt = None, json: JsonFlag = False) -> None:
 def info_cmd(name: Annotated[str, typer.Argument(help="Architecture, e.g. resnet50.")],
              input_size: InputSizeOpt = None, num_classes: NumClassesOpt = None,
              layers: LayersFlag = False, json: JsonFlag = False) -> None:
-    """Build one architecture and measure its parameters, MACs and activation memory."""
+    """Build one architecture (zoo or torchvision) and measure its parameters, MACs and activation memory."""
+    if name not in list_models():
+        from zoodeploy.models.sources import resolve_source
+        if resolve_source(name).kind == "torchvision":
+            return _torchvision_info(name, input_size, num_classes, layers, json)
     spec = get_spec(name)
     classes = num_classes or spec.figures_num_classes
     profile = profile_arch(name, input_size=input_size, num_classes=classes, layers=layers)
@@ -100,3 +126,35 @@ def _si(n: int | None) -> str:
         if n >= scale:
             return f"{n / scale:.2f} {unit}"
     return str(n)
+
+
+def _torchvision_info(name: str, input_size: int | None, num_classes: int | None, layers: bool, json: bool) -> None:
+    import torch
+    import torchvision.models as tvm
+    from zoodeploy.errors import ZoodeployError
+    from zoodeploy.models.profile import profile_model
+    from zoodeploy.models.sources import _default_weights, weights_preprocessing
+    published = _torchvision_dict(name)
+    prep = weights_preprocessing(_default_weights(name))
+    size, classes = input_size or prep.input_size, num_classes or 1000
+    try:  # without allocating weights where the builder allows it (RegNet's computes widths with tensors)
+        with torch.device("meta"):
+            model = tvm.get_model(name, num_classes=classes)
+    except NotImplementedError:
+        model = tvm.get_model(name, num_classes=classes)
+    try:
+        profile = profile_model(model, size, layers=layers)
+    except Exception as e:  # noqa: BLE001 - e.g. a ViT at another input size
+        raise ZoodeployError(f"{name} does not run at {size}x{size}: {' '.join(str(e).split())[:160]}") from None
+    if json:
+        print_json({**published, "default_input_size": published["input_size"], **profile.to_dict(),
+                    "num_classes": classes, "preprocessing": prep.to_dict()})
+        return
+    table = Table("", "measured", "published", title=f"{name} (torchvision)", caption=f"published: {published['figures_source']}")
+    table.add_row("input", f"{size}x{size}, {classes} classes", f"{published['input_size']}x{published['input_size']}, 1000 classes")
+    table.add_row("params", _si(profile.params), _si(published["published_params"]))
+    table.add_row("MACs", _si(profile.macs), _si(published["published_macs"]))
+    table.add_row("activations", f"{profile.activation_bytes / 2**20:.1f} MiB", "")
+    stdout.print(table)
+    if layers:
+        stdout.print(_layers_table(profile))

@@ -11,7 +11,9 @@ from rich.table import Table
 
 from zoodeploy.card import Variant
 from zoodeploy.recipes import QuantRecipe
-from zoodeploy.cli.common import JsonFlag, ThreadsOpt, console, print_json
+from zoodeploy.cli.common import (SOURCE_HELP, JsonFlag, LabelsOpt, PreprocessingOpt, ThreadsOpt, console, print_json,
+                                  say_skipped)
+from zoodeploy.optimize.source import resolve_artifact
 from zoodeploy.errors import OptimizeError
 from zoodeploy.optimize import DEFAULT_PASSES, PASSES, Calibration, OptimizeConfig, Scheme, optimize as run_optimize
 from zoodeploy.optimize.passes import parse_passes
@@ -35,7 +37,8 @@ def parse_max_drop(text: str) -> float | None:
 
 
 def optimize(
-    artifact: Annotated[Path, typer.Argument(help="Artifact directory, or a lone .onnx file (then pass --calib-data).")],
+    artifact: Annotated[str, typer.Argument(help=f"Artifact directory, or {SOURCE_HELP} (made into an artifact "
+                                                 "first; a lone .onnx needs --calib-data).")],
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes, e.g. fuse,int8,fp16,ort-format "
                                                     "(default: fuse,int8; a pass's inputs are made first).")] = None,
     fuse: Annotated[bool, typer.Option("--fuse", help="Alias of --passes fuse: onnxslim + ORT offline graph optimizations -> fused.onnx.")] = False,
@@ -53,9 +56,19 @@ def optimize(
     threads: ThreadsOpt = None,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="For a lone .onnx: the artifact directory to make (default: <stem>-artifact).")] = None,
     bench: Annotated[bool, typer.Option("--bench/--no-bench", help="Measure batch-1 latency against fused fp32.")] = True,
+    labels: LabelsOpt = None,
+    preprocessing: PreprocessingOpt = None,
     json: JsonFlag = False,
 ) -> None:
     """Make optimized variants of ARTIFACT (default passes: fuse,int8), each with accuracy and drift."""
+    if not Path(artifact).is_dir():  # a new artifact whose card records --calib-data, split: calibrate
+        #                              on its train split only, never on the images it is evaluated on
+        artifact = resolve_artifact(artifact, calib_data, out, labels=labels, preprocessing=preprocessing)
+        calib_data = out = None
+    elif labels or preprocessing:
+        resolve_artifact(artifact, labels=labels, preprocessing=preprocessing)  # refuses, in one line
+    if not json:
+        say_skipped(artifact)
     cfg = OptimizeConfig(passes=chosen_passes(passes, fuse=fuse, int8=int8, fp16=fp16, ort_format=ort_format),
                          calib_data=calib_data, calib_size=calib_size, calibration=calibration, scheme=scheme, target_isa=target_isa,
                          max_drop=parse_max_drop(max_drop), threads=threads, bench=bench, out=out,
