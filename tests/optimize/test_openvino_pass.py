@@ -1,0 +1,54 @@
+"""The OpenVINO passes: what they record, bf16 only where the CPU has it, the build's pass list."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from cli_support import assert_one_line_error, invoke_cli
+from zoodeploy.card import Precision, Runtime, load_card
+from zoodeploy.optimize.isa import Isa, detect_isa, parse_cpuinfo
+from zoodeploy.optimize.openvino import build_passes, has_bf16
+from zoodeploy.recipes import OpenVinoRecipe
+
+pytest.importorskip("openvino")
+
+AVX2 = Isa(machine="x86_64", model="test", avx2=True)
+SAPPHIRE_RAPIDS = Isa(machine="x86_64", model="test", avx2=True, avx512=True, vnni=True, bf16=True, amx=True)
+
+
+def test_cpuinfo_flags_give_bf16_and_amx():
+    isa = parse_cpuinfo("flags\t: avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8 amx_tile\n", "x86_64")
+    assert isa.bf16 and isa.amx and isa.summary == "AVX-512 with VNNI, BF16, AMX"
+    plain = parse_cpuinfo("flags\t: avx2 fma\n", "x86_64")
+    assert not plain.bf16 and not plain.amx and plain.summary == "AVX2 without VNNI"
+
+
+def test_build_adds_openvino_passes_and_bf16_only_where_the_cpu_has_it():
+    assert build_passes(AVX2) == ("ov-fused", "ov-int8")
+    assert build_passes(SAPPHIRE_RAPIDS) == ("ov-fused", "ov-int8", "bf16")
+
+
+def test_ov_fused_records_the_fused_file_as_an_openvino_row(optimized, tmp_path):
+    from zoodeploy.optimize import OptimizeConfig, optimize
+    art = tmp_path / "a"
+    shutil.copytree(optimized("lenet5"), art)
+    (made,) = optimize(art, OptimizeConfig(passes=("ov-fused",), max_drop=None, bench=False, threads=1))
+    card = load_card(art)
+    fused = card.variants["fused"]
+    assert made.name == "fused-ov" and made.runtime is Runtime.openvino and made.precision is Precision.fp32
+    assert (made.file, made.sha256) == (fused.file, fused.sha256)
+    assert isinstance(made.recipe, OpenVinoRecipe) and made.recipe.source == "fused"
+    assert made.recipe.inference_precision == "f32" and made.recipe.num_streams == 1
+    assert made.validation.tolerance.atol < 1e-3 and made.validation.worst_abs_err < 1e-3
+    assert made.accuracy is not None and made.accuracy.agreement == 100.0  # the orchestrator evaluated it
+
+
+@pytest.mark.skipif(has_bf16(detect_isa()), reason="this CPU has BF16: the refusal is for CPUs without it")
+def test_bf16_on_a_cpu_without_it_is_a_one_line_error(trained, tmp_path):
+    art = tmp_path / "a"
+    shutil.copytree(trained("lenet5"), art)
+    r = invoke_cli("optimize", art, "--passes", "bf16")
+    assert_one_line_error(r, "bf16 needs a CPU with AVX512_BF16 or AMX", "fused-ov")
+    assert "bf16" not in load_card(art).variants
