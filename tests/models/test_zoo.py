@@ -15,7 +15,9 @@ ZOO = ["lenet5", "alexnet", "zfnet", "vgg11", "vgg16", "vgg19", "vgg16_bn", "nin
        "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
        "wide_resnet50_2", "resnext50_32x4d", "se_resnet50", "densenet121", "densenet169",
        "squeezenet1_0", "squeezenet1_1", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
-       "mobilenet_v3_large", "shufflenet_v2_x1_0", "efficientnet_b0"]
+       "mobilenet_v3_large", "shufflenet_v2_x1_0", "efficientnet_b0", "preact_resnet18",
+       "preact_resnet50", "preact_resnet164", "resnet110", "resnet1202", "wrn28_10", "fractalnet",
+       "inception_v4", "inception_resnet_v2", "nasnet_a_mobile"]
 AUX = ["googlenet", "inception_v3"]
 TORCHVISION = [n for n in ZOO if get_spec(n).weights_enum]
 
@@ -39,7 +41,8 @@ def test_zoo_holds_exactly_the_named_architectures():
 
 
 def test_list_models_filters_with_patterns():
-    assert list_models("resnet*") == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    assert list_models("resnet*") == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                                      "resnet110", "resnet1202"]
     assert "vgg16_bn" not in list_models("vgg*", exclude="*_bn")
 
 
@@ -118,7 +121,9 @@ PARAMS_TOLERANCE = 0.01
 MACS_TOLERANCE = 0.05
 # LeNet-5's published ~60,000 is for the paper's 1-channel network with a sparse C3 table and
 # trainable pooling; this RGB, fully-wired build has 62,006 (+3.3%); test_lenet5_* explains it
-PARAMS_TOLERANCE_FOR = {"lenet5": 0.04}
+# ResNet-110's 1.7M rounds 1,727,962 (+1.6%); FractalNet's 38.6M is 12.6% above what its described
+# layout holds (33.7M): tests/models/test_new_archs.py pins both counts and says why
+PARAMS_TOLERANCE_FOR = {"lenet5": 0.04, "resnet110": 0.02, "fractalnet": 0.13}
 # Measured params are the deployed model's, as published; the one exception: torchvision's
 # builder keeps Inception v3's AuxLogits when it loads weights and counts them in num_params
 # (23,834,568 deployed + 3,326,696 aux = 27,161,264); GoogLeNet's drops aux1/aux2

@@ -123,8 +123,8 @@ register_model(ModelSpec(
     preprocessing=CIFAR_PREPROCESSING,
     # The paper's Table 1 gives 38.6M for this 20-layer network (C=3; its 40-layer C=4 net,
     # 22.9M, has filter counts it does not give). Its layout, built as described, has
-    # 33.7M: 33,698,880 conv weights + BN + FC (the authors' Caffe generator and the
-    # third-party reimplementations get the same); the 4.9M gap is unexplained in the paper.
+    # 33.7M: 33,698,880 conv weights + BN + FC (third-party reimplementations note the
+    # same count against the paper); the 4.9M gap is unexplained in the paper.
     published_params=38_600_000, figures_num_classes=10,
     figures_source="Larsson et al. 2017, Table 1 (FractalNet, 20 layers: 38.6M; the "
                    "described layout has 33.7M, see fractalnet.py)",
