@@ -18,6 +18,7 @@ def _folder(root, n=8):
     return root
 
 
+@pytest.mark.trains  # one epoch on 16 images, in a subprocess: no fixture tells conftest.py
 def test_train_on_image_folder_writes_artifact(tmp_path):
     data = _folder(tmp_path / "data")
     r = run_cli("train", "lenet5", "--data", data, "--epochs", "1", "-o", tmp_path / "art", "--json")

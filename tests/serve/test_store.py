@@ -65,6 +65,7 @@ def test_bad_import_is_one_line(served_artifact, home, args, needle):
     assert_one_line_error(run_cli(*[a.format(art=served_artifact) for a in args], env=home, cwd=REPO), needle)
 
 
+@pytest.mark.server  # starts `bentoml serve` itself (it must refuse to start)
 def test_serving_an_unknown_store_model_fails_before_starting(home):
     r = run([str(Path(sys.executable).with_name("bentoml")), "serve", "--port", "0"],
             {**home, "ZOODEPLOY_MODEL": "zoodeploy-nothing:v1"})
