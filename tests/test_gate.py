@@ -14,6 +14,7 @@ from onnx import helper, numpy_helper
 from zoodeploy.card import add_variant, load_card, make_variant
 from zoodeploy.gate import GateConfig, LatencyBaseline, check
 from zoodeploy.errors import GateError, ZoodeployError
+from zoodeploy.recipes import CopyRecipe
 
 FAST = ["--max-seconds", "4"]
 
@@ -55,7 +56,7 @@ def plant(art, name, file, make, source):
     make(art / card_file(art, source), art / file)
     v = load_card(art).variants[source]
     add_variant(art, make_variant(art, name, file, precision=v.precision, runtime="onnxruntime",
-                                  made_by=f"planted regression from {v.file}"))
+                                  made_by=f"planted regression from {v.file}", recipe=CopyRecipe(source=v.file)))
 
 
 def card_file(art, name):

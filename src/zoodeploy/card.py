@@ -22,6 +22,7 @@ from zoodeploy.recipes import Recipe, parse_recipe
 
 CARD_FILE = "card.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+CARD_LOCK = ".card.lock"  # the lock every card update takes (kept: removing it would race)
 ONNX_METADATA_KEY = "zoodeploy.card"
 SCHEMA_VERSION = 2  # 1: free-form recipe / validation / settings dicts (migrated on read)
 
@@ -391,7 +392,7 @@ def save_card(artifact: str | Path, card: ModelCard) -> Path:
 @contextlib.contextmanager
 def card_lock(artifact: str | Path) -> Iterator[None]:
     """An exclusive lock on the artifact's card (a `.card.lock` file beside it), across processes."""
-    path = Path(artifact) / ".card.lock"
+    path = Path(artifact) / CARD_LOCK
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:

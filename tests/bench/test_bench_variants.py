@@ -40,13 +40,18 @@ def test_bench_records_each_variant_and_the_eager_baseline(optimized, tmp_path):
             assert s.settings.process_peak_rss_mb == result.peak_rss_mb > 50
 
 
-def test_a_second_run_replaces_a_variants_figures(optimized, tmp_path):
+def test_a_second_run_replaces_a_variants_figures_at_its_batch_sizes(optimized, tmp_path):
+    """Rows are by batch size: a later run at batch 2 and batch 4 replaces those rows, keeps batch 1
+    (run concurrently or one after the other, no command's figures are lost)."""
     art = tmp_path / "lenet5"
     shutil.copytree(optimized("lenet5"), art)
     bench_variants(art, BenchOptions(batches=(1, 4), threads=1, timing=SHORT))
-    bench_variants(art, BenchOptions(variants=["int8"], batches=(2,), threads=1, eager=False, timing=SHORT))
+    first = load_card(art).variants["int8"].latency
+    second = bench_variants(art, BenchOptions(variants=["int8"], batches=(2, 4), threads=1, eager=False, timing=SHORT))
     card = load_card(art)
-    assert set(card.variants["int8"].latency) == {"2"}  # no rows left from the other run
+    rows = card.variants["int8"].latency
+    assert set(rows) == {"1", "2", "4"} and rows["1"] == first["1"]  # batch 1 kept from the first run
+    assert rows["4"] == second.variants["int8"][4] != first["4"]  # batch 4 from the second run
     assert set(card.variants["fp32"].latency) == {"1", "4"}  # not measured: untouched
     assert set(card.eager_latency) == {"1", "4"}
 
@@ -68,12 +73,12 @@ def test_bad_options_are_refused(bad):
 def _plain_session(path, settings):
     """An InferenceSession built from the settings the bench recorded, by hand."""
     so = ort.SessionOptions()
-    so.intra_op_num_threads = settings["intra_op_threads"]
-    so.inter_op_num_threads = settings["inter_op_threads"]
+    so.intra_op_num_threads = settings.intra_op_threads
+    so.inter_op_num_threads = settings.inter_op_threads
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, settings["graph_optimization"])
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["spinning"] else "0")
-    return ort.InferenceSession(str(path), so, providers=settings["providers"])
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, settings.graph_optimization)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
+    return ort.InferenceSession(str(path), so, providers=settings.providers)
 
 
 def _plain_p50(sessions, x, runs=150, block=15):

@@ -65,8 +65,7 @@ def test_build_mobile_selects_the_fastest_variant_within_budget(tmp_path):
                 "--batch", "1,4", "--threads", "1", "--max-seconds", "2", "-o", out)
     assert r.returncode == 0, r.stderr
     stages = [ln.split(":")[0] for ln in r.stderr.splitlines() if ln.startswith("[") and ": " in ln]
-    assert stages == [f"[{i}/7] {s}" for i, s in
-                      enumerate(["train", "export", "optimize", "evaluate", "bench", "select", "report"], 1)]
+    assert stages == [f"[{i}/5] {s}" for i, s in enumerate(["train", "export", "optimize", "select", "report"], 1)]
     card = load_card(out)
     assert set(card.variants) == {"fp32", "fused", "int8", "int8-ort"}
     within = {n: v.latency["1"].p50_ms for n, v in card.variants.items() if v.accuracy.drop_pt <= 1.5}

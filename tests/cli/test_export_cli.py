@@ -10,6 +10,7 @@ import torchvision
 from cli_support import assert_one_line_error, invoke_cli, run_cli
 
 from zoodeploy.card import load_card
+from zoodeploy.card import CARD_LOCK
 
 LOCAL_PROXY = "http://127.0.0.1:9"  # nothing listens there: downloads fail at once, as offline
 
@@ -19,7 +20,8 @@ def zd(*args, **kw):
 
 
 def no_leftovers(directory):
-    return [p.name for p in directory.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"] == []
+    return [p.name for p in directory.iterdir()
+            if p.name != CARD_LOCK and (p.name.startswith(".") or p.suffix == ".tmp")] == []
 
 
 def test_export_artifact_in_place_prints_and_records(artifact):

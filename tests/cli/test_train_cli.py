@@ -29,7 +29,7 @@ def test_train_on_image_folder_writes_artifact(tmp_path):
     assert json.loads((tmp_path / "art" / "card.json").read_text())["training"]["epochs"] == 1
 
 
-@pytest.mark.parametrize("case", ["unknown-model", "missing-dir", "empty-class", "corrupt-image", "bad-checkpoint"])
+@pytest.mark.parametrize("case", ["unknown-model", "missing-dir", "empty-class", "no-readable-image", "bad-checkpoint"])
 def test_bad_input_is_one_line(tmp_path, case):
     data = _folder(tmp_path / "data")
     args = ["lenet5", "--data", data, "--epochs", "1", "-o", tmp_path / "out"]
@@ -41,9 +41,10 @@ def test_bad_input_is_one_line(tmp_path, case):
     elif case == "empty-class":
         (data / "empty").mkdir()
         needle = ["empty", "no images"]
-    elif case == "corrupt-image":
-        (data / "circle" / "3.png").write_bytes(b"garbage")
-        needle = ["3.png"]
+    elif case == "no-readable-image":  # one unreadable image is skipped and counted; none readable is an error
+        for f in data.rglob("*.png"):
+            f.write_bytes(b"garbage")
+        needle = ["readable"]
     else:
         (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
         args += ["--weights", tmp_path / "bad.pt"]

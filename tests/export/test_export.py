@@ -15,6 +15,8 @@ from zoodeploy.export.validate import compare_logits, failures
 from zoodeploy.fileio import UMASK, sha256_file
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.runtime import EAGER, InputError, open_runner
+from zoodeploy.recipes import CopyRecipe
+from zoodeploy.card import CARD_LOCK
 
 MODEL = "lenet5"  # trained on digits; exports in seconds
 
@@ -29,7 +31,8 @@ def logits(art, variant, x, batch):
 
 def leftovers(directory):
     """Temp files or staging directories an export might have left."""
-    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".") or p.suffix == ".tmp")
+    return sorted(p.name for p in directory.iterdir()
+                  if p.name != CARD_LOCK and (p.name.startswith(".") or p.suffix == ".tmp"))
 
 
 def test_dynamic_batch_matches_pytorch_at_1_7_and_32_on_held_out_data(trained):
@@ -161,7 +164,7 @@ def test_input_size_change_in_place_is_refused_when_other_variants_depend_on_it(
     art = artifact(MODEL)
     (art / "fused.onnx").write_bytes((art / FP32_FILE).read_bytes())
     add_variant(art, make_variant(art, "fused", "fused.onnx", precision="fp32", runtime="onnxruntime",
-                                  made_by="a copy, for this test"))
+                                  made_by="a copy, for this test", recipe=CopyRecipe(source=FP32_FILE)))
     with pytest.raises(ExportError, match=r"fused.*-o OUT"):
         export_artifact(art, ExportConfig(input_size=40))
     with pytest.raises(ExportError, match="at least 32px"):
@@ -173,7 +176,7 @@ def test_artifact_exported_into_another_directory_leaves_the_source_alone(artifa
     before = (art / "card.json").read_bytes()
     out, v = export_source(art, tmp_path / "copy")
     assert out == tmp_path / "copy" and (art / "card.json").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["card.json", "checkpoint.pt", FP32_FILE]
+    assert sorted(p.name for p in out.iterdir() if p.name != CARD_LOCK) == ["card.json", "checkpoint.pt", FP32_FILE]
     card = load_card(out)
     assert list(card.variants) == ["fp32"] and card.variants["fp32"].sha256 == v.sha256
     assert card.checkpoint_sha256 == load_card(art).checkpoint_sha256
@@ -189,7 +192,7 @@ def test_source_that_is_neither_artifact_nor_zoo_name(tmp_path):
         export_source("resnet1B", tmp_path / "out")
     with pytest.raises(ArtifactError, match="does not exist"):
         export_source(str(tmp_path / "nope"))
-    with pytest.raises(ExportError, match="--weights is for a zoo model name"):
+    with pytest.raises(ExportError, match="--weights / --labels / --preprocessing are for a new SOURCE"):
         export_source(tmp_path, weights="none")
     assert list(tmp_path.iterdir()) == []
 

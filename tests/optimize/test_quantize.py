@@ -75,7 +75,7 @@ def test_tensorrt_scheme_is_symmetric_s8s8_per_channel_qdq(zoo_artifact):
     artifact = zoo_artifact("resnet18")
     v = quantize(artifact, QuantConfig(scheme=Scheme.tensorrt, calib_size=8), variant_name="int8-trt-qdq")
     assert v.name == "int8-trt-qdq" and v.file == "int8-trt-qdq.onnx" and v.recipe.scheme == "tensorrt"
-    assert v.accuracy is not None and v.accuracy.drop_pt is not None
+    assert v.accuracy is None  # a pass makes and validates; the orchestrator measures accuracy
     model = onnx.load(str(variant_path(artifact, v)))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     q_nodes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]

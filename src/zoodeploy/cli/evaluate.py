@@ -20,6 +20,8 @@ VariantsOpt = Annotated[list[str] | None, typer.Option(
 DataOpt = Annotated[str | None, typer.Option(
     "--data", help="`digits` or an ImageFolder directory (default: the card's data); its test split is used.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, or cuda for GPU variants.")]
+OnOpt = Annotated[str | None, typer.Option(
+    "--on", help="Run the evaluation inside an emulated device (`arm64`), through each variant's edge bundle.")]
 
 
 def show_progress(json: bool) -> bool:
@@ -34,8 +36,10 @@ def split_csv(values: list[str] | None) -> list[str] | None:
 
 
 def evaluate(artifact: ArtifactArg, variants: VariantsOpt = None, data: DataOpt = None,
-             threads: ThreadsOpt = None, device: DeviceOpt = "cpu", json: JsonFlag = False) -> None:
+             threads: ThreadsOpt = None, device: DeviceOpt = "cpu", on: OnOpt = None, json: JsonFlag = False) -> None:
     """Top-1, top-5, drop vs fp32, agreement and max logit error of each variant (test split only)."""
+    if on:
+        return _evaluate_on(artifact, on, split_csv(variants), json)
     card = load_card(artifact)
     splits = eval_splits(card, data)
     figures = evaluate_variants(artifact, split_csv(variants), splits=splits,
@@ -45,15 +49,30 @@ def evaluate(artifact: ArtifactArg, variants: VariantsOpt = None, data: DataOpt 
         print_json({"artifact": str(artifact), "data": splits.spec.source, "split": "test",
                     "recorded_in_card": recorded, "variants": {n: a.model_dump(mode="json") for n, a in figures.items()}})
         return
-    n = next(iter(figures.values())).n
-    table = Table("variant", "top-1 %", "top-5 %", "drop vs fp32 (pt)", "agreement %", "max |logit err|",
-                  title=f"{card.name} on the {splits.spec.source} test split ({n} images, 1 image = {100 / n:.2f} pt)")
-    for name, a in figures.items():
-        table.add_row(name, f"{a.top1:.2f}", f"{a.top5:.2f}", _f(a.drop_pt, "+.2f"), _f(a.agreement, ".2f"),
-                      _f(a.max_abs_err, ".3g"))
-    stdout.print(table)
+    stdout.print(_table(figures, f"{card.name} on the {splits.spec.source} test split"))
     if not recorded:
         console.print(f"not recorded in the card: {splits.spec.source} is not the data the card records")
+
+
+def _evaluate_on(artifact, on: str, variants: list[str] | None, json: bool) -> None:
+    """The held-out evaluation inside an emulated device (zoodeploy.device), recorded per ISA."""
+    from zoodeploy.device.evaluate import evaluate_on
+    figures = evaluate_on(artifact, on, variants, say=lambda line: console.print(line, markup=False, highlight=False))
+    if json:
+        print_json({"artifact": str(artifact), "on": on, "split": "test", "recorded_in_card": True,
+                    "variants": {n: a.model_dump(mode="json") for n, a in figures.items()}})
+        return
+    stdout.print(_table(figures, f"{load_card(artifact).name} on {on} (emulated), test split"))
+
+
+def _table(figures: dict, title: str) -> Table:
+    n = next(iter(figures.values())).n
+    table = Table("variant", "top-1 %", "top-5 %", "drop vs fp32 (pt)", "agreement %", "max |logit err|",
+                  title=f"{title} ({n} images, 1 image = {100 / n:.2f} pt)")
+    for name, a in figures.items():
+        table.add_row(name, _f(a.top1, ".2f"), _f(a.top5, ".2f"), _f(a.drop_pt, "+.2f"), _f(a.agreement, ".2f"),
+                      _f(a.max_abs_err, ".3g"))
+    return table
 
 
 def _f(x: float | None, spec: str) -> str:

@@ -193,6 +193,9 @@ def load_splits(source: str | Path, *, seed: int = 0, val_fraction: float = 0.15
         per_class = {c: _readable(fs) for c, fs in found.items()} if labelled else _readable(found)
         kept = sum(map(len, per_class.values())) if labelled else len(per_class)
         skipped = num_files - kept
+        if num_files == 0:
+            raise DataError(f"{where} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); point at a folder "
+                            "that holds some")
         if kept == 0:
             raise DataError(f"{where}: none of its {num_files} image files is readable; add images Pillow decodes")
         if labelled:

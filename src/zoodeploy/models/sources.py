@@ -319,9 +319,21 @@ class ProgramKind(SourceKind):
 def _load_program(path: Path) -> nn.Module:
     from zoodeploy.export.program import gist, load_program
     try:
-        return load_program(path)
+        return _Program(load_program(path))
     except Exception as e:  # noqa: BLE001
         raise SourceError(f"{path} is not a loadable torch.export program (.pt2): {gist(e)}") from None
+
+
+class _Program(nn.Module):
+    """An exported program as an ordinary module: its unlifted module refuses train()/eval() (a
+    program is captured in one mode), so it is held outside the module tree those calls walk."""
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        object.__setattr__(self, "program", program)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
 
 
 def _program_input_size(path: Path) -> int | None:

@@ -124,10 +124,11 @@ def write_report(report: dict[str, Any], of: str, out: Path) -> None:
 TARGET_PROB_ATOL = {"fp32": 1e-4, "fp16": 2e-3, "bf16": 2e-3, "int8": 5e-3, "mixed": 5e-3}
 
 
-def add_target_expectations(root: Path, target_isa: str, precision: str) -> str | None:
+def add_target_expectations(root: Path, target_isa: str, precision: str, make: bool = True) -> str | None:
     """Run the staged bundle in `root` on the emulated `target_isa` device and record its outputs
     on the samples as that ISA's expectations (samples/expected.json `targets`), refreshing the
-    manifest. Returns a note when the device cannot be made: then nothing is recorded."""
+    manifest. With `make` False, only a device already made on this machine is used (making one
+    takes minutes). Returns a note when there is no device: then nothing is recorded."""
     from zoodeploy.device.arm64 import DeviceError
     from zoodeploy.device.evaluate import device_logits, get_device
     from zoodeploy.errors import MissingDependencyError
@@ -135,7 +136,7 @@ def add_target_expectations(root: Path, target_isa: str, precision: str) -> str 
     from zoodeploy.package import predict
     from zoodeploy.preprocess import softmax
     try:
-        device = get_device(target_isa)
+        device = get_device(target_isa, make=make)
     except (MissingDependencyError, DeviceError) as e:  # not made: no target figures, never guessed ones
         return f"samples/expected.json holds the build host's outputs only, no {target_isa} ones: {e}"
     expected = json.loads((root / predict.EXPECTED).read_text())
