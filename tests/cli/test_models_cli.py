@@ -57,7 +57,7 @@ def test_info_json_measures_the_model():
 
 
 def test_unknown_name_is_one_line_with_a_suggestion(ran):
-    assert_one_line_error(ran["unknown"], "unknown model 'resnet05'", "resnet50")
+    assert_one_line_error(ran["unknown"], "resnet05 is neither", "did you mean resnet50")
 
 
 def test_too_small_input_is_one_line():

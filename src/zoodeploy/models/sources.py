@@ -97,7 +97,7 @@ def resolve_source(text: str) -> Source:
 
 def _close_names(text: str) -> str:
     import difflib
-    names = [*_zoo_names(), *torchvision_names()]
+    names = list(dict.fromkeys([*_zoo_names(), *torchvision_names()]))  # zoo names are torchvision names too
     close = difflib.get_close_matches(text, names, n=3, cutoff=0.6)
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
