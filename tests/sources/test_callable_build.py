@@ -24,8 +24,8 @@ def tiny_net() -> nn.Module:
     """What the user's callable returns: an untrained module (the weights come from --weights)."""
     return nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(), nn.Linear(32, 10))
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * (SIZE // 4) ** 2, 10))  # keeps where strokes are: a global pool alone reached 66-83%
 
 
 def _train(path: Path) -> Path:
