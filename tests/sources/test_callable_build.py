@@ -21,11 +21,14 @@ SIZE = 16
 
 
 def tiny_net() -> nn.Module:
-    """What the user's callable returns: an untrained module (the weights come from --weights)."""
+    """What the user's callable returns: an untrained module (the weights come from --weights).
+
+    It flattens the last 4x4 maps, keeping where the strokes are: ending in a global pool it
+    reached only 66-83% on digits test across three training recipes."""
     return nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * (SIZE // 4) ** 2, 10))  # keeps where strokes are: a global pool alone reached 66-83%
+        nn.Flatten(), nn.Linear(32 * (SIZE // 4) ** 2, 10))
 
 
 def _train(path: Path) -> Path:
