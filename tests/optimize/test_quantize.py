@@ -90,3 +90,46 @@ def test_tensorrt_scheme_is_symmetric_s8s8_per_channel_qdq(zoo_artifact):
         assert not inits[dq.input[2]].any()
     assert any(n.op_type == "Relu" for n in model.graph.node)  # kept explicit for TensorRT to fuse
     assert load_card(artifact).variants["int8-trt-qdq"].sha256 == v.sha256
+
+
+def _concat_graph(path):
+    """input -> two convs of very different output ranges -> Concat -> conv -> pool -> (N, 4)."""
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(0)
+    w = {"wa": rng.standard_normal((4, 3, 3, 3)) * 0.1, "wb": rng.standard_normal((4, 3, 3, 3)) * 10,
+         "wc": rng.standard_normal((4, 8, 1, 1))}
+    nodes = [helper.make_node("Conv", ["input", "wa"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["input", "wb"], ["b"], name="conv_b", pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["a", "b"], ["ab"], name="concat", axis=1),
+             helper.make_node("Conv", ["ab", "wc"], ["c"], name="conv_c"),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["logits"], name="flatten")]
+    graph = helper.make_graph(nodes, "concat", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+
+
+@pytest.mark.parametrize("optimized", [False, True])
+def test_calibrated_once_and_concat_inputs_share_the_output_range(tmp_path, optimized):
+    """One calibration (cached) serves every quantization; a Concat's inputs and output carry one
+    scale and zero point, so the INT8 concat is a copy, although one branch is 100x wider."""
+    from zoodeploy.optimize.quantize import Quantizer
+    _concat_graph(tmp_path / "model.onnx")
+    calib = np.random.default_rng(1).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    with Quantizer(tmp_path / "model.onnx", QuantConfig(scheme=Scheme.u8s8), calib, "input", optimized) as q:
+        assert [sorted(g) for g in q.concat_groups] == [["a", "ab", "b"]]
+        q.write(tmp_path / "int8.onnx")
+        cached = q.cache.read_bytes()
+        q.write(tmp_path / "int8-kept.onnx", ["conv_c"])  # accuracy control's re-quantization
+        assert q.cache.read_bytes() == cached
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    made = {o: n for n in model.graph.node for o in n.output}
+    concat = next(n for n in model.graph.node if n.op_type == "Concat")
+    scales = {float(inits[made[t].input[1]]) for t in concat.input}  # the DequantizeLinear feeding each input
+    readers = [n for n in model.graph.node if concat.output[0] in n.input]
+    assert [n.op_type for n in readers] == ["QuantizeLinear"]
+    scales.add(float(inits[readers[0].input[1]]))
+    assert len(scales) == 1, scales
+    assert {n.op_type for n in onnx.load(str(tmp_path / "int8-kept.onnx")).graph.node} >= {"QuantizeLinear", "Conv"}
