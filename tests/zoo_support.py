@@ -17,7 +17,9 @@ from zoodeploy.models.zoo import get_spec, list_models
 from zoodeploy.preprocess import Preprocessing
 
 BIG = 100_000_000  # parameters: the VGGs, whose 0.5 GB classifiers make every save, load and session slow
-TRAINING_ONLY_OPS = {"Dropout"}
+# training-only or random ops: none may reach an inference graph (FractalNet's drop-path included)
+TRAINING_ONLY_OPS = {"Dropout", "RandomUniform", "RandomUniformLike", "RandomNormal", "RandomNormalLike",
+                     "Bernoulli", "Multinomial"}
 
 
 # 1,202 layers: ONNX Runtime's quantizer alone ran past 600 s on one core of the 2-core machine, so
