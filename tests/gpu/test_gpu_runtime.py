@@ -12,7 +12,8 @@ from zoodeploy.card import ModelCard, Variant, make_variant, save_card
 from zoodeploy.errors import ArtifactError, MissingDependencyError
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.runtime import needs_gpu, open_runner
-from zoodeploy.runtime.base import RUNTIMES, _load_backends
+from zoodeploy.runtime.backends import _load_backends
+from zoodeploy.runtime.base import RUNTIMES
 from zoodeploy.runtime.ort import (CUDA, TENSORRT, Provider, check_providers_in_use, providers_for,
                                    tensorrt_ep_options)
 from zoodeploy.runtime.gpu import (EngineTarget, batch_chunks, check_engine_target, import_gpu_package,

@@ -49,7 +49,7 @@ def bundle_variants(card: ModelCard, names: list[str] | None) -> list[str]:
 def write_test_images(card: ModelCard, folder: Path) -> tuple[list[str], np.ndarray]:
     """The test split as PNG files (lossless) in `folder`: their names and labels."""
     from zoodeploy.models.data import splits_for
-    from zoodeploy.package.bundle import _save_png
+    from zoodeploy.package.bundle import save_png
     if card.data is None:
         raise ArtifactError(f"{card.name}: the card records no data set, so there is no test split to run")
     test = splits_for(card.data).test
@@ -57,7 +57,7 @@ def write_test_images(card: ModelCard, folder: Path) -> tuple[list[str], np.ndar
     names = []
     for i in range(len(test.labels)):
         names.append(f"{i:05d}.png")
-        _save_png(test.image(i), folder / names[-1])
+        save_png(test.image(i), folder / names[-1])
     return names, np.asarray(test.labels)
 
 

@@ -22,11 +22,12 @@ from tqdm.auto import tqdm
 from zoodeploy.card import ExportFailure, GraphStats, ModelCard, Validation, Variant, load_card, make_variant, update_card
 from zoodeploy.errors import ExportError, ZoodeployError
 from zoodeploy.export.metadata import set_card_metadata
-from zoodeploy.export.program import capture, example_input, failed_op, gist, load_program, quiet, save_program
+from zoodeploy.export.program import capture, example_input, quiet
 from zoodeploy.export.validate import Comparison, Tolerance, ToleranceError, check, compare_logits, validation_samples
 from zoodeploy.recipes import ExportRecipe
 from zoodeploy.fileio import atomic_path
 from zoodeploy.models.artifact import load_model
+from zoodeploy.models.saved_program import failed_op, gist, load_program, save_program
 from zoodeploy.runtime.base import RunOptions
 from zoodeploy.runtime.ort import create_session
 

@@ -28,6 +28,7 @@ from zoodeploy.card import CHECKPOINT_FILE, ModelCard, SourceSpec, make_variant,
 from zoodeploy.errors import DataError, SourceError, UnknownNameError, ZoodeployError
 from zoodeploy.fileio import sha256_file
 from zoodeploy.models.data import Splits, digits_preprocessing, load_splits
+from zoodeploy.models.saved_program import gist, load_program
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.registry import Registry
 
@@ -317,7 +318,6 @@ class ProgramKind(SourceKind):
 
 
 def _load_program(path: Path) -> nn.Module:
-    from zoodeploy.export.program import gist, load_program
     try:
         return _Program(load_program(path))
     except Exception as e:  # noqa: BLE001
@@ -338,7 +338,6 @@ class _Program(nn.Module):
 
 def _program_input_size(path: Path) -> int | None:
     """H = W of the program's one image input when it is fixed (else None)."""
-    from zoodeploy.export.program import gist
     try:
         with open(path, "rb") as f:
             program = torch.export.load(f)
@@ -363,7 +362,7 @@ class OnnxKind(SourceKind):
         return _file_claims(text, ".onnx")
 
     def resolve(self, text: str) -> Source:
-        from zoodeploy.optimize.source import graph_io, load_onnx, onnx_metadata
+        from zoodeploy.onnx_graph import graph_io, load_onnx, onnx_metadata
         path = _existing(text, "ONNX model")
         model = load_onnx(path)
         io = graph_io(model, path)
@@ -539,7 +538,6 @@ def output_classes(model: nn.Module, size: int, source: Source) -> int:
         with torch.inference_mode():
             out = model(torch.zeros(2, 3, size, size))
     except Exception as e:  # noqa: BLE001 - a model that cannot run on images fails in its own way
-        from zoodeploy.export.program import gist
         raise SourceError(f"{source.name} does not run on a (2, 3, {size}, {size}) image batch: {gist(e)}") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -549,7 +547,7 @@ def output_classes(model: nn.Module, size: int, source: Source) -> int:
 
 
 def _onnx_classes(source: Source) -> int:
-    from zoodeploy.optimize.source import graph_io, load_onnx
+    from zoodeploy.onnx_graph import graph_io, load_onnx
     return graph_io(load_onnx(Path(source.ref)), Path(source.ref)).classes
 
 
@@ -585,7 +583,7 @@ def _write_model(out: Path, card: ModelCard, source: Source, model: nn.Module | 
     if source.kind == "onnx":
         from zoodeploy.recipes import CopyRecipe
         shutil.copyfile(source.ref, out / FP32_ONNX)
-        from zoodeploy.optimize.source import graph_io, load_onnx
+        from zoodeploy.onnx_graph import graph_io, load_onnx
         io = graph_io(load_onnx(out / FP32_ONNX), Path(source.ref))
         card.input_name, card.output_name = io.input_name, io.output_name
         card.variants["fp32"] = make_variant(out, "fp32", FP32_ONNX, precision="fp32", runtime="onnxruntime",

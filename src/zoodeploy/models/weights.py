@@ -14,7 +14,7 @@ import torchvision.models as tvm
 from torch import nn
 
 from zoodeploy.errors import WeightsError
-from zoodeploy.models.zoo import ModelSpec, replace_head
+from zoodeploy.models.spec import ModelSpec, replace_head
 
 IMAGENET = "imagenet"
 IMAGENET_CLASSES = 1000

@@ -31,7 +31,7 @@ from zoodeploy.export.validate import Tolerance, check, compare_logits
 from zoodeploy.fileio import atomic_path, write_bytes
 from zoodeploy.optimize.data import validation_samples
 from zoodeploy.recipes import TensorRTRecipe
-from zoodeploy.runtime.base import EAGER, open_runner
+from zoodeploy.runtime import EAGER, open_runner
 from zoodeploy.runtime.gpu import (EngineTarget, ProfileShapes, cache_dir, current_target, import_tensorrt,
                                    profile_shapes)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import importlib
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,11 +38,20 @@ from zoodeploy.package.archive import write_archive
 from zoodeploy.package.requirements import openvino_requirements, requirements_txt, runtime_requirements
 from zoodeploy.package.verify import CODE_FILES, BundleReport, verify_bundle
 from zoodeploy.preprocess import load_image, preprocess_batch, softmax, to_rgb
+from zoodeploy.registry import Registry
 
 # the runner's outputs vs the device's, per probability: fp32 differs only by summation order;
 # reduced precision also by kernels that differ between CPUs and ORT releases
 PROB_ATOL = {"fp32": 1e-4, "fp16": 5e-3, "int8": 2e-2, "mixed": 2e-2}
 PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}  # 8-bit modes a PNG keeps exactly
+
+# Per target ISA, the step that records a staged bundle's sample outputs as that ISA's own device
+# computes them, as "module:function" imported when a bundle needs it (as the passes are):
+# (bundle folder, isa, precision, make the device if need be) -> a note when there is no such
+# device here, else None. zoodeploy.device runs the bundles this module stages: it sits above
+# package, so package names it here and never imports it at load time.
+TARGET_DEVICES: Registry[str] = Registry("target device")
+TARGET_DEVICES.add("arm64", "zoodeploy.device.expectations:add_target_expectations")
 
 
 class Target(str, Enum):
@@ -54,7 +64,7 @@ class PackageConfig:
     variant: str = "selected"  # a variant name, or the card's selected one
     target: Target = Target.cpu
     samples: int = 8  # images from the test split, with their expected outputs
-    target_isa: str | None = None  # also expect outputs computed on this ISA's device (made if need be)
+    target_isa: str | None = None  # also expect outputs computed on this ISA's device (TARGET_DEVICES; made if need be)
     runtime: Runtime | None = None  # ship this runtime's path of the variant (default: the variant's own)
 
     def __post_init__(self):
@@ -97,8 +107,9 @@ def package(artifact: str | Path, out: str | Path, cfg: PackageConfig | None = N
         manifest = stage(artifact, card, variant, source, root, cfg)
         notes = _notes(variant)
         isa = cfg.target_isa or (mobile.MOBILE_ISA if cfg.target is Target.mobile else None)
-        if isa:  # the samples' outputs as the target's kernels compute them (mobile: on a device made here)
-            note = mobile.add_target_expectations(root, isa, variant.precision, make=cfg.target_isa is not None)
+        # the samples' outputs as the target's kernels compute them (mobile: on a device made here)
+        if isa and (cfg.target_isa or isa in TARGET_DEVICES):
+            note = _target_step(isa)(root, isa, variant.precision, cfg.target_isa is not None)
             notes += [note] if note and cfg.target_isa else []
             manifest = json.loads((root / predict.MANIFEST).read_text())
         with atomic_path(out) as tmp_archive:
@@ -195,7 +206,12 @@ def _label(card: ModelCard, k, unlabelled: str | None = "unlabelled") -> str | N
     return card.labels[int(k)] if int(k) >= 0 else unlabelled
 
 
-def _save_png(img: Image.Image, path: Path) -> None:
+def _target_step(isa: str):
+    module, _, func = TARGET_DEVICES.get(isa).partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def save_png(img: Image.Image, path: Path) -> None:
     """Lossless PNG of the decoded image; modes a PNG cannot hold go through preprocessing's to_rgb."""
     (img if img.mode in PNG_MODES else to_rgb(img)).save(path, format="PNG")
 
@@ -215,7 +231,7 @@ def write_samples(artifact: Path, card: ModelCard, variant: Variant, root: Path,
     files = []
     for j, i in enumerate(picked):
         name = f"samples/{j:02d}_{_slug(_label(card, test.labels[i]))}.png"
-        _save_png(test.image(i), root / name)
+        save_png(test.image(i), root / name)
         files.append(name)
     x = preprocess_batch([load_image(root / f) for f in files], card.preprocessing)
     runner = open_runner(artifact, variant.name, card=card)

@@ -1,4 +1,9 @@
-"""One small interface to run a variant: a Runner maps float32 NCHW input to logits."""
+"""One small interface to run a variant: a Runner maps float32 NCHW input to logits.
+
+This module holds what every runner shares: the `Runner` protocol, `RunOptions` and the `RUNTIMES`
+registry that each runner module adds itself to; `runtime/backends.py` imports the runner modules
+and opens a variant on its runner (`open_runner`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from zoodeploy.card import ModelCard, Variant, load_card
+from zoodeploy.card import ModelCard, Variant
 from zoodeploy.errors import ZoodeployError
 from zoodeploy.registry import Registry
 
@@ -45,6 +50,7 @@ class Runner(Protocol):
 
 
 RunnerFactory = Callable[[Path, ModelCard, str, RunOptions], Runner]
+# each runner module adds itself here on import; runtime/backends.py imports them (one line each)
 RUNTIMES: Registry[RunnerFactory] = Registry("runtime")
 
 
@@ -62,46 +68,6 @@ def check_input(x: np.ndarray, shape: tuple[int, int, int], batch: int | None = 
     return np.ascontiguousarray(x)
 
 
-def open_runner(artifact: str | Path, variant: str, options: RunOptions | None = None,
-                card: ModelCard | None = None) -> Runner:
-    """A Runner for `variant` of the artifact ("eager" = PyTorch, "selected" = the card's pick)."""
-    card = card or load_card(artifact)
-    options = options or RunOptions()
-    _load_backends()
-    if variant == EAGER:
-        return RUNTIMES.get("torch")(Path(artifact), card, EAGER, options)
-    v = card.variant(variant)
-    return RUNTIMES.get(v.runtime)(Path(artifact), card, v.name, options)
-
-
 def needs_gpu(variant: Variant) -> bool:
     """Whether the variant can only run on an NVIDIA GPU (TensorRT engines); ONNX runs anywhere."""
     return variant.runtime in GPU_RUNTIMES
-
-
-def _load_backends() -> None:
-    from zoodeploy.runtime import ort  # noqa: F401  (they register themselves)
-    try:  # PyTorch is not needed to run ONNX variants: a serving image may leave it out
-        from zoodeploy.runtime import torch_runner  # noqa: F401
-    except ImportError:
-        pass
-    try:
-        from zoodeploy.runtime import tensorrt, torch_tensorrt  # noqa: F401
-    except ImportError:
-        pass
-    if "openvino" not in RUNTIMES:  # absent or broken: ONNX variants still run on ONNX Runtime
-        try:
-            from zoodeploy.runtime import openvino  # noqa: F401
-        except (ImportError, OSError, RuntimeError) as e:
-            RUNTIMES.add("openvino", _unavailable("OpenVINO", e, "pip install 'openvino>=2024.4' (a zoodeploy "
-                                                  "dependency); the source ONNX variants run on ONNX Runtime"))
-
-
-def _unavailable(what: str, error: BaseException, install: str) -> RunnerFactory:
-    """A runtime whose package does not import: opening one of its variants says so in one line."""
-    from zoodeploy.errors import MissingDependencyError
-    why = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-
-    def refuse(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> Runner:
-        raise MissingDependencyError(f"{what} (variant {variant!r}; import failed: {why})", install)
-    return refuse

@@ -1,4 +1,8 @@
-"""Zoo entries: importing this package registers every architecture, in zoo order."""
+"""Zoo entries: importing this package registers every architecture, in zoo order.
+
+Each entry is one file here that calls `register_model(ModelSpec(...))` (models/spec.py); a new
+one also needs its line below, where it should appear in `zoodeploy models list`.
+"""
 
 from zoodeploy.models.archs import (  # noqa: F401
     lenet,

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from zoodeploy.models.archs.resnet_cifar import CIFAR_PREPROCESSING
-from zoodeploy.models.zoo import ModelSpec, register_model
+from zoodeploy.models.spec import ModelSpec, register_model
 
 # the paper's CIFAR network: B = 5 blocks of C = 3 columns (20 conv layers deep); per-block
 # dropout 0, 0.1, 0.2, 0.3, 0.4; local drop-path 0.15; half of the mini-batches global

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoodeploy.models.zoo import ModelSpec, register_model
+from zoodeploy.models.spec import ModelSpec, register_model
 from zoodeploy.preprocess import Preprocessing
 
 

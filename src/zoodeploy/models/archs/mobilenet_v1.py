@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from zoodeploy.models.zoo import ModelSpec, register_model
+from zoodeploy.models.spec import ModelSpec, register_model
 
 # (output channels, stride) of the 13 depthwise-separable layers of the paper's Table 1
 _LAYERS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),

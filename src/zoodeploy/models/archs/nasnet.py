@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoodeploy.models.zoo import ModelSpec, register_model
+from zoodeploy.models.spec import ModelSpec, register_model
 from zoodeploy.preprocess import Preprocessing
 
 _BN_EPS = 1e-3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoodeploy.models.zoo import ModelSpec, register_model
+from zoodeploy.models.spec import ModelSpec, register_model
 
 # (out channels, kernel, stride, padding) of each block's spatial conv; two 1x1 convs follow
 _IMAGENET_BLOCKS = ((96, 11, 4, 0), (256, 5, 1, 2), (384, 3, 1, 1))

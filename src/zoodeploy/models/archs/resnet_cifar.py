@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoodeploy.models.zoo import ModelSpec, register_model
+from zoodeploy.models.spec import ModelSpec, register_model
 from zoodeploy.preprocess import Preprocessing
 
 # CIFAR-10's per-channel statistics, what networks trained there expect

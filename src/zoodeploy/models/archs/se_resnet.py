@@ -6,7 +6,7 @@ import torch
 from torchvision.models.resnet import Bottleneck, ResNet, conv1x1, conv3x3
 from torchvision.ops import SqueezeExcitation
 
-from zoodeploy.models.zoo import ModelSpec, register_model
+from zoodeploy.models.spec import ModelSpec, register_model
 
 SE_REDUCTION = 16
 

@@ -14,7 +14,7 @@ from functools import partial
 import torchvision.models as tvm
 from torch import nn
 
-from zoodeploy.models.zoo import ModelSpec, register_model
+from zoodeploy.models.spec import ModelSpec, register_model
 from zoodeploy.preprocess import Preprocessing
 
 # the recipes behind the *_V2 enums evaluate at resize 232, the older ones at 256

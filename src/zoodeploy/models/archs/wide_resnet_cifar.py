@@ -16,7 +16,7 @@ from torch import nn
 
 from zoodeploy.models.archs.preact_resnet import PreActBlock, _bn_relu, _init
 from zoodeploy.models.archs.resnet_cifar import CIFAR_PREPROCESSING
-from zoodeploy.models.zoo import ModelSpec, register_model
+from zoodeploy.models.spec import ModelSpec, register_model
 
 
 class WideResNet(nn.Module):
