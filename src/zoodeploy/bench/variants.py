@@ -20,14 +20,7 @@ from zoodeploy.errors import ZoodeployError
 from zoodeploy.evaluate.accuracy import eval_splits, runnable_variants
 from zoodeploy.models.data import Splits
 from zoodeploy.runtime import EAGER, RunOptions, open_runner
-
-
-def available_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the host's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+from zoodeploy.runtime.base import available_cores
 
 
 @dataclass

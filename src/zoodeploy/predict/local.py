@@ -7,7 +7,6 @@ keeps memory flat however many inputs there are.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import deque
 from collections.abc import Iterator
@@ -18,12 +17,13 @@ from tqdm.auto import tqdm
 from zoodeploy.predict.batch import decode_batch, predict_rows
 from zoodeploy.predict.output import Block, ShardDone, ShardStore, concat
 from zoodeploy.preprocess import Preprocessing
+from zoodeploy.runtime.base import available_cores
 
 
 def run_local(runner, paths: list[str], prep: Preprocessing, store: ShardStore, pending: list[int],
               batch: int, workers: int | None, progress: bool, done_rows: int) -> dict[int, ShardDone]:
     """Predict the `pending` shards of `paths` into `store`; returns their counts."""
-    workers = workers or os.cpu_count() or 1
+    workers = workers or available_cores()
     depth = workers + 2  # enough decoded batches queued that the model never waits on one
     written: dict[int, ShardDone] = {}
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool, \

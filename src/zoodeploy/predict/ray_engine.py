@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from pathlib import Path
 
 from zoodeploy.errors import MissingDependencyError, ZoodeployError
 from zoodeploy.predict.batch import decode_batch, predict_rows
 from zoodeploy.predict.output import Schema, ShardDone, ShardStore, to_arrow
+from zoodeploy.runtime.base import available_cores
 
 INDEX = "_index"  # input order: Ray Data does not keep it
 
@@ -54,7 +54,7 @@ def run_ray(artifact: Path, variant: str, paths: list[str], store: ShardStore, *
         logging.getLogger("ray").setLevel(logging.ERROR)
         kw = dict(logging_level=logging.ERROR, log_to_driver=progress)
         ray.init(address=address, **kw) if address else ray.init(
-            num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **kw)
+            num_cpus=workers or available_cores(), include_dashboard=False, **kw)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = progress
         actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -29,14 +29,23 @@ class InputError(ZoodeployError):
 
 @dataclass(frozen=True)
 class RunOptions:
-    threads: int | None = None  # intra-op threads; None = all cores
+    threads: int | None = None  # intra-op threads; None = every core this process may use
     device: str = "cpu"  # cpu | cuda
     spin: bool = True  # ORT thread spinning: lowest latency, burns idle CPU
     extra_providers: tuple[str, ...] = field(default=())  # e.g. ("TensorrtExecutionProvider",)
 
     @property
     def num_threads(self) -> int:
-        return self.threads or os.cpu_count() or 1
+        return self.threads or available_cores()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask: a container's or taskset's share, not the
+    host's total). More threads than that only fight over the same cores, spinning."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class Runner(Protocol):

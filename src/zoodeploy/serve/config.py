@@ -16,6 +16,7 @@ from typing import Any
 
 from zoodeploy.errors import ZoodeployError
 from zoodeploy.preprocess import DEFAULT_MAX_PIXELS
+from zoodeploy.runtime.base import available_cores
 
 DEFAULT_ARTIFACT = Path("artifacts") / "default"  # what scripts/demo.sh builds, relative to the repo root
 ENV_PREFIX = "ZOODEPLOY_"
@@ -95,6 +96,4 @@ def bento_arguments() -> dict[str, Any]:
 
 def ort_threads(workers: int, cores: int | None = None) -> int:
     """Intra-op threads per worker: the cores this process may use, shared among workers."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // workers)
+    return max(1, (cores or available_cores()) // workers)
