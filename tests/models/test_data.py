@@ -35,6 +35,15 @@ def _folder(root, classes):
     return root
 
 
+def test_digits_read_without_scikit_learn_are_scikit_learns():
+    from sklearn.datasets import load_digits
+
+    from zoodeploy.models.data import _digits_arrays
+    images, target = _digits_arrays()
+    d = load_digits()
+    assert np.array_equal(images, d.images) and np.array_equal(target, d.target)
+
+
 def test_image_folder_loads_and_splits(tmp_path):
     splits = load_splits(_folder(tmp_path / "d", {"cat": 10, "dog": 10}))
     assert splits.labels == ["cat", "dog"]

@@ -1,17 +1,42 @@
-"""The runners behind `open_runner`: each runner module adds itself to `RUNTIMES` (runtime/base.py)
-when imported, and `_load_backends` imports them on first use.
+"""The runners behind `open_runner`, by runtime name.
 
-Adding a runtime is one runner file under `runtime/` (registered with `@RUNTIMES.register(name)`)
-and one import line in `_load_backends` below.
+`RUNTIMES` names, for each runtime, the runner module's factory as "module:function" (as the pass
+registry names its passes); the module is imported only when a variant of that runtime is opened,
+so running ONNX variants imports no PyTorch, OpenVINO or TensorRT (a serving image may leave them
+out, and a command or server that needs none starts seconds sooner). A runtime whose package does
+not import is refused in one line naming what to install; the other runtimes still run.
+
+Adding a runtime is one runner file under `runtime/` with a factory
+`(artifact, card, variant, options) -> Runner`, and one `RUNTIMES.add(...)` line below.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from zoodeploy.card import ModelCard, load_card
 from zoodeploy.errors import MissingDependencyError
-from zoodeploy.runtime.base import EAGER, RUNTIMES, Runner, RunnerFactory, RunOptions
+from zoodeploy.registry import Registry
+from zoodeploy.runtime.base import EAGER, Runner, RunnerFactory, RunOptions
+
+
+RUNTIMES: Registry[str] = Registry("runtime")
+RUNTIMES.add("onnxruntime", "zoodeploy.runtime.ort:open_variant")
+RUNTIMES.add("openvino", "zoodeploy.runtime.openvino:open_variant")
+RUNTIMES.add("torch", "zoodeploy.runtime.torch_runner:TorchRunner")  # the eager baseline
+RUNTIMES.add("torch-export", "zoodeploy.runtime.torch_runner:ProgramRunner")
+RUNTIMES.add("tensorrt", "zoodeploy.runtime.tensorrt:TensorRTRunner")
+RUNTIMES.add("torch-tensorrt", "zoodeploy.runtime.torch_tensorrt:TorchTensorRTRunner")
+
+# what to install when a runtime's module does not import (the GPU runners import their GPU
+# packages themselves, when opened, and name them)
+INSTALL = {
+    "openvino": ("OpenVINO", "pip install 'openvino>=2024.4' (a zoodeploy dependency); the source ONNX "
+                             "variants run on ONNX Runtime"),
+    "torch": ("PyTorch", "pip install torch (the eager baseline; ONNX variants run without it)"),
+    "torch-export": ("PyTorch", "pip install torch (ONNX variants run without it)"),
+}
 
 
 def open_runner(artifact: str | Path, variant: str, options: RunOptions | None = None,
@@ -19,35 +44,18 @@ def open_runner(artifact: str | Path, variant: str, options: RunOptions | None =
     """A Runner for `variant` of the artifact ("eager" = PyTorch, "selected" = the card's pick)."""
     card = card or load_card(artifact)
     options = options or RunOptions()
-    _load_backends()
     if variant == EAGER:
-        return RUNTIMES.get("torch")(Path(artifact), card, EAGER, options)
+        return runner_factory("torch", EAGER)(Path(artifact), card, EAGER, options)
     v = card.variant(variant)
-    return RUNTIMES.get(v.runtime)(Path(artifact), card, v.name, options)
+    return runner_factory(str(v.runtime), v.name)(Path(artifact), card, v.name, options)
 
 
-def _load_backends() -> None:
-    from zoodeploy.runtime import ort  # noqa: F401  (they register themselves)
-    try:  # PyTorch is not needed to run ONNX variants: a serving image may leave it out
-        from zoodeploy.runtime import torch_runner  # noqa: F401
-    except ImportError:
-        pass
+def runner_factory(runtime: str, variant: str) -> RunnerFactory:
+    """The factory that opens `runtime`'s variants, its module imported now."""
+    module, _, attr = RUNTIMES.get(runtime).partition(":")
     try:
-        from zoodeploy.runtime import tensorrt, torch_tensorrt  # noqa: F401
-    except ImportError:
-        pass
-    if "openvino" not in RUNTIMES:  # absent or broken: ONNX variants still run on ONNX Runtime
-        try:
-            from zoodeploy.runtime import openvino  # noqa: F401
-        except (ImportError, OSError, RuntimeError) as e:
-            RUNTIMES.add("openvino", _unavailable("OpenVINO", e, "pip install 'openvino>=2024.4' (a zoodeploy "
-                                                  "dependency); the source ONNX variants run on ONNX Runtime"))
-
-
-def _unavailable(what: str, error: BaseException, install: str) -> RunnerFactory:
-    """A runtime whose package does not import: opening one of its variants says so in one line."""
-    why = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-
-    def refuse(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> Runner:
-        raise MissingDependencyError(f"{what} (variant {variant!r}; import failed: {why})", install)
-    return refuse
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, OSError, RuntimeError) as e:  # absent, or a broken native library
+        what, install = INSTALL.get(runtime, (runtime, "pip install 'zoodeploy[gpu]'"))
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise MissingDependencyError(f"{what} (variant {variant!r}; import failed: {why})", install) from None

@@ -1,8 +1,8 @@
 """One small interface to run a variant: a Runner maps float32 NCHW input to logits.
 
-This module holds what every runner shares: the `Runner` protocol, `RunOptions` and the `RUNTIMES`
-registry that each runner module adds itself to; `runtime/backends.py` imports the runner modules
-and opens a variant on its runner (`open_runner`).
+This module holds what every runner shares: the `Runner` protocol and `RunOptions`;
+`runtime/backends.py` holds the `RUNTIMES` registry (which module opens each runtime's variants,
+imported only when one is opened) and `open_runner`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import numpy as np
 
 from zoodeploy.card import ModelCard, Variant
 from zoodeploy.errors import ZoodeployError
-from zoodeploy.registry import Registry
 
 EAGER = "eager"  # the PyTorch model itself, the baseline every speed-up is measured against
 GPU_RUNTIMES = frozenset({"tensorrt", "torch-tensorrt"})  # engines that only run on an NVIDIA GPU
@@ -59,8 +58,6 @@ class Runner(Protocol):
 
 
 RunnerFactory = Callable[[Path, ModelCard, str, RunOptions], Runner]
-# each runner module adds itself here on import; runtime/backends.py imports them (one line each)
-RUNTIMES: Registry[RunnerFactory] = Registry("runtime")
 
 
 def check_input(x: np.ndarray, shape: tuple[int, int, int], batch: int | None = None) -> np.ndarray:

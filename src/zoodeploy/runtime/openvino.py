@@ -18,7 +18,7 @@ import openvino as ov
 from zoodeploy.card import ModelCard, variant_path
 from zoodeploy.errors import ArtifactError
 from zoodeploy.recipes import OpenVinoRecipe
-from zoodeploy.runtime.base import RUNTIMES, RunOptions, check_input
+from zoodeploy.runtime.base import RunOptions, check_input
 
 DEVICE = "CPU"
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}  # card spelling -> OpenVINO's
@@ -107,8 +107,7 @@ class OpenVinoRunner:
         self.request = self.compiled = None
 
 
-@RUNTIMES.register("openvino")
-def _open(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> OpenVinoRunner:
+def open_variant(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> OpenVinoRunner:
     v = card.variants[variant]
     r = v.recipe if isinstance(v.recipe, OpenVinoRecipe) else None  # another kind: OpenVINO's f32 latency path
     return OpenVinoRunner(variant_path(artifact, v), variant, options,

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from zoodeploy.card import ModelCard, variant_path
 from zoodeploy.errors import ArtifactError, MissingDependencyError
-from zoodeploy.runtime.base import RUNTIMES, RunOptions, check_input
+from zoodeploy.runtime.base import RunOptions, check_input
 from zoodeploy.runtime.gpu import cache_dir, profile_shapes
 
 CPU = "CPUExecutionProvider"
@@ -118,8 +118,7 @@ class OrtRunner:
         self.session = None
 
 
-@RUNTIMES.register("onnxruntime")
-def _open(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> OrtRunner:
+def open_variant(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> OrtRunner:
     v = card.variants[variant]
     ep_options = None
     if TENSORRT in options.extra_providers:

@@ -15,7 +15,7 @@ import numpy as np
 
 from zoodeploy.card import ModelCard, variant_path
 from zoodeploy.errors import ArtifactError, ValidationError
-from zoodeploy.runtime.base import RUNTIMES, RunOptions, check_input
+from zoodeploy.runtime.base import RunOptions, check_input
 from zoodeploy.runtime.gpu import check_engine_target, current_target, import_tensorrt, run_chunked
 
 
@@ -93,6 +93,3 @@ class TensorRTRunner:
 
     def close(self) -> None:
         self.context = self.engine = self.runtime = None  # in reverse order of creation
-
-
-RUNTIMES.add("tensorrt", TensorRTRunner)

@@ -10,7 +10,7 @@ import torch
 
 from zoodeploy.card import ModelCard
 from zoodeploy.models.artifact import load_model
-from zoodeploy.runtime.base import RUNTIMES, RunOptions, check_input
+from zoodeploy.runtime.base import RunOptions, check_input
 
 
 class TorchRunner:
@@ -32,9 +32,6 @@ class TorchRunner:
 
     def close(self) -> None:
         self.model = None
-
-
-RUNTIMES.add("torch", TorchRunner)
 
 
 class ProgramRunner:
@@ -70,6 +67,3 @@ class ProgramRunner:
 
     def close(self) -> None:
         self.module = None
-
-
-RUNTIMES.add("torch-export", ProgramRunner)

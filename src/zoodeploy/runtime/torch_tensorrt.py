@@ -11,7 +11,7 @@ import numpy as np
 
 from zoodeploy.card import ModelCard, variant_path
 from zoodeploy.errors import ArtifactError
-from zoodeploy.runtime.base import RUNTIMES, RunOptions, check_input
+from zoodeploy.runtime.base import RunOptions, check_input
 from zoodeploy.runtime.gpu import (ProfileShapes, check_engine_target, current_target, import_gpu_package,
                                    require_cuda, run_chunked)
 
@@ -62,6 +62,3 @@ class TorchTensorRTRunner:
 
     def close(self) -> None:
         self.module = None
-
-
-RUNTIMES.add("torch-tensorrt", TorchTensorRTRunner)
