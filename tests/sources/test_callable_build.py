@@ -1,23 +1,32 @@
 """Bring your own nn.Module: a net written here (not in the zoo), trained for seconds on digits,
-deployed with `zoodeploy build FILE.py:FUNCTION --weights CKPT` and packaged as an edge bundle.
-(`bentoml serve` of such an artifact is covered with the other serving tests, not here.)"""
+deployed with `zoodeploy build FILE.py:FUNCTION --weights CKPT`, served by a real `bentoml serve`
+and packaged as an edge bundle. One build for the module, one server."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from cli_support import invoke_cli
+from server_process import ServerProcess
 from torch import nn
 
 from zoodeploy.card import load_card
+from zoodeploy.evaluate.accuracy import variant_logits
 from zoodeploy.fileio import sha256_file
 from zoodeploy.models.artifact import load_model
-from zoodeploy.models.data import digits_preprocessing, load_splits
+from zoodeploy.models.data import digits_preprocessing, load_splits, splits_for
+from zoodeploy.runtime import RunOptions
+
+pytestmark = pytest.mark.slow  # every test here needs the module's build (training + optimize + bench)
 
 SIZE = 16
+REPO = Path(__file__).resolve().parents[2]
+HELD_OUT = 20  # digits test-split images uploaded to the server
 
 
 def tiny_net() -> nn.Module:
@@ -47,14 +56,32 @@ def _train(path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_own_module_build_then_package(tmp_path):
-    ckpt = _train(tmp_path / "tiny.pt")
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path, str]:
+    """(artifact, checkpoint, source ref): the net trained and built once for every test here."""
+    tmp = tmp_path_factory.mktemp("own-module")
+    ckpt = _train(tmp / "tiny.pt")
     ref = f"{Path(__file__).resolve()}:tiny_net"
-    out = tmp_path / "art"
+    out = tmp / "art"
     r = invoke_cli("build", ref, "--weights", ckpt, "--calib-data", "digits", "--image-size", SIZE,
                    "--batch", "1", "--max-seconds", "2", "--max-drop", "2", "-o", out)
     assert r.returncode == 0, r.stderr
+    return out, ckpt, ref
+
+
+@pytest.fixture(scope="module")
+def server(built, tmp_path_factory):
+    """`bentoml serve` from the repository root on the built artifact (1 worker, 127.0.0.1, a free port)."""
+    tmp = tmp_path_factory.mktemp("own-module-server")
+    env = {"ZOODEPLOY_ARTIFACT": str(built[0]), "BENTOML_HOME": str(tmp / "bentoml"),
+           "BENTOML_DO_NOT_TRACK": "True", "ZOODEPLOY_WORKERS": "1"}
+    srv = ServerProcess(".", cwd=REPO, env=env, log=tmp / "server.log").start()
+    yield srv
+    srv.stop()
+
+
+def test_own_module_builds(built):
+    out, ckpt, ref = built
     card = load_card(out)
     assert card.source.kind == "callable" and card.source.ref == ref
     assert card.source.weights_sha256 == sha256_file(ckpt)
@@ -66,6 +93,46 @@ def test_own_module_build_then_package(tmp_path):
     model = load_model(out, card)
     assert isinstance(model, nn.Sequential) and not model.training
 
+
+def _upload(url: str, png: bytes) -> httpx.Response:
+    return httpx.post(url + "/classify", files={"image": ("digit.png", png, "image/png")}, timeout=60)
+
+
+def _png(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_own_module_is_served(built, server):
+    """Held-out digits uploaded as PNGs get the card's label the selected variant gives offline, and
+    mostly the true one; garbage gets a 4xx JSON error and the server keeps answering."""
+    out = built[0]
+    card = load_card(out)
+    meta = httpx.get(server.url + "/metadata", timeout=60).json()
+    assert (meta["variant"], meta["labels"]) == (card.selected, card.labels)
+
+    test = splits_for(card.data, card.labels).test  # held out from calibration; --calib-data digits split it
+    x, truth = test.arrays(card.preprocessing, HELD_OUT), test.labels[:HELD_OUT]
+    offline = variant_logits(out, card.selected, x, card, RunOptions(threads=1)).argmax(1)
+    pngs = [_png(test.image(i)) for i in range(HELD_OUT)]
+    answers = [_upload(server.url, png) for png in pngs]
+    assert all(r.status_code == 200 for r in answers), answers[0].text
+    served = [r.json()["label"] for r in answers]
+    assert served == [card.labels[k] for k in offline]
+    right = sum(s == card.labels[t] for s, t in zip(served, truth))
+    assert right >= 0.8 * HELD_OUT, (served, [card.labels[t] for t in truth])
+
+    garbage = _upload(server.url, b"%PDF-1.4 not an image at all")
+    assert 400 <= garbage.status_code < 500, (garbage.status_code, garbage.text)
+    assert isinstance(garbage.json()["error"], str)
+    again = _upload(server.url, pngs[0])
+    assert again.status_code == 200 and again.json()["label"] == served[0], again.text
+
+
+def test_own_module_packages(built, tmp_path):
+    out = built[0]
+    card = load_card(out)
     bundle = tmp_path / "tiny.tar.gz"
     r = invoke_cli("package", out, "--variant", card.selected, "-o", bundle)
     assert r.returncode == 0, r.stderr
