@@ -96,3 +96,15 @@ def test_modified_variant_file_is_refused(lenet_int8, tmp_path):
     (art / "copy.onnx").write_bytes((art / "copy.onnx").read_bytes() + b"\0")
     with pytest.raises(ZoodeployError, match="sha256"):
         evaluate_variants(art, ["copy"])
+
+
+def test_tied_logits_count_argmaxs_class_everywhere():
+    """INT8 logits tie often (dequantized from 256 levels): top-1 accuracy, agreement, the service
+    and predict.py must all read the same class, the lower index (argmax's)."""
+    from zoodeploy.evaluate.accuracy import agreement, topk_accuracy, topk_indices
+    # classes 5, 6, 7 and 9 tie (a row where numpy's argpartition picks 6)
+    logits = np.array([[1, 0, 0, 0, 0, 2, 2, 2, 1, 2]] * 64, np.float32)
+    assert topk_accuracy(logits, np.full(64, 5), 1) == 100.0
+    assert topk_accuracy(logits, np.full(64, 6), 1) == 0.0 and topk_accuracy(logits, np.full(64, 6), 2) == 100.0
+    assert agreement(logits, np.eye(10, dtype=np.float32)[[5] * 64]) == 100.0
+    assert topk_indices(logits, 5)[0].tolist() == [5, 6, 7, 9, 0]

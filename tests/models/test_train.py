@@ -70,3 +70,19 @@ def test_card_is_valid_json_and_nothing_half_written(trained):
     path = trained("lenet5")
     json.loads((path / "card.json").read_text())
     assert not list(path.glob("*.tmp")) and not list(path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("steps", [1, 5, 10, 40])
+def test_short_runs_train_at_a_real_rate(steps):
+    """Five steps (e.g. 300 images, one epoch) used to divide by zero in OneCycleLR; one step
+    trained at rate 0. Under 10 steps the rate is constant, from 10 on it is one cycle."""
+    import torch
+
+    from zoodeploy.models.train import one_cycle
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    sched, rates = one_cycle(opt, 0.01, steps), []
+    for _ in range(steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert all(r > 0 for r in rates[:-1]) and max(rates) == pytest.approx(0.01, rel=0.05)

@@ -20,10 +20,14 @@ def run_batched(runner, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate([runner.run(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
+def topk_indices(logits: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k best classes, ties to the lower index: the top-1 is argmax's, as agreement,
+    the service and predict.py read it (int8 logits tie often: dequantized from 256 levels)."""
+    return np.argsort(-logits, axis=1, kind="stable")[:, :min(k, logits.shape[1])]
+
+
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    k = min(k, logits.shape[1])
-    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
-    return float((top == labels[:, None]).any(axis=1).mean() * 100.0)
+    return float((topk_indices(logits, k) == labels[:, None]).any(axis=1).mean() * 100.0)
 
 
 def is_labelled(labels: np.ndarray) -> bool:
@@ -59,7 +63,7 @@ def accuracy_of(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray | 
         acc.drop_pt = (topk_accuracy(reference, labels, 1) - acc.top1 if acc.kind == "labelled"
                        else 100.0 - acc.agreement)
         k = min(5, logits.shape[1])
-        top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+        top = topk_indices(logits, k)
         acc.top5_containment = float((top == reference.argmax(1)[:, None]).any(axis=1).mean() * 100.0)
         err = np.abs(logits.astype(np.float64) - reference)
         acc.max_abs_err, acc.mean_abs_err = float(err.max()), float(err.mean())

@@ -111,6 +111,14 @@ def _loss(out, target: torch.Tensor, aux_weight: float, smoothing: float) -> tor
 
 
 @torch.no_grad()
+def one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The one-cycle schedule (20% warm-up); a constant rate for a run of under 10 steps, which has
+    no warm-up to speak of: OneCycleLR divides by zero at 5 steps and trains nothing at 1 (rate 0)."""
+    if steps < 10:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
+
+
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Eval-mode logits of a PyTorch model for a float32 (N,3,H,W) array."""
     model.eval()
@@ -173,7 +181,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
     params = _set_trainable(model, spec, cfg.freeze)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * -(-len(x_train) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.2)
+    sched = one_cycle(opt, cfg.lr, steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     max_shift = cfg.image_size // 16 if cfg.augment else 0
     best = (-1.0, 0, None)
