@@ -86,3 +86,14 @@ def test_short_runs_train_at_a_real_rate(steps):
         opt.step()
         sched.step()
     assert all(r > 0 for r in rates[:-1]) and max(rates) == pytest.approx(0.01, rel=0.05)
+
+
+def test_predict_logits_runs_without_autograd():
+    """Evaluation inside training reads logits of a model whose weights require grad."""
+    import numpy as np
+    import torch
+
+    from zoodeploy.models.train import predict_logits
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    out = predict_logits(model, np.ones((5, 3, 2, 2), np.float32), batch_size=2)
+    assert out.shape == (5, 3) and np.isfinite(out).all()

@@ -110,7 +110,6 @@ def _loss(out, target: torch.Tensor, aux_weight: float, smoothing: float) -> tor
     return ce(main, target) + aux_weight * sum(ce(a, target) for a in aux if a is not None)
 
 
-@torch.no_grad()
 def one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """The one-cycle schedule (20% warm-up); a constant rate for a run of under 10 steps, which has
     no warm-up to speak of: OneCycleLR divides by zero at 5 steps and trains nothing at 1 (rate 0)."""
@@ -119,6 +118,7 @@ def one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
 
 
+@torch.no_grad()
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Eval-mode logits of a PyTorch model for a float32 (N,3,H,W) array."""
     model.eval()
