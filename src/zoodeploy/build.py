@@ -159,9 +159,12 @@ def _change(drop_pt: float) -> str:
 
 def select_variant(card: ModelCard, max_drop: float, batch: int) -> str:
     """The fastest variant (p50 at `batch`) whose top-1 (agreement with fp32, without labels) is
-    within `max_drop` pt of fp32."""
+    within `max_drop` pt of fp32: on the card's target ISA's device where the card has figures
+    from there (`evaluate --on arm64` for a mobile build), else as measured on the build host."""
+    from zoodeploy.device.evaluate import target_accuracy
+    acc = {n: target_accuracy(card, n) for n in card.variants}
     ok = {n: v.latency[str(batch)].p50_ms for n, v in card.variants.items()
-          if v.accuracy is not None and v.accuracy.drop_pt is not None and v.accuracy.drop_pt <= max_drop
+          if acc[n] is not None and acc[n].drop_pt is not None and acc[n].drop_pt <= max_drop
           and str(batch) in v.latency}
     if not ok:
         raise GateError(f"{card.name}: no variant has accuracy within {max_drop:g} pt of fp32 and batch-{batch} "

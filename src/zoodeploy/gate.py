@@ -5,6 +5,8 @@ variant timed in the same interleaved run, never as an absolute time: a busy mac
 alike, so the ratio holds where milliseconds do not. A variant fails when its ratio exceeds the
 baseline's by more than the allowed factor. Ratios differ between CPU classes (INT8 gains most
 with VNNI), so a baseline records the ISA class it was measured on and is only compared there.
+Drift is judged where the model will run: a variant with figures from the device of the card's
+target ISA (`zoodeploy evaluate --on arm64`) is judged on those, every other one is measured here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.bench.variants import BenchOptions, BenchResult, bench_variants, host_info
 from zoodeploy.card import Accuracy, ModelCard, load_card, versions
+from zoodeploy.device.evaluate import target_figures
 from zoodeploy.errors import GateError, ZoodeployError
 from zoodeploy.evaluate.accuracy import REFERENCE, evaluate_variants, runnable_variants
 from zoodeploy.fileio import write_json
@@ -86,6 +89,7 @@ class GateReport:
     failures: list[Failure]
     notes: list[str]
     updated: bool = False
+    measured_on: dict[str, str] = field(default_factory=dict)  # variant -> the ISA its figures come from
 
     @property
     def passed(self) -> bool:
@@ -94,6 +98,7 @@ class GateReport:
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "failures": [f.__dict__ for f in self.failures], "notes": self.notes,
                 "accuracy": {n: a.model_dump(mode="json") for n, a in self.accuracy.items()},
+                "measured_on": self.measured_on,
                 "ratios": self.ratios, "baseline": self.baseline.model_dump() if self.baseline else None,
                 "baseline_path": str(self.baseline_path) if self.baseline_path else None,
                 "baseline_updated": self.updated, "bench": self.bench.to_dict() if self.bench else None}
@@ -121,9 +126,16 @@ def check(artifact: str | Path, cfg: GateConfig, *, splits: Splits | None = None
     path = cfg.baseline or Path(artifact) / BASELINE_FILE
     baseline = load_baseline(path) if cfg.gates_latency else None
     _check_baseline_matches(baseline, card, cfg, path)
-    accuracy = evaluate_variants(artifact, names, splits=splits, record=False, progress=progress)
-    failures = [f for n in names if n != REFERENCE for f in _accuracy_failures(n, accuracy[n], cfg)]
-    report = GateReport(accuracy, {}, None, baseline, path if cfg.gates_latency else None, failures, [])
+    on_target = {n: found for n in names if n != REFERENCE and (found := target_figures(card, n))}
+    accuracy = evaluate_variants(artifact, [n for n in names if n not in on_target], splits=splits, record=False,
+                                 progress=progress)
+    here = host_isa_key()
+    measured_on = {n: on_target[n][0] if n in on_target else here for n in names}
+    accuracy = {n: on_target[n][1] if n in on_target else accuracy[n] for n in names}
+    where = {n: f"the {isa} device" if n in on_target else f"this {isa} host" for n, isa in measured_on.items()}
+    failures = [f for n in names if n != REFERENCE for f in _accuracy_failures(n, accuracy[n], cfg, where[n])]
+    report = GateReport(accuracy, {}, None, baseline, path if cfg.gates_latency else None, failures,
+                        _target_notes(on_target, here), measured_on=measured_on)
     if cfg.gates_latency:
         _gate_latency(artifact, card, names, cfg, report, splits, progress)
     return report
@@ -155,11 +167,21 @@ def _check_baseline_matches(baseline: LatencyBaseline | None, card: ModelCard, c
                             f"settings are not comparable: use --{what} {want} or --update-baseline")
 
 
-def _accuracy_failures(name: str, acc: Accuracy, cfg: GateConfig) -> list[Failure]:
+def _target_notes(on_target: dict[str, tuple[str, Accuracy]], here: str) -> list[str]:
+    """Which variants are judged on figures from their target ISA's device, and where the rest were measured."""
+    by_isa: dict[str, list[str]] = {}
+    for name, (isa, _) in on_target.items():
+        by_isa.setdefault(isa, []).append(name)
+    return [f"{', '.join(names)}: drift from the card's figures measured on the {isa} device (`zoodeploy "
+            f"evaluate --on {isa}`, vs fp32 on that device); the other variants measured now on this {here} host"
+            for isa, names in by_isa.items()]
+
+
+def _accuracy_failures(name: str, acc: Accuracy, cfg: GateConfig, where: str) -> list[Failure]:
     if acc.drop_pt is None or acc.drop_pt <= cfg.max_drop:
         return []
     return [Failure(name, "accuracy", f"{acc.what} dropped {acc.drop_pt:.2f} pt > budget {cfg.max_drop:g} pt "
-                                      f"({acc.score:.2f}% vs fp32 {acc.score + acc.drop_pt:.2f}%, "
+                                      f"on {where} ({acc.score:.2f}% vs fp32 {acc.score + acc.drop_pt:.2f}%, "
                                       f"agreement {acc.agreement:.1f}%, n={acc.n} test images)")]
 
 

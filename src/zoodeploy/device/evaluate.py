@@ -114,8 +114,16 @@ def evaluate_on(artifact: str | Path, on: str = "arm64", variants: list[str] | N
     return figures
 
 
+def target_figures(card: ModelCard, name: str) -> tuple[str, Accuracy] | None:
+    """Variant `name`'s figures measured on the device of the card's target ISA (`evaluate --on`),
+    with that ISA; None when it has none there."""
+    isa = card.target_isa
+    acc = card.variants[name].accuracy_on.get(isa) if isa else None
+    return (isa, acc) if acc is not None else None
+
+
 def target_accuracy(card: ModelCard, name: str) -> Accuracy | None:
     """What a gate or a selection should judge variant `name` by: its figures measured on the
     card's target ISA's device when there are any, else those measured on the build host."""
-    variant = card.variants[name]
-    return variant.accuracy_on.get(card.target_isa or "") or variant.accuracy
+    found = target_figures(card, name)
+    return found[1] if found else card.variants[name].accuracy
