@@ -194,16 +194,23 @@ def main() -> None:
     from zoodeploy.bench.latency import BenchConfig
     from zoodeploy.models.data import load_splits
     from zoodeploy.models.zoo import get_spec
+    from zoodeploy.build import TARGET_EXTRA_PASSES, TARGET_PASSES, Target, why_not_here
     from zoodeploy.optimize.isa import detect_isa
-    from zoodeploy.optimize.openvino import build_passes
     batches = (1,) if args.quick else (1, 8)
-    timing = BenchConfig(max_seconds=6.0 if args.quick else 15.0)
+    # a window of a slow runner (resnet50 eager at batch 8: ~0.5 s a run here) is a few runs, not
+    # ten, so every runner gets several windows; a 0.1 s pause lets the last one's threads stop spinning
+    timing = BenchConfig(window=4, window_seconds=0.25, settle_seconds=0.1, min_runs=12,
+                         max_seconds=8.0 if args.quick else 45.0)
+    begun = time.perf_counter()
     isa = detect_isa()
     print(f"CPU: {isa.model} ({isa.summary}), {args.threads} threads; one run, interleaved")
     floor_ms = matmul_floor_ms(args.threads)
     print(f"int8 floor: 1024^3 MatMulInteger p50 {floor_ms:.2f} ms = {2 * 1024**3 / floor_ms / 1e6:.1f} GOPS")
     splits = load_splits("digits")
-    passes = ("fuse", "int8", "ov-fp32") + build_passes(isa)
+    # what `zoodeploy build --target cpu` makes on this machine, and fp32 on OpenVINO for the table
+    extras = tuple(p for p in TARGET_EXTRA_PASSES[Target.cpu] if why_not_here(p) is None)
+    passes = TARGET_PASSES[Target.cpu] + ("ov-fp32",) + extras
+    print(f"zoodeploy passes: {', '.join(passes)}")
     root = Path(tempfile.mkdtemp(prefix="zoodeploy-cpu-runtimes-"))
     try:
         for name in args.models.split(","):
@@ -216,6 +223,7 @@ def main() -> None:
             shutil.rmtree(art, ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    print(f"\nwall time {time.perf_counter() - begun:.0f} s")
 
 
 if __name__ == "__main__":

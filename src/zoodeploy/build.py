@@ -4,6 +4,7 @@ variant within the accuracy budget, report."""
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +19,11 @@ from zoodeploy.errors import ArtifactError, GateError, ZoodeployError
 from zoodeploy.models.data import Splits, load_splits
 from zoodeploy.models.sources import SourceConfig
 from zoodeploy.models.zoo import get_spec
+from zoodeploy.optimize.passes import PASSES
 
 
 class Target(str, Enum):
-    """Where the model will run; decides the passes tried (`TARGET_PASSES`)."""
+    """Where the model will run; decides the passes tried (`TARGET_PASSES`, `TARGET_EXTRA_PASSES`)."""
 
     cpu = "cpu"
     mobile = "mobile"
@@ -32,6 +34,12 @@ TARGET_PASSES: dict[Target, tuple[str, ...]] = {
     Target.cpu: ("fuse", "int8"),
     Target.mobile: ("fuse", "int8", "ort-format"),
     Target.gpu: ("fuse", "fp16", "trt-fp16", "trt-int8"),
+}
+# more rows for the selection, tried where this machine can run them: a pass whose module has
+# `unavailable(name) -> reason | None` (OpenVINO not importable, no BF16 on this CPU) is skipped,
+# and one that fails (a graph OpenVINO cannot compile) is left out; the build says which and why
+TARGET_EXTRA_PASSES: dict[Target, tuple[str, ...]] = {
+    Target.cpu: ("ov-fused", "ov-int8", "bf16"),
 }
 
 
@@ -77,6 +85,10 @@ class BuildConfig:
     @property
     def passes(self) -> tuple[str, ...]:
         return TARGET_PASSES[self.target]
+
+    @property
+    def extra_passes(self) -> tuple[str, ...]:
+        return TARGET_EXTRA_PASSES.get(self.target, ())
 
 
 Say = Callable[[str], None]
@@ -131,17 +143,40 @@ def _export(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
 
 
 def _optimize(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
-    """The target's passes, then one measurement of every variant (fp32 and eager included) at
-    every bench batch size, interleaved in one run."""
-    from zoodeploy.optimize import Measure, OptimizeConfig, optimize
+    """The target's passes and the extra ones this machine can run, then one measurement of every
+    variant they made (fp32 and eager included) at every bench batch size, interleaved in one run."""
+    from zoodeploy.optimize import Measure, OptimizeConfig
+    from zoodeploy.optimize.pipeline import make_variants, measure_variants, progress_say
     mobile = cfg.target is Target.mobile
-    opt = OptimizeConfig(passes=cfg.passes, max_drop=cfg.max_drop, threads=cfg.threads, progress=progress,
-                         target_isa=cfg.target_isa or ("arm64" if mobile else "host"),
+    opt = OptimizeConfig(passes=cfg.passes + cfg.extra_passes, max_drop=cfg.max_drop, threads=cfg.threads,
+                         progress=progress, target_isa=cfg.target_isa or ("arm64" if mobile else "host"),
                          calib_data=cfg.source.separate_calibration if cfg.source else None)
+    ctx, say = opt.context(), progress_say if progress else (lambda line: None)
+    unmeasured = Measure(evaluate=False, bench=False)
+    made = [v.name for v in make_variants(cfg.out, cfg.passes, ctx, unmeasured, say)]
+    skipped: dict[str, list[str]] = {}  # why -> passes
+    for name in cfg.extra_passes:
+        why = why_not_here(name)
+        try:
+            made += [] if why else [v.name for v in make_variants(cfg.out, (name,), ctx, unmeasured, say)]
+        except ZoodeployError as e:  # nothing was recorded: the other rows are selected from
+            why = f"failed: {(str(e).strip().splitlines() or [type(e).__name__])[0]}"
+        if why:
+            skipped.setdefault(why, []).append(name)
     measure = Measure(batches=cfg.batches, threads=cfg.threads, device=cfg.device, eager=True, timing=cfg.timing)
-    made = optimize(cfg.out, opt, measure)
-    card = load_card(cfg.out)
-    b = cfg.batches[0]
+    measure_variants(cfg.out, made, measure, say)
+    not_here = "".join(f"; not made: {', '.join(names)} ({why})" for why, names in skipped.items())
+    return f"made {', '.join(made)}{not_here}; {_figures(load_card(cfg.out), cfg.batches[0])}"
+
+
+def why_not_here(name: str) -> str | None:
+    """Why pass `name` cannot run on this machine (its module's `unavailable`), or None."""
+    module = importlib.import_module(PASSES.get(name).target.partition(":")[0])
+    unavailable = getattr(module, "unavailable", None)
+    return unavailable(name) if unavailable else None
+
+
+def _figures(card: ModelCard, b: int) -> str:
     rows = {"eager": card.eager_latency.get(str(b)),
             **{n: v.latency.get(str(b)) for n, v in card.variants.items()}}
     measured = [(n, v.accuracy) for n, v in card.variants.items() if v.accuracy is not None]
@@ -149,7 +184,7 @@ def _optimize(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
                          for n, a in measured)
     what = measured[0][1].what if measured else "accuracy"
     latency = ", ".join(f"{n} {s.p50_ms:.3g} ms" for n, s in rows.items() if s is not None)
-    return f"made {', '.join(v.name for v in made)}; test {what}: {accuracy}; p50 at batch {b}: {latency}"
+    return f"test {what}: {accuracy}; p50 at batch {b}: {latency}"
 
 
 def _change(drop_pt: float) -> str:
@@ -176,14 +211,15 @@ def _select(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
     b = cfg.batches[0]
     with update_card(cfg.out) as card:
         card.selected = select_variant(card, cfg.max_drop, b)
+        ran = [*cfg.passes, *(p for p in cfg.extra_passes if PASSES.get(p).makes in card.variants)]
         card.provenance.build = BuildRecord(target=cfg.target.value, max_drop=cfg.max_drop, select_batch=b,
                                             batches=list(cfg.batches), data=cfg.data if cfg.source is None else (cfg.source.eval_data or cfg.source.calib_data), epochs=cfg.epochs,
-                                            weights=cfg.weights, passes=list(cfg.passes))
+                                            weights=cfg.weights, passes=ran)
     v = card.variants[card.selected]
     lat = v.latency[str(b)]
     eager = f", {lat.speedup_vs_eager:.2f}x eager" if lat.speedup_vs_eager else ""
-    return (f"{card.selected}: {v.accuracy.summary()} ({_change(v.accuracy.drop_pt)} pt vs fp32), "
-            f"p50 {lat.p50_ms:.3g} ms at batch {b}{eager}")
+    return (f"{card.selected} on {v.runtime}: {v.accuracy.summary()} ({_change(v.accuracy.drop_pt)} pt "
+            f"vs fp32), p50 {lat.p50_ms:.3g} ms at batch {b}{eager}")
 
 
 def _report(cfg: BuildConfig, splits: Splits, progress: bool) -> str:

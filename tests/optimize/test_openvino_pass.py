@@ -9,7 +9,7 @@ import pytest
 from cli_support import invoke_cli
 from zoodeploy.card import Precision, Runtime, load_card
 from zoodeploy.optimize.isa import Isa, detect_isa, parse_cpuinfo
-from zoodeploy.optimize.openvino import build_passes, has_bf16
+from zoodeploy.optimize.openvino import has_bf16, unavailable
 from zoodeploy.recipes import OpenVinoRecipe
 
 pytest.importorskip("openvino")
@@ -25,9 +25,14 @@ def test_cpuinfo_flags_give_bf16_and_amx():
     assert not plain.bf16 and not plain.amx and plain.summary == "AVX2 without VNNI"
 
 
-def test_build_adds_openvino_passes_and_bf16_only_where_the_cpu_has_it():
-    assert build_passes(AVX2) == ("ov-fused", "ov-int8")
-    assert build_passes(SAPPHIRE_RAPIDS) == ("ov-fused", "ov-int8", "bf16")
+def test_build_may_run_the_openvino_passes_and_bf16_only_where_the_cpu_has_it():
+    from zoodeploy.build import TARGET_EXTRA_PASSES, Target, why_not_here
+    assert TARGET_EXTRA_PASSES[Target.cpu] == ("ov-fused", "ov-int8", "bf16")
+    assert [unavailable(p, AVX2) for p in ("ov-fp32", "ov-fused", "ov-int8")] == [None] * 3
+    assert "AVX2 without VNNI: no AVX512_BF16 or AMX" in unavailable("bf16", AVX2)
+    assert unavailable("bf16", SAPPHIRE_RAPIDS) is None
+    assert why_not_here("ov-int8") is None and why_not_here("fuse") is None  # fuse's module has no such hook
+    assert (why_not_here("bf16") is None) is has_bf16(detect_isa())
 
 
 def test_ov_fused_records_the_fused_file_as_an_openvino_row(optimized, tmp_path):

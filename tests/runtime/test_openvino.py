@@ -141,3 +141,30 @@ except MissingDependencyError as e:
     lines = r.stdout.strip().splitlines()
     assert lines[0] == "onnxruntime"
     assert lines[1].startswith("refused: OpenVINO") and "pip install 'openvino" in lines[1] and len(lines) == 2
+
+
+def test_a_card_selecting_an_openvino_row_is_what_serving_predict_and_package_run(ov_artifact, digits, tmp_path):
+    from zoodeploy.card import load_card, update_card
+    from zoodeploy.package import PackageConfig, package
+    from zoodeploy.predict import PredictConfig, predict
+    from zoodeploy.serve.pick import pick_variant
+    art = tmp_path / "a"
+    shutil.copytree(ov_artifact, art)
+    with update_card(art) as card:  # as `build` records it when int8-ov is the fastest within budget
+        card.selected = "int8-ov"
+    card = load_card(art)
+    assert pick_variant(card) == ("int8-ov", None)  # the variant `bentoml serve` loads, through open_runner
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        digits.test.image(i).save(folder / f"{i}.png")
+    out = tmp_path / "preds.jsonl"
+    s = predict(art, [folder], PredictConfig(out=out, logits=True, threads=1))
+    assert (s.variant, s.rows, s.errors) == ("int8-ov", 4, 0)
+    rows = sorted((json.loads(line) for line in out.read_text().splitlines()), key=lambda r: r["path"])
+    got = np.array([[r[f"logit_{lab}"] for lab in card.labels] for r in rows])
+    want, settings = _logits(art, "selected", digits.test.arrays(card.preprocessing)[:4])
+    assert settings["runtime"] == "openvino"
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)  # predict ran OpenVINO, not ONNX Runtime
+    b = package(art, tmp_path / "sel.tar.gz", PackageConfig(samples=4))
+    assert b.manifest["variant"] == "int8-ov" and b.manifest["runtime"]["engine"] == "openvino"

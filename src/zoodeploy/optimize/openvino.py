@@ -62,14 +62,18 @@ def require_bf16(isa: Isa | None = None) -> None:
                             f"{isa.summary}, where OpenVINO would emulate bf16 (slower than f32): use fused-ov here")
 
 
-def build_passes(isa: Isa | None = None) -> tuple[str, ...]:
-    """The OpenVINO passes a CPU build adds to fuse and int8: none where openvino does not import,
-    bf16 only where the CPU has it."""
+def unavailable(name: str, isa: Isa | None = None) -> str | None:
+    """Why pass `name` cannot run on this machine, or None: `build` skips such a pass, where
+    `optimize --passes` refuses it in one line."""
     try:
         _openvino()
-    except MissingDependencyError:
-        return ()
-    return ("ov-fused", "ov-int8") + ((BF16,) if has_bf16(isa) else ())
+    except MissingDependencyError as e:
+        return str(e)
+    isa = isa or detect_isa()
+    if name == BF16 and not has_bf16(isa):
+        return f"this CPU is {isa.summary}: no AVX512_BF16 or AMX, OpenVINO would emulate bf16"
+    return None
+
 
 
 def _tolerance(precision: str, source: Variant) -> Tolerance:
