@@ -12,7 +12,7 @@ inside the emulated ARM64 device (zoodeploy.device: Debian arm64 root under qemu
 each variant's edge bundle (`predict.py`), against fp32 run on the same device.
 
 Prints one table: drift in top-1 points (fp32 - int8, positive = lost) and agreement with fp32.
-Needs root and qemu-user-static + binfmt-support + debootstrap for the ARM64 columns; without
+Needs root, apt-get and qemu-user-static + binfmt-support for the ARM64 columns; without
 them those columns are absent (the reason is printed), never guessed. No timings: emulated
 time means nothing.
 """
