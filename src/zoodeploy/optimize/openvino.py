@@ -33,8 +33,11 @@ BF16 = "bf16"
 SAMPLES = 64  # validation images: one int8 top-1 flip is 1.6%, not 6% as with 16
 INSTALL = "pip install 'openvino>=2024.4' (a zoodeploy dependency)"
 NOT_GATED = 1e9  # logit errors recorded, not gated (a card is JSON, which has no infinity)
-# int8 on two runtimes: the same QDQ scales, kernels that round differently
-INT8_TOLERANCE = Tolerance(atol=NOT_GATED, rtol=NOT_GATED, min_top1_agreement=95.0, min_top5_agreement=90.0)
+# int8 on two runtimes: the same QDQ scales, kernels that round differently. Top-1 agreement, and
+# every logit within 10% of the sample's largest: a wrongly computed op moves logits far more.
+# Not top-5: where the lower logits nearly tie (an untrained or unsure model) their order is
+# rounding; random-init ResNet-50 at 224 px agreed on 87.5% of top-5 sets at 2.4% relative error.
+INT8_TOLERANCE = Tolerance(atol=0.0, rtol=0.10, min_top1_agreement=95.0, min_top5_agreement=0.0)
 # bf16 keeps 8 mantissa bits: logits move by a few percent, the class rarely does
 BF16_TOLERANCE = Tolerance(atol=NOT_GATED, rtol=NOT_GATED, min_top1_agreement=90.0, min_top5_agreement=0.0)
 
