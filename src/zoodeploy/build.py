@@ -147,6 +147,7 @@ def _optimize(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
     variant they made (fp32 and eager included) at every bench batch size, interleaved in one run."""
     from zoodeploy.optimize import Measure, OptimizeConfig
     from zoodeploy.optimize.pipeline import make_variants, measure_variants, progress_say
+    from zoodeploy.optimize.record import first_line
     mobile = cfg.target is Target.mobile
     opt = OptimizeConfig(passes=cfg.passes + cfg.extra_passes, max_drop=cfg.max_drop, threads=cfg.threads,
                          progress=progress, target_isa=cfg.target_isa or ("arm64" if mobile else "host"),
@@ -160,7 +161,7 @@ def _optimize(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
         try:
             made += [] if why else [v.name for v in make_variants(cfg.out, (name,), ctx, unmeasured, say)]
         except ZoodeployError as e:  # nothing was recorded: the other rows are selected from
-            why = f"failed: {(str(e).strip().splitlines() or [type(e).__name__])[0]}"
+            why = f"failed: {first_line(e)}"
         if why:
             skipped.setdefault(why, []).append(name)
     measure = Measure(batches=cfg.batches, threads=cfg.threads, device=cfg.device, eager=True, timing=cfg.timing)
