@@ -28,15 +28,33 @@ DEEP = {"resnet1202"}
 DEEP_SWEEP = os.environ.get("ZOODEPLOY_DEEP_SWEEP") == "1"
 
 
+# Seconds of each of the longest sweep entries (`bash scripts/test.sh --durations=25`, 2-core AMD
+# EPYC): only the order of the sweep comes from them, the longest first, so that the short ones
+# fill in at the end and both workers finish together (last in zoo order, the Inceptions and
+# NASNet ended the run ~50 s after the other worker). A stale figure costs time, never a check.
+SWEEP_SECONDS = {"inception_resnet_v2": 65, "wrn28_10": 47, "nasnet_a_mobile": 47, "resnet152": 42,
+                 "inception_v4": 42, "densenet169": 41, "wide_resnet50_2": 34, "preact_resnet164": 29,
+                 "resnet101": 26, "densenet121": 25, "inception_v3": 24, "se_resnet50": 23, "fractalnet": 18,
+                 "resnet110": 18, "preact_resnet50": 16, "resnext50_32x4d": 15}
+
+
 def zoo_params() -> list:
     """Every zoo name, the >100M-parameter ones marked `slow`; each its own pytest-xdist group,
-    so that the sweep spreads over the workers (a file's tests otherwise share one)."""
+    so that the sweep spreads over the workers (a file's tests otherwise share one), except the
+    >100M-parameter ones: one group, one after another on one worker. Two of them at once on the
+    2-core machine take three times as long each (measured: VGG-11 and VGG-16 entries 28 and 31 s
+    alone, 86 and 83 s side by side), as every one of their steps moves half a gigabyte."""
     deep = pytest.mark.skipif(not DEEP_SWEEP, reason="1,202-layer net: over 10 min to quantize on one core; "
                                                      "run with ZOODEPLOY_DEEP_SWEEP=1")
-    return [pytest.param(n, marks=[pytest.mark.xdist_group(n)]
-                         + ([pytest.mark.slow] if (get_spec(n).published_params or 0) > BIG else [])
+    names = sorted(list_models(), key=lambda n: -SWEEP_SECONDS.get(n, 0))  # stable: the rest in zoo order
+    return [pytest.param(n, marks=[pytest.mark.xdist_group("zoo-big" if _big(n) else n)]
+                         + ([pytest.mark.slow] if _big(n) else [])
                          + ([deep, pytest.mark.timeout(3600)] if n in DEEP else []))
-            for n in list_models()]
+            for n in names]
+
+
+def _big(name: str) -> bool:
+    return (get_spec(name).published_params or 0) > BIG
 
 
 def dims(value):
