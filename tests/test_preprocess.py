@@ -78,3 +78,16 @@ def test_preprocessing_round_trips_and_validates():
 def test_softmax_rows_sum_to_one():
     s = softmax(np.array([[1000.0, 0.0], [1.0, 2.0]], np.float32))
     assert np.allclose(s.sum(1), 1.0) and s[0, 0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("prep", [Preprocessing(), Preprocessing.for_size(32),
+                                  Preprocessing(input_size=48, resize=55, interpolation="bicubic")])
+def test_a_batch_is_bit_for_bit_its_images_one_by_one(prep):
+    # normalization runs once per batch (predict, bundles): it must not change a single bit
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+              for shape in [(300, 250, 3), (64, 80, 3), (32, 32, 3), (50, 40)]]
+    batch = preprocess_batch(images, prep)
+    assert batch.dtype == np.float32 and batch.flags.c_contiguous
+    for one, image in zip(batch, images):
+        assert np.array_equal(one, preprocess(image, prep))

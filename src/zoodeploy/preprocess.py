@@ -92,6 +92,18 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def preprocess(img: Image.Image, p: Preprocessing) -> np.ndarray:
     """One PIL image -> float32 array (3, input_size, input_size)."""
+    return normalize(crop(img, p), p)
+
+
+def preprocess_batch(images: list[Image.Image], p: Preprocessing) -> np.ndarray:
+    """Several PIL images -> float32 array (N, 3, input_size, input_size)."""
+    if not images:
+        return np.zeros((0, 3, p.input_size, p.input_size), np.float32)
+    return normalize(np.stack([crop(im, p) for im in images]), p)
+
+
+def crop(img: Image.Image, p: Preprocessing) -> np.ndarray:
+    """The pixels the model sees, before scaling: uint8 (input_size, input_size, 3), RGB."""
     img = to_rgb(img)
     w, h = img.size
     scale = p.resize / min(w, h)
@@ -99,17 +111,17 @@ def preprocess(img: Image.Image, p: Preprocessing) -> np.ndarray:
     img = img.resize(size, _INTERPOLATION[p.interpolation])
     left = (size[0] - p.input_size) // 2
     top = (size[1] - p.input_size) // 2
-    img = img.crop((left, top, left + p.input_size, top + p.input_size))
-    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return np.asarray(img.crop((left, top, left + p.input_size, top + p.input_size)))
+
+
+def normalize(pixels: np.ndarray, p: Preprocessing) -> np.ndarray:
+    """uint8 crops (..., H, W, 3) -> float32 (..., 3, H, W), scaled to [0,1] and normalized.
+
+    Element by element, so one image or a stack of them gives the same bits; on a stack it runs
+    once per batch instead of once per image (32 px digits: a third of the per-image time)."""
+    arr = pixels.astype(np.float32) / 255.0
     arr = (arr - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
-
-
-def preprocess_batch(images: list[Image.Image], p: Preprocessing) -> np.ndarray:
-    """Several PIL images -> float32 array (N, 3, input_size, input_size)."""
-    if not images:
-        return np.zeros((0, 3, p.input_size, p.input_size), np.float32)
-    return np.stack([preprocess(im, p) for im in images])
+    return np.ascontiguousarray(np.moveaxis(arr, -1, -3))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zoodeploy.predict.output import Block, Schema
-from zoodeploy.preprocess import Preprocessing, load_image, preprocess
+from zoodeploy.preprocess import Preprocessing, crop, load_image, normalize
 
 
 @dataclass(frozen=True)
@@ -22,17 +22,18 @@ class Decoded:
 
 
 def decode_batch(paths: Sequence[str], prep: Preprocessing) -> Decoded:
-    arrays, ok, errors = [], [], []
+    crops, ok, errors = [], [], []
     for i, path in enumerate(paths):
         try:
-            arrays.append(preprocess(load_image(path), prep))
+            crops.append(crop(load_image(path), prep))
         except Exception as e:  # noqa: BLE001 - whatever one file does wrong is its row's error, not the run's
             errors.append(" ".join(str(e).split()) or type(e).__name__)
             continue
         ok.append(i)
         errors.append(None)
-    x = np.stack(arrays) if arrays else np.zeros((0, 3, prep.input_size, prep.input_size), np.float32)
-    return Decoded(x, ok, errors)
+    if not crops:
+        return Decoded(np.zeros((0, 3, prep.input_size, prep.input_size), np.float32), ok, errors)
+    return Decoded(normalize(np.stack(crops), prep), ok, errors)
 
 
 def run_model(runner, x: np.ndarray) -> np.ndarray:
