@@ -32,7 +32,7 @@ def predict(
     logits: Annotated[bool, typer.Option(help="Add one logit column per class.")] = False,
     threads: ThreadsOpt = None,
     workers: Annotated[int | None, typer.Option(
-        help="Decoding threads (local) or actors (ray); default: the cores.")] = None,
+        help="Decoding threads (local; default: the cores but one) or actors (ray; default: the cores).")] = None,
     shard_size: Annotated[int, typer.Option(
         "--shard-size", help="Rows per shard: what a killed run loses at most.")] = 1024,
     json: JsonFlag = False,

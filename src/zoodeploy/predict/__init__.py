@@ -43,7 +43,7 @@ class PredictConfig:
     resume: bool = False
     logits: bool = False
     threads: int | None = None  # model intra-op threads (local: all cores; ray: 1 per actor)
-    workers: int | None = None  # decoding threads (local) or actors (ray); default: the cores
+    workers: int | None = None  # decoding threads (local; default: the cores but one) or actors (ray; the cores)
     shard_size: int = 1024  # rows per shard: what a killed run loses at most
     progress: bool = False
     format: OutputFormat = field(init=False)

@@ -97,17 +97,20 @@ class Schema:
         if len(ok):
             probs = softmax(logits.astype(np.float32))
             top = np.argsort(-probs, axis=1, kind="stable")[:, :self.k]
-            rows = np.arange(len(ok))
+            rows, names = np.arange(len(ok)), np.asarray(self.labels, dtype=object)
+            values = {}
             for j in range(self.k):
-                labels = [self.labels[t] for t in top[:, j]]
-                p = probs[rows, top[:, j]].tolist()
-                for i, lab, pj in zip(ok, labels, p):
-                    cols[f"label_{j + 1}"][i], cols[f"prob_{j + 1}"][i] = lab, pj
+                values[f"label_{j + 1}"] = names[top[:, j]].tolist()
+                values[f"prob_{j + 1}"] = probs[rows, top[:, j]].tolist()
             if self.logits:
                 for c, lab in enumerate(self.labels):
-                    values = logits[:, c].astype(np.float64).tolist()
-                    for i, v in zip(ok, values):
-                        cols[f"logit_{lab}"][i] = v
+                    values[f"logit_{lab}"] = logits[:, c].astype(np.float64).tolist()
+            for c, got in values.items():
+                if len(ok) == n:  # every file was read: the column is the values
+                    cols[c] = got
+                else:
+                    for i, v in zip(ok, got):
+                        cols[c][i] = v
         out.update(cols)
         out["error"] = list(errors)
         return out
