@@ -172,10 +172,35 @@ def report(r: dict) -> None:
             print(f"    ray {row['ray']:.0f} img/s = {ratio:.0%} of local (target >= {RAY_TARGET:.0%}) "
                   f"{'ok' if ratio >= RAY_TARGET else 'MISSED'}; with Ray's {r['ray_startup_s']:.1f} s start-up "
                   f"{row['ray_with_startup'] / row['local']:.0%}")
+    for line in split_fixed_costs(list(r["sizes"].values())):
+        print(line)
     if "peak_rss_mb" in r:
         (n0, m0), (n1, m1) = list(r["peak_rss_mb"].items())[0], list(r["peak_rss_mb"].items())[-1]
         print(f"  peak RSS: {n0} images {m0:.0f} MB, {n1} images {m1:.0f} MB = {m1 / m0:.2f}x "
               f"(target <= {MEMORY_TARGET:.2f}x) {'ok' if m1 / m0 <= MEMORY_TARGET else 'MISSED'}")
+
+
+def split_fixed_costs(rows: list[dict]) -> list[str]:
+    """For a size measured at two image counts: each engine's per-run fixed cost and its
+    throughput past it (seconds = fixed + images / rate, through the two measured points)."""
+    lines = []
+    for size in sorted({row["size"] for row in rows}):
+        at = sorted((row for row in rows if row["size"] == size), key=lambda row: row["images"])
+        if len(at) < 2:
+            continue
+        small, large = at[0], at[-1]
+        rates, fixed = {}, {}
+        for k in ("offline", "local", "ray"):
+            if k in small and k in large:
+                t0, t1 = small["images"] / small[k], large["images"] / large[k]
+                rates[k] = (large["images"] - small["images"]) / (t1 - t0)
+                fixed[k] = t0 - small["images"] / rates[k]
+        lines.append(f"  {size}px past each run's fixed cost ({small['images']} vs {large['images']} images): "
+                     + ", ".join(f"{k} {rates[k]:.0f} img/s + {fixed[k]:.1f} s a run" for k in rates))
+        if "ray" in rates:
+            lines.append(f"    ray {rates['ray'] / rates['local']:.0%} of local past the fixed costs "
+                         f"(the ratio a run of millions of images approaches)")
+    return lines
 
 
 if __name__ == "__main__":
