@@ -1,8 +1,8 @@
 """The local engine: the variant in this process, decoding on a thread pool that runs ahead.
 
 Pillow's decoding and resizing and numpy's normalization release the GIL, so decoding threads
-(the cores but one) decode batch i+1.. while the model runs batch i; at most `depth` batches are in flight, which
-keeps memory flat however many inputs there are.
+(the cores but one) decode batch i+1.. while the model runs batch i; at most `depth` batches
+are in flight, which keeps memory flat however many inputs there are.
 """
 
 from __future__ import annotations
