@@ -217,7 +217,7 @@ def quantize_with_accuracy_control(artifact: str | Path, cfg: QuantConfig | None
         raise OptimizeError(f"--max-drop must be >= 0 percentage points, got {max_drop}")
     card = load_card(artifact)
     x_val, y_val = validation_arrays(card)
-    quantizer, desc = open_quantizer(artifact, card, cfg, variant_name)
+    quantizer, desc = open_quantizer(artifact, card, cfg)
     fp32 = Path(artifact) / card.variant("fp32").file
     with quantizer, tempfile.TemporaryDirectory(prefix="zoodeploy-control-") as tmp:
         report, chosen = control(quantizer, x_val, y_val, fp32, max_drop, Path(tmp), threads, cfg.progress)
@@ -226,7 +226,7 @@ def quantize_with_accuracy_control(artifact: str | Path, cfg: QuantConfig | None
             f"accuracy budget not met: validation drop {report.val_drop_pt:.2f} pt > {max_drop:g} pt "
             f"({report.stopped}); try another --scheme or a larger --max-drop"]
         variant = record_model(
-            artifact, variant_name, lambda out: shutil.copyfile(chosen, out), stamped=quantizer.stamped,
+            artifact, variant_name, lambda out: shutil.copyfile(chosen, out),
             precision=Precision.mixed if kept else Precision.int8, made_by=quantizer.made_by(desc) + (
                 f", {len(kept)} node(s) kept in float by accuracy control" if kept else ""),
             recipe=quantizer.recipe(desc, max_drop_pt=max_drop, nodes_to_exclude=kept,

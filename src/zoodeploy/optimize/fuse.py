@@ -8,7 +8,7 @@ the session that runs the model, never in a saved file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +18,11 @@ from onnx import helper, numpy_helper
 
 from zoodeploy.card import GraphStats, Precision, Validation, Variant, load_card, variant_path
 from zoodeploy.errors import OptimizeError
-from zoodeploy.export.metadata import set_card_metadata
 from zoodeploy.export.validate import Tolerance, check, compare_logits
 from zoodeploy.optimize.data import validation_samples
 from zoodeploy.optimize.passes import PassContext
 from zoodeploy.optimize.quantize import op_counts
-from zoodeploy.optimize.record import Made, first_line, record_model
+from zoodeploy.optimize.record import Made, first_line, record_model, save_onnx
 from zoodeploy.runtime import RunOptions
 from zoodeploy.recipes import FuseRecipe
 from zoodeploy.runtime.ort import create_session
@@ -45,11 +44,8 @@ def slim(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def ort_offline(model: onnx.ModelProto, dst: Path, level: str = "extended") -> None:
-    """Save ONNX Runtime's graph optimizations of `model` at a portable `level` (basic | extended).
-
-    The session reads the model from memory, not from a file: on our VMs every fresh page of a
-    written file costs a fault to the hypervisor, ~4 s for ResNet-152's 240 MB with both cores busy."""
+def ort_offline(src: Path, dst: Path, level: str = "extended") -> None:
+    """Save ONNX Runtime's graph optimizations at a portable `level` (basic | extended)."""
     if level not in OFFLINE_LEVELS:
         raise OptimizeError(f"offline optimization level must be one of {', '.join(OFFLINE_LEVELS)}, got {level!r}")
     so = ort.SessionOptions()
@@ -57,10 +53,9 @@ def ort_offline(model: onnx.ModelProto, dst: Path, level: str = "extended") -> N
     so.optimized_model_filepath = str(dst)
     so.log_severity_level = 3
     try:
-        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise OptimizeError(f"ONNX Runtime could not optimize {model.graph.name or 'the model'}: "
-                            f"{first_line(e)}") from None
+        raise OptimizeError(f"ONNX Runtime could not optimize {src.name}: {first_line(e)}") from None
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -106,19 +101,16 @@ def batchnorm_to_affine(model: onnx.ModelProto) -> int:
     return len(todo)
 
 
-def optimized_graph(src: Path, dst: Path, level: str = "basic",
-                    stamp: Callable[[onnx.ModelProto], object] | None = None) -> tuple[dict[str, int], onnx.ModelProto]:
+def optimized_graph(src: Path, dst: Path, level: str = "basic") -> tuple[dict[str, int], onnx.ModelProto]:
     """onnxslim, ORT offline optimization, then the BatchNorms left as Mul + Add, from `src`
-    into `dst`: (op counts before, the result). `stamp` edits the model before ORT writes it
-    (ORT keeps its metadata_props), so that the file is written once, not rewritten to stamp it."""
+    into `dst`: (op counts before, the result)."""
     model = onnx.load(str(src))
     before = op_counts(model)  # now: onnxslim edits the graph it is given
-    slimmed = slim(model)
-    del model
-    if stamp is not None:
-        stamp(slimmed)
-    ort_offline(slimmed, dst, level)
-    del slimmed
+    with tempfile.TemporaryDirectory(prefix="zoodeploy-fuse-") as tmp:
+        slimmed = Path(tmp) / "slim.onnx"
+        onnx.save(slim(model), str(slimmed))
+        del model
+        ort_offline(slimmed, dst, level)
     after = onnx.load(str(dst))
     if batchnorm_to_affine(after):
         onnx.save(after, str(dst))
@@ -152,9 +144,10 @@ def fuse(artifact: str | Path, level: str = "basic", samples: np.ndarray | None 
     samples, where = (validation_samples(card, 16), "val split") if samples is None else (samples, "given")
 
     def write(out: Path) -> Made:
-        before, after = optimized_graph(fp32, out, level, stamp=lambda m: set_card_metadata(m, card, variant=FUSED))
+        before, after = optimized_graph(fp32, out, level)
         graph = GraphStats(nodes=len(after.graph.node), op_counts=op_counts(after),
                            nodes_before=sum(before.values()), op_counts_before=before)
+        save_onnx(after, out, artifact, FUSED)
         return Made(compare_with(fp32, out, samples, f"{card.name} fused ONNX", Tolerance(),
                                  samples=f"{len(samples)} images ({where})"), graph)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 
 from zoodeploy.card import ModelCard, Precision, Variant, load_card, update_card, variant_path
 from zoodeploy.errors import OptimizeError
-from zoodeploy.export.metadata import set_card_metadata
 from zoodeploy.optimize.data import calibration_arrays
 from zoodeploy.optimize.isa import Isa, TargetIsa, detect_isa, resolve_target, scheme_for_target, target_isa
 from zoodeploy.optimize.record import first_line, record_model
@@ -243,7 +242,7 @@ class Quantizer:
     """Pre-processed model + cached calibration ranges: quantize again with other exclusions cheaply."""
 
     def __init__(self, source: Path, cfg: QuantConfig, calib: np.ndarray, input_name: str,
-                 optimized: bool = False, stamp: Callable[[onnx.ModelProto], object] | None = None):
+                 optimized: bool = False):
         from onnxruntime.quantization import QuantType
         self.cfg = cfg
         self.scheme, self.scheme_reason = cfg.resolved()
@@ -257,13 +256,10 @@ class Quantizer:
         self.dir = Path(self._tmp.name)
         self.prepared = self.dir / "prepared.onnx"
         self.cache = self.dir / "calibration.json"
-        # `stamp` edits the prepared model's metadata, which quantize_static keeps: the quantized
-        # file then needs no second write to stamp it (only an optimized source is loaded here)
-        self.stamped = optimized and stamp is not None
-        self._prepare(source, optimized, stamp)
+        self._prepare(source, optimized)
         self.concat_groups = concat_groups(onnx.load(str(self.prepared), load_external_data=False))
 
-    def _prepare(self, source: Path, optimized: bool, stamp: Callable[[onnx.ModelProto], object] | None) -> None:
+    def _prepare(self, source: Path, optimized: bool) -> None:
         """quant_pre_process: ORT's BASIC optimizations and ONNX shape inference. A source that
         holds the BASIC optimizations already (`fused`) is used as it is: quantize_static and its
         calibrator each run ONNX shape inference themselves, so pre-processing would only load,
@@ -274,10 +270,7 @@ class Quantizer:
         inference quantize_static and its calibrator run through files then parses, infers and
         writes the graph alone, not every weight twice (VGG-11: 9.9 -> 0.2 s on one core)."""
         if optimized:
-            model = onnx.load(str(source))
-            if stamp is not None:
-                stamp(model)
-            onnx.save(model, str(self.prepared), save_as_external_data=True,
+            onnx.save(onnx.load(str(source)), str(self.prepared), save_as_external_data=True,
                       all_tensors_to_one_file=True, location=self.prepared.name + ".data", size_threshold=1024)
             return
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -384,14 +377,11 @@ def quantization_source(artifact: str | Path, card: ModelCard) -> tuple[Path, bo
     return variant_path(artifact, card.variant("fp32")), False
 
 
-def open_quantizer(artifact: str | Path, card: ModelCard, cfg: QuantConfig,
-                   variant: str | None = None) -> tuple[Quantizer, str]:
-    """A Quantizer for the artifact's model and its calibration data (and where it came from);
-    with `variant`, what it writes carries the card essentials for that variant name."""
+def open_quantizer(artifact: str | Path, card: ModelCard, cfg: QuantConfig) -> tuple[Quantizer, str]:
+    """A Quantizer for the artifact's model and its calibration data (and where it came from)."""
     source, optimized = quantization_source(artifact, card)
     calib, desc = calibration_arrays(card, cfg.calib_data, cfg.calib_size)
-    stamp = None if variant is None else (lambda m: set_card_metadata(m, card, variant=variant))
-    return Quantizer(source, cfg, calib, card.input_name, optimized, stamp), desc
+    return Quantizer(source, cfg, calib, card.input_name, optimized), desc
 
 
 def quantize(artifact: str | Path, cfg: QuantConfig | None = None, variant_name: str = "int8") -> Variant:
@@ -402,10 +392,9 @@ def quantize(artifact: str | Path, cfg: QuantConfig | None = None, variant_name:
     """
     cfg = cfg or QuantConfig()
     card = load_card(artifact)
-    quantizer, desc = open_quantizer(artifact, card, cfg, variant_name)
+    quantizer, desc = open_quantizer(artifact, card, cfg)
     with quantizer:
         variant = record_model(artifact, variant_name, lambda out: quantizer.write(out, cfg.nodes_to_exclude),
-                               stamped=quantizer.stamped,
                                precision=Precision.mixed if cfg.nodes_to_exclude else Precision.int8,
                                made_by=quantizer.made_by(desc),
                                recipe=quantizer.recipe(desc, nodes_to_exclude=list(cfg.nodes_to_exclude)))
