@@ -18,7 +18,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "zoodeploy"
 # epochs that take each model the suite trains past 90% test accuracy on digits (at its default
 # input size: 48 px for SqueezeNet, else 32) in seconds to a minute (tests/models/test_train.py)
-TEST_EPOCHS = {"lenet5": 10, "mobilenet_v2": 6, "squeezenet1_1": 12, "resnet18": 4}
+TEST_EPOCHS = {"lenet5": 10, "mobilenet_v2": 6, "squeezenet1_1": 12, "resnet18": 3}
 
 
 def pytest_configure(config):
