@@ -40,8 +40,9 @@ def test_every_variant_lands_with_hash_accuracy_and_drift(all_passes):
         assert v.made_by and v.recipe
         assert v.accuracy.split == "test" and v.accuracy.n == card.data.counts["test"]
         assert v.accuracy.drop_pt is not None and v.accuracy.agreement is not None
-        if v.file.endswith(".onnx"):  # the card essentials, naming this variant (stamped before the one write)
-            assert read_card_metadata(artifact / v.file)["variant"] == name
+        if v.file.endswith(".onnx"):  # the card essentials, naming this variant
+            meta = read_card_metadata(artifact / v.file)
+            assert meta is not None and meta["variant"] == name, meta
 
 
 OUTLIER = 1000.0  # one channel of one activation scaled this much, its consumer's weights divided by it
@@ -99,8 +100,10 @@ def test_accuracy_control_meets_the_budget_plain_quantization_breaks(trained, tm
     assert kept and v.recipe.nodes_to_exclude == kept and v.precision == "mixed"
     assert [r.node for r in ac.ranking][:len(kept)] == kept  # the worst-ranked nodes, in order
     assert planted in kept, (planted, kept)  # the ranking found the node that reads the outlier
-    assert read_card_metadata(variant_path(artifact, v))["variant"] == "int8-control"
-    model = onnx.load(str(variant_path(artifact, v)))
+    path = variant_path(artifact, v)  # checks the file's sha256 against the card
+    meta = read_card_metadata(path)
+    assert meta is not None and meta["variant"] == "int8-control", meta
+    model = onnx.load(str(path))
     producers = {o: n for n in model.graph.node for o in n.output}
     by_name = {n.name: n for n in model.graph.node}
     for name in kept:  # really in float: no input comes through a DequantizeLinear
