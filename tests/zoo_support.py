@@ -8,6 +8,8 @@ import os
 
 import onnx
 import pytest
+import torch
+from torch import nn
 
 from zoodeploy.card import ONNX_METADATA_KEY, load_card
 from zoodeploy.export import FP32_FILE, Tolerance
@@ -22,31 +24,61 @@ TRAINING_ONLY_OPS = {"Dropout", "RandomUniform", "RandomUniformLike", "RandomNor
                      "Bernoulli", "Multinomial"}
 
 
-# 1,202 layers: ONNX Runtime's quantizer alone ran past 600 s on one core of the 2-core machine, so
-# this entry is swept only on request (ZOODEPLOY_DEEP_SWEEP=1), and the skip says so in the summary
+# 1,202 layers: its export alone had not ended after 8 minutes on one core of the 2-core machine
+# (under cProfile), and ONNX Runtime's quantizer, before fuse + int8 went to resnet110 for it, ran
+# past 10; so this entry is swept only on request (ZOODEPLOY_DEEP_SWEEP=1), and the skip says so
 DEEP = {"resnet1202"}
 DEEP_SWEEP = os.environ.get("ZOODEPLOY_DEEP_SWEEP") == "1"
+
+
+# Fuse and int8 run in the sweep once per set of layer kinds. An entry on the left is a deeper or
+# wider form of the one on the right: every kind of layer it has (module class; convolutions
+# dense, grouped or depthwise) the right one has too (tests/models/test_zoo.py checks it on the
+# meta device), so its fused and int8 graphs hold no pattern the right one's do not, only more of
+# them. Those entries are exported and validated in the sweep (what can differ: capture, dynamic
+# batch, translation, ORT vs PyTorch); their fuse + int8 would add ~200 s of the 2-core machine
+# (the three plain VGGs alone ~130 s: every step moves their 0.5 GB) and no coverage.
+QUANTIZED_AS = {"vgg11": "vgg16_bn", "vgg16": "vgg16_bn", "vgg19": "vgg16_bn", "resnet34": "resnet18",
+                "resnet50": "resnext50_32x4d", "resnet101": "resnext50_32x4d", "resnet152": "resnext50_32x4d",
+                "wide_resnet50_2": "resnext50_32x4d", "densenet169": "densenet121",
+                "squeezenet1_0": "squeezenet1_1", "mobilenet_v3_large": "mobilenet_v3_small",
+                "preact_resnet164": "preact_resnet50", "resnet1202": "resnet110"}
+
+
+def layer_kinds(name: str) -> frozenset[str]:
+    """The kinds of layer `name` is made of: module classes, convolutions by their grouping."""
+    with torch.device("meta"):  # no weights allocated
+        model = get_spec(name).builder(num_classes=10)
+    kinds = set()
+    for module in model.modules():
+        kind = type(module).__name__
+        if isinstance(module, nn.Conv2d):
+            kind += ("/depthwise" if module.groups == module.in_channels > 1 else
+                     "/grouped" if module.groups > 1 else "/dense")
+        kinds.add(kind)
+    return frozenset(kinds)
 
 
 # Seconds of each of the longest sweep entries (`bash scripts/test.sh --durations=25`, 2-core AMD
 # EPYC): only the order of the sweep comes from them, the longest first, so that the short ones
 # fill in at the end and both workers finish together (last in zoo order, the Inceptions and
 # NASNet ended the run ~50 s after the other worker). A stale figure costs time, never a check.
-SWEEP_SECONDS = {"inception_resnet_v2": 65, "wrn28_10": 47, "nasnet_a_mobile": 47, "resnet152": 42,
-                 "inception_v4": 42, "densenet169": 41, "wide_resnet50_2": 34, "preact_resnet164": 29,
-                 "resnet101": 26, "densenet121": 25, "inception_v3": 24, "se_resnet50": 23, "fractalnet": 18,
-                 "resnet110": 18, "preact_resnet50": 16, "resnext50_32x4d": 15}
+SWEEP_SECONDS = {"inception_resnet_v2": 69, "wrn28_10": 49, "nasnet_a_mobile": 46, "inception_v4": 45,
+                 "densenet169": 30, "resnet152": 30, "preact_resnet164": 28, "densenet121": 25,
+                 "inception_v3": 24, "se_resnet50": 22, "resnet101": 21, "fractalnet": 21,
+                 "resnet110": 17, "resnext50_32x4d": 17, "wide_resnet50_2": 17, "alexnet": 17,
+                 "preact_resnet50": 15}
 
 
-def zoo_params() -> list:
-    """Every zoo name, the >100M-parameter ones marked `slow`; each its own pytest-xdist group,
-    so that the sweep spreads over the workers (a file's tests otherwise share one), except the
-    >100M-parameter ones: one group, one after another on one worker. Two of them at once on the
-    2-core machine take three times as long each (measured: VGG-11 and VGG-16 entries 28 and 31 s
-    alone, 86 and 83 s side by side), as every one of their steps moves half a gigabyte."""
-    deep = pytest.mark.skipif(not DEEP_SWEEP, reason="1,202-layer net: over 10 min to quantize on one core; "
+def zoo_params(names: list[str] | None = None) -> list:
+    """Zoo names (all by default), the >100M-parameter ones marked `slow`; each its own pytest-xdist
+    group, so that the sweep spreads over the workers (a file's tests otherwise share one), except
+    the >100M-parameter ones: one group, one after another on one worker. Two of them at once on
+    the 2-core machine take three times as long each (measured: VGG-11 and VGG-16 entries 28 and
+    31 s alone, 86 and 83 s side by side), as every one of their steps moves half a gigabyte."""
+    deep = pytest.mark.skipif(not DEEP_SWEEP, reason="1,202-layer net: over 8 min to export on one core; "
                                                      "run with ZOODEPLOY_DEEP_SWEEP=1")
-    names = sorted(list_models(), key=lambda n: -SWEEP_SECONDS.get(n, 0))  # stable: the rest in zoo order
+    names = sorted(names or list_models(), key=lambda n: -SWEEP_SECONDS.get(n, 0))  # stable: the rest in zoo order
     return [pytest.param(n, marks=[pytest.mark.xdist_group("zoo-big" if _big(n) else n)]
                          + ([pytest.mark.slow] if _big(n) else [])
                          + ([deep, pytest.mark.timeout(3600)] if n in DEEP else []))

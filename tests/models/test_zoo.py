@@ -10,6 +10,7 @@ from torch import nn
 from zoodeploy.errors import UnknownNameError
 from zoodeploy.models.profile import profile_arch, profile_model
 from zoodeploy.models.zoo import build_model, get_spec, head_module, list_models, replace_head
+from zoo_support import QUANTIZED_AS, layer_kinds
 
 ZOO = ["lenet5", "alexnet", "zfnet", "vgg11", "vgg16", "vgg19", "vgg16_bn", "nin", "googlenet",
        "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -195,3 +196,21 @@ def test_se_resnet50_puts_the_stride_on_the_first_1x1_conv():
     block = meta_model("se_resnet50").layer2[0]
     assert block.conv1.stride == (2, 2) and block.conv2.stride == (1, 1)
     assert block.se.fc1.out_channels == 512 // 16
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZED_AS))
+def test_sweep_quantizes_a_model_holding_every_kind_of_layer_of_its_deeper_forms(name):
+    """The zoo sweep fuses and quantizes `QUANTIZED_AS[name]` in place of `name`: sound only while
+    every kind of layer `name` has is in it (a new block type, a grouped or depthwise conv, BN where
+    the stand-in has none would each be a pattern fuse or int8 never saw)."""
+    stand_in = QUANTIZED_AS[name]
+    assert stand_in in ZOO and stand_in not in QUANTIZED_AS
+    missing = layer_kinds(name) - layer_kinds(stand_in)
+    assert not missing, f"{name} has {sorted(missing)}, which {stand_in} lacks: sweep its fuse + int8 itself"
+
+
+def test_layer_kinds_tell_grouped_depthwise_and_normalized_apart():
+    assert "BatchNorm2d" in layer_kinds("vgg16_bn") - layer_kinds("vgg16")
+    assert "Conv2d/grouped" in layer_kinds("resnext50_32x4d") - layer_kinds("resnet50")
+    assert "Conv2d/depthwise" in layer_kinds("mobilenet_v2")
+    assert layer_kinds("resnet18") != layer_kinds("resnet50")  # basic blocks vs bottlenecks

@@ -1,5 +1,7 @@
-"""Every zoo model exports and validates, then goes through fuse + int8; each variant lands
-verified, with accuracy and drift.
+"""Every zoo model exports and validates; one entry per set of layer kinds then goes through
+fuse + int8, each variant landing verified, with accuracy and drift (the deeper and wider forms
+of an entry, zoo_support.QUANTIZED_AS, stop after export: their fused and int8 graphs would hold
+only more of the same patterns).
 
 Small inputs (the `zoo_artifact` fixture: random init, digits, max(32, the architecture's
 minimum) px). The >100M-parameter entries (the VGGs) are marked `slow`: their 0.5 GB
@@ -12,12 +14,18 @@ import onnx
 import pytest
 
 from zoodeploy.card import load_card, variant_path
+from zoodeploy.models.zoo import list_models
 from zoodeploy.optimize import OptimizeConfig, optimize
-from zoo_support import assert_exported, zoo_params
+from zoo_support import QUANTIZED_AS, assert_exported, zoo_params
 
 
-@pytest.mark.parametrize("name", zoo_params())
-def test_every_zoo_model_exports_validates_fuses_and_quantizes(zoo_artifact, name):
+@pytest.mark.parametrize("name", zoo_params(sorted(QUANTIZED_AS)))
+def test_deeper_and_wider_forms_export_and_validate(zoo_artifact, name):
+    assert_exported(zoo_artifact(name), name)
+
+
+@pytest.mark.parametrize("name", zoo_params([n for n in list_models() if n not in QUANTIZED_AS]))
+def test_each_kind_of_model_exports_validates_fuses_and_quantizes(zoo_artifact, name):
     artifact = zoo_artifact(name)
     assert_exported(artifact, name)
     cfg = OptimizeConfig(passes=("fuse", "int8"), calib_size=8, max_drop=None, bench=False, threads=1)
