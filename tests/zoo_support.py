@@ -63,11 +63,10 @@ def layer_kinds(name: str) -> frozenset[str]:
 # EPYC): only the order of the sweep comes from them, the longest first, so that the short ones
 # fill in at the end and both workers finish together (last in zoo order, the Inceptions and
 # NASNet ended the run ~50 s after the other worker). A stale figure costs time, never a check.
-SWEEP_SECONDS = {"inception_resnet_v2": 69, "wrn28_10": 49, "nasnet_a_mobile": 46, "inception_v4": 45,
-                 "densenet169": 30, "resnet152": 30, "preact_resnet164": 28, "densenet121": 25,
-                 "inception_v3": 24, "se_resnet50": 22, "resnet101": 21, "fractalnet": 21,
-                 "resnet110": 17, "resnext50_32x4d": 17, "wide_resnet50_2": 17, "alexnet": 17,
-                 "preact_resnet50": 15}
+SWEEP_SECONDS = {"inception_resnet_v2": 82, "inception_v4": 49, "wrn28_10": 45, "nasnet_a_mobile": 41,
+                 "resnet152": 25, "densenet169": 25, "densenet121": 23, "alexnet": 21, "inception_v3": 21,
+                 "fractalnet": 20, "preact_resnet164": 19, "resnet110": 17, "se_resnet50": 16,
+                 "wide_resnet50_2": 16, "resnext50_32x4d": 15, "resnet101": 15, "zfnet": 15, "preact_resnet50": 15}
 
 
 def zoo_params(names: list[str] | None = None) -> list:
