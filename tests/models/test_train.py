@@ -9,7 +9,7 @@ import torch
 from zoodeploy.card import load_card
 from zoodeploy.errors import ZoodeployError
 from zoodeploy.models.artifact import load_model
-from zoodeploy.models.train import Freeze, TrainConfig, train
+from zoodeploy.models.train import Freeze, TrainConfig, recompute_batchnorm, train
 
 
 def test_trained_lenet5_generalises_to_held_out_digits(trained):
@@ -97,3 +97,27 @@ def test_predict_logits_runs_without_autograd():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
     out = predict_logits(model, np.ones((5, 3, 2, 2), np.float32), batch_size=2)
     assert out.shape == (5, 3) and np.isfinite(out).all()
+
+
+def test_recomputed_batchnorm_statistics_are_the_inference_graphs():
+    """The running statistics become the plain average over the images, measured with the model in
+    eval mode: the dropout before the BatchNorm (a training-only branch, like FractalNet's
+    drop-path) is off while they are measured."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    bn = torch.nn.BatchNorm2d(4, momentum=0.3)
+    model = torch.nn.Sequential(conv, torch.nn.Dropout(0.5), bn)
+    x = np.random.default_rng(0).normal(2.0, 3.0, (256, 3, 8, 8)).astype(np.float32)
+    recompute_batchnorm(model, x, batch_size=64)
+    with torch.no_grad():
+        y = conv(torch.from_numpy(x))
+    assert torch.allclose(bn.running_mean, y.mean((0, 2, 3)), atol=1e-4)
+    batch_vars = torch.stack([y[i:i + 64].var((0, 2, 3)) for i in range(0, 256, 64)])  # unbiased, as BN
+    assert torch.allclose(bn.running_var, batch_vars.mean(0), rtol=1e-4)
+    assert bn.num_batches_tracked == 4 and bn.momentum == 0.3 and not model.training and not bn.training
+
+
+def test_fractalnet_validates_with_recomputed_batchnorm():
+    from zoodeploy.models.zoo import get_spec
+    assert get_spec("fractalnet").recompute_batchnorm
+    assert not get_spec("resnet18").recompute_batchnorm

@@ -52,6 +52,10 @@ class ModelSpec:
     # its default input on digits (8x8 images rendered up): 32 px, or more where 32 collapses the
     # feature map too early to learn (SqueezeNet is at 1x1 after its third pooling)
     train_input_size: int = 32
+    # recompute BatchNorm statistics with the inference graph before each validation: for nets whose
+    # training graph is another (FractalNet's drop-path runs one column, or some joins' inputs, per
+    # batch), so the running averages training keeps describe graphs inference never runs
+    recompute_batchnorm: bool = False
     aux_heads: tuple[str, ...] = ()  # final layers of the auxiliary classifiers (GoogLeNet)
     aux_min_input_size: int = 0  # smallest input the auxiliary classifiers take (train mode)
     figures_num_classes: int = 1000  # the class count the published figures are for
