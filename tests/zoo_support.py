@@ -45,12 +45,16 @@ QUANTIZED_AS = {"vgg11": "vgg16_bn", "vgg16": "vgg16_bn", "vgg19": "vgg16_bn", "
                 "preact_resnet164": "preact_resnet50", "resnet1202": "resnet110"}
 
 
+def meta_model(name: str, num_classes: int = 10) -> nn.Module:
+    """The architecture without allocating weights: shapes are all these tests need."""
+    with torch.device("meta"):
+        return get_spec(name).builder(num_classes=num_classes).eval()
+
+
 def layer_kinds(name: str) -> frozenset[str]:
     """The kinds of layer `name` is made of: module classes, convolutions by their grouping."""
-    with torch.device("meta"):  # no weights allocated
-        model = get_spec(name).builder(num_classes=10)
     kinds = set()
-    for module in model.modules():
+    for module in meta_model(name).modules():
         kind = type(module).__name__
         if isinstance(module, nn.Conv2d):
             kind += ("/depthwise" if module.groups == module.in_channels > 1 else

@@ -10,7 +10,7 @@ from torch import nn
 from zoodeploy.errors import UnknownNameError
 from zoodeploy.models.profile import profile_arch, profile_model
 from zoodeploy.models.zoo import build_model, get_spec, head_module, list_models, replace_head
-from zoo_support import QUANTIZED_AS, layer_kinds
+from zoo_support import QUANTIZED_AS, layer_kinds, meta_model
 
 ZOO = ["lenet5", "alexnet", "zfnet", "vgg11", "vgg16", "vgg19", "vgg16_bn", "nin", "googlenet",
        "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -21,12 +21,6 @@ ZOO = ["lenet5", "alexnet", "zfnet", "vgg11", "vgg16", "vgg19", "vgg16_bn", "nin
        "inception_v4", "inception_resnet_v2", "nasnet_a_mobile"]
 AUX = ["googlenet", "inception_v3"]
 TORCHVISION = [n for n in ZOO if get_spec(n).weights_enum]
-
-
-def meta_model(name: str, num_classes: int = 10) -> nn.Module:
-    """The architecture without allocating weights: shapes are all these tests need."""
-    with torch.device("meta"):
-        return get_spec(name).builder(num_classes=num_classes).eval()
 
 
 def runs(model: nn.Module, size: int) -> bool:
