@@ -133,3 +133,20 @@ def test_calibrated_once_and_concat_inputs_share_the_output_range(tmp_path, opti
     scales.add(float(inits[readers[0].input[1]]))
     assert len(scales) == 1, scales
     assert {n.op_type for n in onnx.load(str(tmp_path / "int8-kept.onnx")).graph.node} >= {"QuantizeLinear", "Conv"}
+
+
+def test_op_types_narrow_the_quantized_ops(tmp_path):
+    """`Quantizer.op_types` (benchmarks/ort_int8_options.py's placements): Conv only leaves the
+    pooling in float, where the default quantizes around it."""
+    from zoodeploy.optimize.quantize import Quantizer
+    _concat_graph(tmp_path / "model.onnx")
+    calib = np.random.default_rng(1).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    readers = {}
+    for op_types in (None, ("Conv",)):
+        with Quantizer(tmp_path / "model.onnx", QuantConfig(scheme=Scheme.u8s8), calib, "input") as q:
+            q.op_types = op_types
+            q.write(tmp_path / "int8.onnx")
+        graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+        pool_out = next(n for n in graph.node if n.op_type == "GlobalAveragePool").output[0]
+        readers[op_types] = {n.op_type for n in graph.node if pool_out in n.input}
+    assert readers == {None: {"QuantizeLinear"}, ("Conv",): {"Flatten"}}

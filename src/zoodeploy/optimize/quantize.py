@@ -241,6 +241,10 @@ def share_ranges(ranges, groups: list[list[str]]) -> None:
 class Quantizer:
     """Pre-processed model + cached calibration ranges: quantize again with other exclusions cheaply."""
 
+    # the op types given Q/DQ: None is every type ORT's QDQ registry knows (Conv, MatMul, Add,
+    # Concat, pooling, ...); benchmarks/ort_int8_options.py measures narrower placements
+    op_types: Sequence[str] | None = None
+
     def __init__(self, source: Path, cfg: QuantConfig, calib: np.ndarray, input_name: str,
                  optimized: bool = False):
         from onnxruntime.quantization import QuantType
@@ -331,6 +335,7 @@ class Quantizer:
                                 per_channel=self.cfg.per_channel, reduce_range=self.spec.reduce_range,
                                 activation_type=self.activation_type, weight_type=self.weight_type,
                                 nodes_to_exclude=list(nodes_to_exclude), calibrate_method=self.method,
+                                op_types_to_quantize=list(self.op_types) if self.op_types else None,
                                 extra_options=self.extra_options(), calibration_cache_path=str(self.cache))
         except Exception as e:
             raise OptimizeError(f"ONNX Runtime quantization failed ({self.scheme.value}, "
