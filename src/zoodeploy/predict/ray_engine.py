@@ -17,10 +17,13 @@ from pathlib import Path
 
 from zoodeploy.errors import MissingDependencyError, ZoodeployError
 from zoodeploy.predict.batch import decode_batch, predict_rows
-from zoodeploy.predict.output import Schema, ShardDone, ShardStore, to_arrow
+from zoodeploy.predict.output import Schema, ShardDone, ShardStore, concat, to_arrow
 from zoodeploy.runtime.base import available_cores
 
 INDEX = "_index"  # input order: Ray Data does not keep it
+# model batches per Ray call: each call costs Ray's own bookkeeping (the batch serialised to the
+# actor, the result turned into a block), about what LeNet-5 takes for 32 images at 32 px
+CALL_BATCHES = 8
 
 
 def require_ray() -> None:
@@ -30,18 +33,19 @@ def require_ray() -> None:
 
 
 class RayPredictor:
-    """One per actor: the variant's runner, opened once, applied to each batch of paths."""
+    """One per actor: the variant's runner, opened once, applied to each call's paths, `batch` at a time."""
 
-    def __init__(self, artifact: str, variant: str, schema: Schema, threads: int):
+    def __init__(self, artifact: str, variant: str, schema: Schema, threads: int, batch: int):
         from zoodeploy.card import load_card
         from zoodeploy.runtime import RunOptions, open_runner
         card = load_card(artifact)
-        self.prep, self.schema = card.preprocessing, schema
+        self.prep, self.schema, self.batch = card.preprocessing, schema, batch
         self.runner = open_runner(artifact, variant, RunOptions(threads=threads, spin=False), card=card)
 
     def __call__(self, batch: dict):
         paths = [str(p) for p in batch["path"]]
-        block = predict_rows(self.runner, paths, decode_batch(paths, self.prep), self.schema)
+        parts = (paths[i:i + self.batch] for i in range(0, len(paths), self.batch))  # one model batch in memory
+        block = concat([predict_rows(self.runner, p, decode_batch(p, self.prep), self.schema) for p in parts])
         return to_arrow(block, self.schema).append_column(INDEX, __import__("pyarrow").array(batch[INDEX]))
 
 
@@ -61,10 +65,10 @@ def run_ray(artifact: Path, variant: str, paths: list[str], store: ShardStore, *
         ds = ray.data.from_items([{INDEX: i, "path": p} for i, p in enumerate(paths)],
                                  override_num_blocks=max(1, min(len(paths) // batch, 4 * actors)))
         # a fixed pool of `actors` (ActorPoolStrategy: Ray 2.9 and later; `concurrency=` is deprecated in 2.51)
-        ds = ds.map_batches(RayPredictor, batch_size=batch, batch_format="numpy",
+        ds = ds.map_batches(RayPredictor, batch_size=batch * CALL_BATCHES, batch_format="numpy",
                             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1, fn_constructor_kwargs={
                                 "artifact": str(Path(artifact).absolute()), "variant": variant,
-                                "schema": store.schema, "threads": threads or 1})
+                                "schema": store.schema, "threads": threads or 1, "batch": batch})
         parts = store.dir / "ray"
         ds.write_parquet(str(parts))
     except ray.exceptions.RayError as e:
