@@ -9,7 +9,7 @@ accuracy on digits' held-out split and, for some, a wall time on the 2-core mach
 `--epochs NAME=N` trains that model for N epochs instead of its default (the one-cycle schedule
 then spans those N): a measurement on a subset of epochs, which the table and the JSON say.
 The deepest entries take their time on one core: ResNet-1202 ~21 min (at 16 px, its digits
-default), FractalNet ~39 min, WRN-28-10 ~45 min.
+default), FractalNet ~39 min, WRN-28-10 ~45 min; Inception-v4's 30 epochs ~15 min on 2 cores.
 `--models all` trains every zoo architecture with its defaults (many hours on 2 cores).
 Run it on a quiet machine: other processes on the two cores slow training several-fold, so the
 wall times of a run beside other work are upper bounds.
