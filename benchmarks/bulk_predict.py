@@ -17,7 +17,9 @@ untrained zoo model exported to ONNX (throughput does not depend on the weights)
   they no longer do, as on the million images of a real job.
 * Ray engine (a local Ray instance with as many CPUs as this machine, one single-threaded actor
   per CPU) against the local engine. Ray's start-up is timed apart and left out of the ratio;
-  the ratio with it is printed too. Target: ray >= 50% of local.
+  the ratio with it is printed too. Target: ray >= 50% of local. Beside it, the same Ray Data
+  pipeline (rows, blocks, batch size, actor pool, Parquet sink) with a no-op actor: what Ray
+  Data costs a run before any image is read, and so the most ray can reach against local there.
 * peak memory (ru_maxrss of a fresh subprocess running the local engine) for 2,000 and 20,000
   images at the small size. Target: flat (the larger run within 10% of the smaller).
 
@@ -97,6 +99,28 @@ def engine(artifact: Path, folder: Path, out: Path, batch: int, **kw) -> float:
     return s.rows / s.seconds
 
 
+class NoOp:
+    """A Ray actor that loads nothing and returns its batch: what Ray Data itself costs."""
+
+    def __call__(self, batch: dict) -> dict:
+        return batch
+
+
+def ray_noop_seconds(n: int, batch: int, actors: int) -> float:
+    """Seconds of the Ray engine's pipeline (same rows, blocks, batch size, actor pool and Parquet
+    sink) with a no-op actor: a floor under any ray run over `n` inputs on this machine."""
+    import ray
+
+    from zoodeploy.predict.ray_engine import CALL_BATCHES
+    out = tempfile.mkdtemp(prefix="ray-noop-")
+    start = time.perf_counter()
+    ds = ray.data.from_items([{"i": i, "path": f"{i:06d}.png"} for i in range(n)],
+                             override_num_blocks=max(1, min(n // batch, 4 * actors)))
+    ds.map_batches(NoOp, batch_size=batch * CALL_BATCHES, batch_format="numpy",
+                   compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1).write_parquet(out)
+    return time.perf_counter() - start
+
+
 def peak_rss_mb(artifact: Path, folder: Path, out: Path, batch: int) -> float:
     """Peak RSS of a fresh process that predicts every image in `folder` with the local engine."""
     code = ("import resource, sys; from zoodeploy.predict import PredictConfig, predict; "
@@ -143,6 +167,7 @@ def main() -> None:
                        "local": engine(art, folder, work / "local.parquet", args.batch)}
                 if not args.no_ray:
                     one["ray"] = engine(art, folder, work / "ray.parquet", args.batch, engine="ray", workers=cpus)
+                    one["ray_noop_s"] = ray_noop_seconds(len(paths), args.batch, cpus)
                 rounds.append(one)
             row = {"arch": arch, "size": size, "images": len(paths), "rounds": rounds,
                    **{k: float(np.median([r[k] for r in rounds])) for k in rounds[0]}}
@@ -172,6 +197,9 @@ def report(r: dict) -> None:
             print(f"    ray {row['ray']:.0f} img/s = {ratio:.0%} of local (target >= {RAY_TARGET:.0%}) "
                   f"{'ok' if ratio >= RAY_TARGET else 'MISSED'}; with Ray's {r['ray_startup_s']:.1f} s start-up "
                   f"{row['ray_with_startup'] / row['local']:.0%}")
+            local_s = row["images"] / row["local"]
+            print(f"    Ray Data alone (a no-op actor, same pipeline) {row['ray_noop_s']:.2f} s a run against "
+                  f"local's whole run {local_s:.2f} s: ray cannot pass {local_s / row['ray_noop_s']:.0%} of local here")
     for line in split_fixed_costs(list(r["sizes"].values())):
         print(line)
     if "peak_rss_mb" in r:
