@@ -88,7 +88,6 @@ def _ov_logits(compiled, x: np.ndarray) -> np.ndarray:
 
 def matmul_floor_ms(threads: int) -> float:
     """p50 of one 1024^3 u8 x s8 MatMulInteger under ONNX Runtime (the int8 compute floor)."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -192,6 +191,31 @@ def print_ratios(name: str, rows: dict, batches: tuple[int, ...], floor_ms: floa
                       f"{goal_ms / (floor * b):.2f}x the int8 compute floor")
 
 
+def timing_for(quick: bool):
+    """Interleaved windows for 224 px models: a window of a slow runner (resnet50 eager at batch 8:
+    ~0.5 s a run) is a few runs, not ten, so every runner gets several windows; a 0.1 s pause lets
+    the last one's threads stop spinning."""
+    from zoodeploy.bench.latency import BenchConfig
+    return BenchConfig(window=4, window_seconds=0.25, settle_seconds=0.1, min_runs=12,
+                       max_seconds=8.0 if quick else 45.0)
+
+
+def each_model(models: str, prefix: str, run) -> None:
+    """`run(name, root)` for each comma-separated model, timed, its `root / name` removed after
+    (artifacts of 224 px models are large), then the wall time of them all."""
+    begun = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        for name in models.split(","):
+            start = time.perf_counter()
+            run(name, root)
+            print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+            shutil.rmtree(root / name, ignore_errors=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"\nwall time {time.perf_counter() - begun:.0f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS))
@@ -199,17 +223,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-drop", type=float, default=0.5)
     args = ap.parse_args()
-    from zoodeploy.bench.latency import BenchConfig
     from zoodeploy.models.data import load_splits
     from zoodeploy.models.zoo import get_spec
     from zoodeploy.build import TARGET_EXTRA_PASSES, TARGET_PASSES, Target, why_not_here
     from zoodeploy.optimize.isa import detect_isa
     batches = (1,) if args.quick else (1, 8)
-    # a window of a slow runner (resnet50 eager at batch 8: ~0.5 s a run here) is a few runs, not
-    # ten, so every runner gets several windows; a 0.1 s pause lets the last one's threads stop spinning
-    timing = BenchConfig(window=4, window_seconds=0.25, settle_seconds=0.1, min_runs=12,
-                         max_seconds=8.0 if args.quick else 45.0)
-    begun = time.perf_counter()
+    timing = timing_for(args.quick)
     isa = detect_isa()
     print(f"CPU: {isa.model} ({isa.summary}), {args.threads} threads; one run, interleaved")
     floor_ms = matmul_floor_ms(args.threads)
@@ -219,19 +238,14 @@ def main() -> None:
     extras = tuple(p for p in TARGET_EXTRA_PASSES[Target.cpu] if why_not_here(p) is None)
     passes = TARGET_PASSES[Target.cpu] + ("ov-fp32",) + extras
     print(f"zoodeploy passes: {', '.join(passes)}")
-    root = Path(tempfile.mkdtemp(prefix="zoodeploy-cpu-runtimes-"))
-    try:
-        for name in args.models.split(","):
-            start = time.perf_counter()
-            art = make_artifact(name, root, splits, passes, args.max_drop, args.threads)
-            rows = bench_model(name, art, batches, args.threads, timing, args.max_drop)
-            print_table(name, rows, batches)
-            print_ratios(name, rows, batches, floor_ms, get_spec(name).published_macs)
-            print(f"  ({time.perf_counter() - start:.0f} s)")
-            shutil.rmtree(art, ignore_errors=True)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print(f"\nwall time {time.perf_counter() - begun:.0f} s")
+
+    def one(name: str, root: Path) -> None:
+        art = make_artifact(name, root, splits, passes, args.max_drop, args.threads)
+        rows = bench_model(name, art, batches, args.threads, timing, args.max_drop)
+        print_table(name, rows, batches)
+        print_ratios(name, rows, batches, floor_ms, get_spec(name).published_macs)
+
+    each_model(args.models, "zoodeploy-cpu-runtimes-", one)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,29 +165,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="batch 1 only, shorter timing windows")
     args = ap.parse_args()
-    from zoodeploy.bench.latency import BenchConfig
+    from cpu_runtimes import each_model, timing_for  # the sibling script's loop and timing windows
     from zoodeploy.models.data import load_splits
     from zoodeploy.optimize.isa import detect_isa, scheme_for
     import onnxruntime as ort
     batches = (1,) if args.quick else (1, 8)
-    timing = BenchConfig(window=4, window_seconds=0.25, settle_seconds=0.1, min_runs=12,
-                         max_seconds=8.0 if args.quick else 40.0)
+    timing = timing_for(args.quick)
     isa = detect_isa()
     print(f"CPU: {isa.model} ({isa.summary}); onnxruntime {ort.__version__}; zoodeploy's scheme here: "
           f"{scheme_for(isa)[0]}")
     splits = load_splits("digits")
-    begun = time.perf_counter()
-    root = Path(tempfile.mkdtemp(prefix="zoodeploy-ort-int8-"))
-    try:
-        for name in args.models.split(","):
-            start = time.perf_counter()
-            art = fused_artifact(name, root, splits, args.threads)
-            bench_model(name, art, batches, args.threads, timing)
-            print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
-            shutil.rmtree(art, ignore_errors=True)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print(f"\nwall time {time.perf_counter() - begun:.0f} s")
+    each_model(args.models, "zoodeploy-ort-int8-",
+               lambda name, root: bench_model(name, fused_artifact(name, root, splits, args.threads),
+                                              batches, args.threads, timing))
 
 
 if __name__ == "__main__":
