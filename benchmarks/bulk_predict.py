@@ -78,11 +78,12 @@ def make_images(folder: Path, n: int, size: int) -> Path:
 
 def offline(artifact: Path, paths: list[str], batch: int) -> float:
     """Images/s of decode + preprocess + run in one loop, `batch` images at a time."""
-    from zoodeploy.card import load_card
+    from zoodeploy.artifact import Artifact
     from zoodeploy.predict.batch import decode_batch
     from zoodeploy.runtime import RunOptions, open_runner
-    card = load_card(artifact)
-    runner = open_runner(artifact, "fp32", RunOptions(), card=card)
+    art = Artifact(artifact)
+    card = art.card
+    runner = open_runner(art, "fp32", RunOptions())
     runner.run(decode_batch(paths[:batch], card.preprocessing).x)  # warm-up
     start = time.perf_counter()
     for i in range(0, len(paths), batch):

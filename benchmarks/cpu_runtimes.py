@@ -111,19 +111,19 @@ def bench_model(name: str, art: Path, batches: tuple[int, ...], threads: int, ti
     import torch
 
     from zoodeploy.bench.latency import measure_many
-    from zoodeploy.card import load_card
-    from zoodeploy.evaluate.accuracy import eval_splits
+    from zoodeploy.artifact import Artifact
     from zoodeploy.models.artifact import load_model
     from zoodeploy.optimize.data import calibration_arrays
     from zoodeploy.runtime import RunOptions, open_runner
     torch.set_num_threads(threads)
-    card = load_card(art)
-    x_test = eval_splits(card).test.arrays(card.preprocessing)
+    handle = Artifact(art)
+    card = handle.card
+    x_test, y_test = handle.test_data()
     calib, _ = calibration_arrays(card, None, 64 if len(batches) > 1 else 32)
     model = load_model(art, card)
     compiled_torch = torch.compile(model)
     ov = openvino_baselines(art / card.variants["fp32"].file, calib, threads)
-    runners = {n: open_runner(art, n, RunOptions(threads=threads), card=card) for n in card.variants}
+    runners = {n: open_runner(handle, n, RunOptions(threads=threads)) for n in card.variants}
     rows: dict[str, dict] = {}
     for b in batches:
         x = np.ascontiguousarray(np.resize(x_test, (b, *x_test.shape[1:])))
@@ -141,10 +141,10 @@ def bench_model(name: str, art: Path, batches: tuple[int, ...], threads: int, ti
         r.close()
     # accuracy of the hand-made int8 baseline, as agreement with fp32 and drop, on the test split
     if "openvino+nncf int8" in ov:
-        ref = open_runner(art, "fp32", RunOptions(threads=threads), card=card)
-        want = np.concatenate([ref.run(x_test[i:i + 64]) for i in range(0, len(x_test), 64)])
+        with open_runner(handle, "fp32", RunOptions(threads=threads)) as ref:
+            want = np.concatenate([ref.run(x_test[i:i + 64]) for i in range(0, len(x_test), 64)])
         got = _ov_logits(ov["openvino+nncf int8"], x_test)
-        y = eval_splits(card).test.labels
+        y = y_test
         rows["openvino+nncf int8"]["drop_pt"] = float(((want.argmax(1) == y).mean() - (got.argmax(1) == y).mean()) * 100)
         rows["openvino+nncf int8"]["agreement"] = float((got.argmax(1) == want.argmax(1)).mean() * 100)
     for n, v in card.variants.items():
@@ -225,8 +225,9 @@ def main() -> None:
     args = ap.parse_args()
     from zoodeploy.models.data import load_splits
     from zoodeploy.models.zoo import get_spec
-    from zoodeploy.build import TARGET_EXTRA_PASSES, TARGET_PASSES, Target, why_not_here
-    from zoodeploy.optimize.isa import detect_isa
+    from zoodeploy.build import TARGET_EXTRA_PASSES, TARGET_PASSES
+    from zoodeploy.optimize.passes import PASSES
+    from zoodeploy.target import Target, detect_isa
     batches = (1,) if args.quick else (1, 8)
     timing = timing_for(args.quick)
     isa = detect_isa()
@@ -235,7 +236,7 @@ def main() -> None:
     print(f"int8 floor: 1024^3 MatMulInteger p50 {floor_ms:.2f} ms = {2 * 1024**3 / floor_ms / 1e6:.1f} GOPS")
     splits = load_splits("digits")
     # what `zoodeploy build --target cpu` makes on this machine, and fp32 on OpenVINO for the table
-    extras = tuple(p for p in TARGET_EXTRA_PASSES[Target.cpu] if why_not_here(p) is None)
+    extras = tuple(p for p in TARGET_EXTRA_PASSES[Target.cpu] if PASSES.get(p).why_not_here() is None)
     passes = TARGET_PASSES[Target.cpu] + ("ov-fp32",) + extras
     print(f"zoodeploy passes: {', '.join(passes)}")
 

@@ -236,13 +236,13 @@ def measure(artifact: Path, test_dir: Path, threads: int | None) -> Drift:
     from zoodeploy.card import load_card
     from zoodeploy.evaluate.accuracy import accuracy_of, variant_logits
     from zoodeploy.models.data import load_splits
-    from zoodeploy.optimize.isa import resolve_target
+    from zoodeploy.target import resolve_target
     from zoodeploy.runtime import RunOptions
     card = load_card(artifact)
     splits = load_splits(test_dir, val_fraction=0.0, test_fraction=1.0, labels=card.labels)  # evaluation only
     x, y = splits.test.arrays(card.preprocessing), splits.test.labels
     log(f"{card.name}: fp32 and int8 on {len(y)} held-out images")
-    fp32, int8 = (variant_logits(artifact, name, x, card, RunOptions(threads=threads)) for name in ("fp32", "int8"))
+    fp32, int8 = (variant_logits(artifact, name, x, RunOptions(threads=threads)) for name in ("fp32", "int8"))
     acc = accuracy_of(int8, y, fp32)
     # top-1 as argmax: the first class among equal logits, as /classify answers (int8 logits tie)
     right32, right8 = fp32.argmax(1) == y, int8.argmax(1) == y
@@ -290,7 +290,7 @@ def main() -> int:
     if args.threads is not None and args.threads < 1:
         ap.error("--threads must be at least 1")
     from zoodeploy.models.zoo import get_spec
-    from zoodeploy.optimize.isa import detect_isa, resolve_target
+    from zoodeploy.target import detect_isa, resolve_target
     models = [m for m in args.models.split(",") if m]
     if not models:
         ap.error("--models names no model")

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from zoodeploy.bench.latency import BenchConfig
-from zoodeploy.build import TARGET_EXTRA_PASSES, TARGET_PASSES, BuildConfig, Target, build, select_variant
+from zoodeploy.artifact import select_variant
+from zoodeploy.build import TARGET_EXTRA_PASSES, TARGET_PASSES, BuildConfig, build
 from zoodeploy.card import Accuracy, LatencyStats, ModelCard, Runtime, Variant
 from zoodeploy.errors import GateError, MissingDependencyError, ZoodeployError
-from zoodeploy.optimize.isa import detect_isa
+from zoodeploy.target import Target, detect_isa
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.recipes import CopyRecipe
 
@@ -108,6 +109,22 @@ print(json.dumps({{'selected': card.selected, 'runtimes': {{n: str(v.runtime) fo
     skipped = ", ".join(TARGET_EXTRA_PASSES[Target.cpu])
     assert f"not made: {skipped} (OpenVINO (import failed:" in optimize_line, optimize_line
     assert "pip install 'openvino" in optimize_line
+
+
+@pytest.mark.slow  # trains (one epoch)
+def test_a_build_preprocesses_each_image_once(tmp_path, monkeypatch):
+    """Training, calibration, the fusion and OpenVINO checks, accuracy control, evaluation and timing
+    all read the one split the build made: every image of the data set is preprocessed once."""
+    from zoodeploy.models import data
+    from zoodeploy.optimize import data as optimize_data
+    calls = []
+    real = data.preprocess
+    counting = lambda image, prep: calls.append(prep) or real(image, prep)  # noqa: E731
+    monkeypatch.setattr(data, "preprocess", counting)
+    monkeypatch.setattr(optimize_data, "preprocess", counting, raising=False)
+    card = build(BuildConfig(model="lenet5", out=tmp_path / "b", epochs=1, batches=(1,), threads=1, timing=QUICK))
+    assert card.selected and all(v.accuracy is not None for v in card.variants.values())
+    assert len(calls) == sum(card.data.counts.values()) == 1797, len(calls)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")

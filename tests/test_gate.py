@@ -11,7 +11,8 @@ import pytest
 from cli_support import run_cli
 from onnx import helper, numpy_helper
 
-from zoodeploy.card import add_variant, load_card, make_variant
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import load_card
 from zoodeploy.gate import GateConfig, LatencyBaseline, check
 from zoodeploy.errors import GateError, ZoodeployError
 from zoodeploy.recipes import CopyRecipe
@@ -55,8 +56,10 @@ def slow_down(src, dst, convs=4, channels=32):
 def plant(art, name, file, make, source):
     make(art / card_file(art, source), art / file)
     v = load_card(art).variants[source]
-    add_variant(art, make_variant(art, name, file, precision=v.precision, runtime="onnxruntime",
-                                  made_by=f"planted regression from {v.file}", recipe=CopyRecipe(source=v.file)))
+    handle = Artifact(art)
+    handle.add_variant(handle.new_variant(name, file, precision=v.precision, runtime="onnxruntime",
+                                          made_by=f"planted regression from {v.file}",
+                                          recipe=CopyRecipe(source=v.file)))
 
 
 def card_file(art, name):

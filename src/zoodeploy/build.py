@@ -4,30 +4,22 @@ variant within the accuracy budget, report."""
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.bench.report import write_report
 from zoodeploy.bench.variants import BenchOptions
-from zoodeploy.card import CARD_FILE, BuildRecord, ModelCard, load_card, update_card
-from zoodeploy.errors import ArtifactError, GateError, ZoodeployError
-from zoodeploy.models.data import Splits, load_splits
+from zoodeploy.artifact import Artifact, select_variant
+from zoodeploy.card import CARD_FILE, BuildRecord, ModelCard
+from zoodeploy.errors import ArtifactError, ZoodeployError
+from zoodeploy.models.data import load_splits
 from zoodeploy.models.sources import SourceConfig
 from zoodeploy.models.zoo import get_spec
 from zoodeploy.optimize.passes import PASSES
-
-
-class Target(str, Enum):
-    """Where the model will run; decides the passes tried (`TARGET_PASSES`, `TARGET_EXTRA_PASSES`)."""
-
-    cpu = "cpu"
-    mobile = "mobile"
-    gpu = "gpu"
+from zoodeploy.target import Device, Target, target_isa_for
 
 
 TARGET_PASSES: dict[Target, tuple[str, ...]] = {
@@ -79,8 +71,8 @@ class BuildConfig:
         BenchOptions(batches=self.batches, threads=self.threads)  # validates them before hours of work
 
     @property
-    def device(self) -> str:
-        return "cuda" if self.target is Target.gpu else "cpu"
+    def device(self) -> Device:
+        return self.target.device
 
     @property
     def passes(self) -> tuple[str, ...]:
@@ -101,18 +93,22 @@ def build(cfg: BuildConfig, *, say: Say = lambda line: None, progress: bool = Fa
         from zoodeploy.runtime.gpu import import_tensorrt
         import_tensorrt()
     splits = None if cfg.source else load_splits(cfg.data, seed=cfg.seed)
+    art = Artifact(cfg.out)  # one handle for every stage: the card, the data split and its arrays, once
+    if splits is not None:
+        art.use_splits(splits)
     for i, stage in enumerate(STAGES, 1):
         say(f"[{i}/{len(STAGES)}] {stage} …")
         start = time.perf_counter()
-        summary = _STAGE_FUNCS[stage](cfg, splits, progress)
+        summary = _STAGE_FUNCS[stage](cfg, art, progress)
         say(f"[{i}/{len(STAGES)}] {stage}: {summary} ({time.perf_counter() - start:.1f}s)")
-    return load_card(cfg.out)
+    return art.card
 
 
-def _train(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+def _train(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
     from zoodeploy.models.train import TrainConfig, init_artifact, train
     if cfg.source is not None:
         return _from_source(cfg)
+    splits = art.splits()  # handed over by build: the card does not exist yet
     if cfg.epochs == 0:
         card = init_artifact(cfg.model, cfg.out, image_size=cfg.image_size, weights=cfg.weights, splits=splits)
         return f"{cfg.weights} weights used as they are, {card.input_size}px"
@@ -134,47 +130,39 @@ def _from_source(cfg: BuildConfig) -> str:
             f"{skipped})")
 
 
-def _export(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+def _export(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
     from zoodeploy.export import export_artifact
-    if cfg.source is not None and load_card(cfg.out).checkpoint is None:
+    if cfg.source is not None and art.card.checkpoint is None:
         return "fp32.onnx is the ONNX source itself"
-    v = export_artifact(cfg.out)
+    v = export_artifact(art)
     return f"{v.file}, max |logit error| vs PyTorch {v.validation.worst_abs_err:.2g}"
 
 
-def _optimize(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+def _optimize(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
     """The target's passes and the extra ones this machine can run, then one measurement of every
     variant they made (fp32 and eager included) at every bench batch size, interleaved in one run."""
     from zoodeploy.optimize import Measure, OptimizeConfig
     from zoodeploy.optimize.pipeline import make_variants, measure_variants, progress_say
-    from zoodeploy.optimize.record import first_line
-    mobile = cfg.target is Target.mobile
+    from zoodeploy.errors import first_line
     opt = OptimizeConfig(passes=cfg.passes + cfg.extra_passes, max_drop=cfg.max_drop, threads=cfg.threads,
-                         progress=progress, target_isa=cfg.target_isa or ("arm64" if mobile else "host"),
+                         progress=progress, target_isa=target_isa_for(cfg.target, cfg.target_isa),
                          calib_data=cfg.source.separate_calibration if cfg.source else None)
     ctx, say = opt.context(), progress_say if progress else (lambda line: None)
     unmeasured = Measure(evaluate=False, bench=False)
-    made = [v.name for v in make_variants(cfg.out, cfg.passes, ctx, unmeasured, say)]
+    made = [v.name for v in make_variants(art, cfg.passes, ctx, unmeasured, say)]
     skipped: dict[str, list[str]] = {}  # why -> passes
     for name in cfg.extra_passes:
-        why = why_not_here(name)
+        why = PASSES.get(name).why_not_here()
         try:
-            made += [] if why else [v.name for v in make_variants(cfg.out, (name,), ctx, unmeasured, say)]
+            made += [] if why else [v.name for v in make_variants(art, (name,), ctx, unmeasured, say)]
         except ZoodeployError as e:  # nothing was recorded: the other rows are selected from
             why = f"failed: {first_line(e)}"
         if why:
             skipped.setdefault(why, []).append(name)
     measure = Measure(batches=cfg.batches, threads=cfg.threads, device=cfg.device, eager=True, timing=cfg.timing)
-    measure_variants(cfg.out, made, measure, say)
+    measure_variants(art, made, measure, say)
     not_here = "".join(f"; not made: {', '.join(names)} ({why})" for why, names in skipped.items())
-    return f"made {', '.join(made)}{not_here}; {_figures(load_card(cfg.out), cfg.batches[0])}"
-
-
-def why_not_here(name: str) -> str | None:
-    """Why pass `name` cannot run on this machine (its module's `unavailable`), or None."""
-    module = importlib.import_module(PASSES.get(name).target.partition(":")[0])
-    unavailable = getattr(module, "unavailable", None)
-    return unavailable(name) if unavailable else None
+    return f"made {', '.join(made)}{not_here}; {_figures(art.card, cfg.batches[0])}"
 
 
 def _figures(card: ModelCard, b: int) -> str:
@@ -193,24 +181,9 @@ def _change(drop_pt: float) -> str:
     return f"{0.0 - drop_pt:+.2f}"
 
 
-def select_variant(card: ModelCard, max_drop: float, batch: int) -> str:
-    """The fastest variant (p50 at `batch`) whose top-1 (agreement with fp32, without labels) is
-    within `max_drop` pt of fp32: on the card's target ISA's device where the card has figures
-    from there (`evaluate --on arm64` for a mobile build), else as measured on the build host."""
-    from zoodeploy.device.evaluate import target_accuracy
-    acc = {n: target_accuracy(card, n) for n in card.variants}
-    ok = {n: v.latency[str(batch)].p50_ms for n, v in card.variants.items()
-          if acc[n] is not None and acc[n].drop_pt is not None and acc[n].drop_pt <= max_drop
-          and str(batch) in v.latency}
-    if not ok:
-        raise GateError(f"{card.name}: no variant has accuracy within {max_drop:g} pt of fp32 and batch-{batch} "
-                        "latency; run `zoodeploy evaluate` and `zoodeploy bench`")
-    return min(ok, key=ok.get)
-
-
-def _select(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
+def _select(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
     b = cfg.batches[0]
-    with update_card(cfg.out) as card:
+    with art.update() as card:
         card.selected = select_variant(card, cfg.max_drop, b)
         ran = [*cfg.passes, *(p for p in cfg.extra_passes if PASSES.get(p).makes in card.variants)]
         card.provenance.build = BuildRecord(target=cfg.target.value, max_drop=cfg.max_drop, select_batch=b,
@@ -223,8 +196,8 @@ def _select(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
             f"vs fp32), p50 {lat.p50_ms:.3g} ms at batch {b}{eager}")
 
 
-def _report(cfg: BuildConfig, splits: Splits, progress: bool) -> str:
-    md, png = write_report(cfg.out)
+def _report(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
+    md, png = write_report(art)
     return f"{md}, {png}"
 
 

@@ -418,29 +418,6 @@ def update_card(artifact: str | Path) -> Iterator[ModelCard]:
         save_card(artifact, card)
 
 
-def add_variant(artifact: str | Path, variant: Variant) -> ModelCard:
-    """Record (or replace) a variant in the artifact's card; returns the updated card."""
-    with update_card(artifact) as card:
-        card.variants[variant.name] = variant
-    return card
-
-
-def make_variant(artifact: str | Path, name: str, file: str, **fields: Any) -> Variant:
-    """A Variant for a file already written into the artifact directory (hashes it)."""
-    return Variant(name=name, file=file, sha256=sha256_file(Path(artifact) / file), **fields)
-
-
-def variant_path(artifact: str | Path, variant: Variant) -> Path:
-    """The variant's file, checked against the sha256 recorded in the card."""
-    path = Path(artifact) / variant.file
-    if not path.is_file():
-        raise ArtifactError(f"{path} is missing; rebuild variant {variant.name!r}")
-    if sha256_file(path) != variant.sha256:
-        raise ArtifactError(f"{path} does not match the sha256 in the card; it was modified "
-                            f"after variant {variant.name!r} was made — rebuild it")
-    return path
-
-
 def versions() -> dict[str, str]:
     """Versions of the libraries that made an artifact (for provenance)."""
     from importlib.metadata import PackageNotFoundError, version

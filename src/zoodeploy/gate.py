@@ -19,13 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.bench.variants import BenchOptions, BenchResult, bench_variants, host_info
-from zoodeploy.card import Accuracy, ModelCard, load_card, versions
-from zoodeploy.device.evaluate import target_figures
+from zoodeploy.artifact import REFERENCE, Artifact, target_figures
+from zoodeploy.card import Accuracy, ModelCard, versions
 from zoodeploy.errors import GateError, ZoodeployError
-from zoodeploy.evaluate.accuracy import REFERENCE, evaluate_variants, runnable_variants
+from zoodeploy.evaluate.accuracy import evaluate_variants, runnable_variants
 from zoodeploy.fileio import write_json
 from zoodeploy.models.data import Splits
-from zoodeploy.optimize.isa import TargetIsa, resolve_target
+from zoodeploy.target import TargetIsa, resolve_target
 
 BASELINE_FILE = "latency-baseline.json"
 RATIO_METRIC = "p50 latency / fp32 p50 latency, timed interleaved in one run"
@@ -117,18 +117,22 @@ def load_baseline(path: Path) -> LatencyBaseline | None:
 
 def check(artifact: str | Path, cfg: GateConfig, *, splits: Splits | None = None,
           progress: bool = False) -> GateReport:
-    """Measure every variant's drift and latency ratio and judge them; never writes the card."""
-    card = load_card(artifact)
+    """Measure every variant's drift and latency ratio and judge them, on the card's test split or
+    on `splits` (both preprocessed once, for both measurements); never writes the card."""
+    art = Artifact.of(artifact)
+    if splits is not None:
+        art = Artifact(art.path, art.card)  # a handle of its own: other data, never the card's
+        art.use_splits(splits)
+    card = art.card
     if REFERENCE not in card.variants:
         raise GateError(f"{card.name}: the gate compares variants with {REFERENCE!r}, which the card lacks; "
                         "run `zoodeploy export` first")
     names = _gated_variants(card, cfg)
-    path = cfg.baseline or Path(artifact) / BASELINE_FILE
+    path = cfg.baseline or art.path / BASELINE_FILE
     baseline = load_baseline(path) if cfg.gates_latency else None
     _check_baseline_matches(baseline, card, cfg, path)
     on_target = {n: found for n in names if n != REFERENCE and (found := target_figures(card, n))}
-    accuracy = evaluate_variants(artifact, [n for n in names if n not in on_target], splits=splits, record=False,
-                                 progress=progress)
+    accuracy = evaluate_variants(art, [n for n in names if n not in on_target], record=False, progress=progress)
     here = host_isa_key()
     measured_on = {n: on_target[n][0] if n in on_target else here for n in names}
     accuracy = {n: on_target[n][1] if n in on_target else accuracy[n] for n in names}
@@ -137,7 +141,7 @@ def check(artifact: str | Path, cfg: GateConfig, *, splits: Splits | None = None
     report = GateReport(accuracy, {}, None, baseline, path if cfg.gates_latency else None, failures,
                         _target_notes(on_target, here), measured_on=measured_on)
     if cfg.gates_latency:
-        _gate_latency(artifact, card, names, cfg, report, splits, progress)
+        _gate_latency(art, names, cfg, report, progress)
     return report
 
 
@@ -185,14 +189,13 @@ def _accuracy_failures(name: str, acc: Accuracy, cfg: GateConfig, where: str) ->
                                       f"agreement {acc.agreement:.1f}%, n={acc.n} test images)")]
 
 
-def _gate_latency(artifact, card: ModelCard, names: list[str], cfg: GateConfig, report: GateReport,
-                  splits: Splits | None, progress: bool) -> None:
+def _gate_latency(art: Artifact, names: list[str], cfg: GateConfig, report: GateReport, progress: bool) -> None:
     base = report.baseline
     keep = base is not None and not cfg.update_baseline
     batch = cfg.batch or (base.batch if keep else 1)
     threads = cfg.threads or (base.threads if keep else None)
     opts = BenchOptions(variants=names, batches=(batch,), threads=threads, eager=False, timing=cfg.timing)
-    report.bench = bench_variants(artifact, opts, splits=splits, record=False, progress=progress)
+    report.bench = bench_variants(art, opts, record=False, progress=progress)
     rows = {n: report.bench.variants[n][batch] for n in names}
     ref = rows[REFERENCE]
     report.ratios = {n: s.p50_ms / ref.p50_ms for n, s in rows.items() if n != REFERENCE}
@@ -201,7 +204,7 @@ def _gate_latency(artifact, card: ModelCard, names: list[str], cfg: GateConfig, 
         report.notes.append(f"timings of {', '.join(unstable)} did not settle within "
                             f"{cfg.timing.max_seconds:g}s (busy machine?); ratios are less certain")
     if cfg.update_baseline:
-        _update_baseline(report, card, batch, opts.threads, ref.p50_ms)
+        _update_baseline(report, art.card, batch, opts.threads, ref.p50_ms)
         return
     for n, ratio in report.ratios.items():
         if n not in base.ratios:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoodeploy.card import add_variant, load_card, make_variant
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import load_card
 from zoodeploy.errors import DataError, ZoodeployError
 from zoodeploy.evaluate.accuracy import accuracy_of, eval_splits, evaluate_variants, topk_accuracy
 from zoodeploy.recipes import CopyRecipe
@@ -68,7 +69,9 @@ def test_other_data_is_evaluated_but_not_recorded(lenet_int8, tmp_path):
             Image.fromarray(rng.integers(0, 255, (8, 8), np.uint8)).save(root / label / f"{i}.png")
     splits = eval_splits(card, root)
     before = card.variants["fp32"].accuracy
-    acc = evaluate_variants(art, ["fp32"], splits=splits)
+    handle = Artifact(art)
+    handle.use_splits(splits)  # other data: measured on, never recorded as the card's
+    acc = evaluate_variants(handle, ["fp32"])
     assert acc["fp32"].n == len(splits.test) == 10  # 20% of 6 per class
     assert load_card(art).variants["fp32"].accuracy == before != acc["fp32"]  # the card's own figures stay
 
@@ -91,8 +94,9 @@ def test_modified_variant_file_is_refused(lenet_int8, tmp_path):
     art = tmp_path / "a"
     shutil.copytree(lenet_int8, art)
     shutil.copy(art / "fp32.onnx", art / "copy.onnx")
-    add_variant(art, make_variant(art, "copy", "copy.onnx", precision="fp32", runtime="onnxruntime",
-                                  made_by="test", recipe=CopyRecipe(source="fp32.onnx")))
+    handle = Artifact(art)
+    handle.add_variant(handle.new_variant("copy", "copy.onnx", precision="fp32", runtime="onnxruntime",
+                                          made_by="test", recipe=CopyRecipe(source="fp32.onnx")))
     (art / "copy.onnx").write_bytes((art / "copy.onnx").read_bytes() + b"\0")
     with pytest.raises(ZoodeployError, match="sha256"):
         evaluate_variants(art, ["copy"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoodeploy.build import select_variant
+from zoodeploy.artifact import select_variant
 from zoodeploy.card import Accuracy, LatencyStats, ModelCard, Variant
 from zoodeploy.evaluate.accuracy import accuracy_of, top1_score
 from zoodeploy.gate import GateConfig, _accuracy_failures

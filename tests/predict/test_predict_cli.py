@@ -37,7 +37,7 @@ def test_bad_input_is_one_line(case, trained, digit_pngs, tmp_path):
         "no-images": ([tmp_path / "empty", "-o", out, "--variant", "fp32"], "no images found"),
         "unwritable": ([digit_pngs[0], "-o", tmp_path / "file" / "p.csv", "--variant", "fp32"], "cannot write"),
         "unknown-variant": ([digit_pngs[0], "-o", out, "--variant", "int4"], "no variant 'int4'"),
-        "no-selected": ([digit_pngs[0], "-o", out], "no selected variant; pass --variant"),
+        "no-selected": ([digit_pngs[0], "-o", out], "the card selects no variant; select one with"),
         "extension": ([digit_pngs[0], "-o", tmp_path / "p.xlsx", "--variant", "fp32"], "unknown output extension"),
         "ray-resume": ([digit_pngs[0], "-o", out, "--engine", "ray", "--resume"], "--resume is for --engine local"),
         "bad-top-k": ([digit_pngs[0], "-o", out, "--top-k", "0"], "--top-k must be at least 1"),

@@ -114,7 +114,7 @@ def test_own_module_is_served(built, server):
 
     test = splits_for(card.data, card.labels).test  # held out from calibration; --calib-data digits split it
     x, truth = test.arrays(card.preprocessing, HELD_OUT), test.labels[:HELD_OUT]
-    offline = variant_logits(out, card.selected, x, card, RunOptions(threads=1)).argmax(1)
+    offline = variant_logits(out, card.selected, x, RunOptions(threads=1)).argmax(1)
     pngs = [_png(test.image(i)) for i in range(HELD_OUT)]
     answers = [_upload(server.url, png) for png in pngs]
     assert all(r.status_code == 200 for r in answers), answers[0].text

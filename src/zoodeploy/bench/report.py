@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoodeploy.card import LatencyStats, ModelCard, RunSettings, load_card
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import LatencyStats, ModelCard, RunSettings
 from zoodeploy.errors import ArtifactError
 from zoodeploy.fileio import atomic_path, write_text
 
@@ -23,12 +24,13 @@ def report_batch(card: ModelCard) -> int:
     return measured[0]
 
 
-def write_report(artifact: str | Path, batch: int | None = None) -> tuple[Path, Path]:
+def write_report(artifact: Artifact | str | Path, batch: int | None = None) -> tuple[Path, Path]:
     """Write ARTIFACT/report.md and ARTIFACT/pareto.png; returns both paths."""
-    card = load_card(artifact)
+    art = Artifact.of(artifact)
+    card = art.card
     batch = batch or report_batch(card)
-    png = plot_pareto(card, batch, Path(artifact) / PARETO_FILE)
-    md = write_text(Path(artifact) / REPORT_FILE, render_markdown(card, batch, png.name, str(artifact)))
+    png = plot_pareto(card, batch, art.path / PARETO_FILE)
+    md = write_text(art.path / REPORT_FILE, render_markdown(card, batch, png.name, str(art.path)))
     return md, png
 
 

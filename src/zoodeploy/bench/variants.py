@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from zoodeploy.bench.latency import BenchConfig, measure_many
-from zoodeploy.card import LatencyStats, ModelCard, RunSettings, load_card, update_card
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import LatencyStats, ModelCard, RunSettings
 from zoodeploy.errors import ZoodeployError
-from zoodeploy.evaluate.accuracy import eval_splits, runnable_variants
-from zoodeploy.models.data import Splits
+from zoodeploy.evaluate.accuracy import runnable_variants
 from zoodeploy.runtime import EAGER, RunOptions, open_runner
 from zoodeploy.runtime.base import available_cores
+from zoodeploy.target import cpu_model, detect_isa
 
 
 @dataclass
@@ -65,13 +66,7 @@ class BenchResult:
 
 
 def host_info() -> dict[str, Any]:
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
-    except OSError:
-        pass
-    return {"cpu": model, "cores_available": available_cores(), "os_cpu_count": os.cpu_count(),
+    return {"cpu": cpu_model(), "cores_available": available_cores(), "os_cpu_count": os.cpu_count(),
             "machine": platform.machine(), "node": platform.node()}
 
 
@@ -86,28 +81,31 @@ def timing_input(x: np.ndarray, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])))
 
 
-def timing_images(card: ModelCard, splits: Splits | None = None) -> tuple[np.ndarray, str]:
+def timing_images(art: Artifact) -> tuple[np.ndarray, str]:
     """What latency is measured on: the held-out test images when there are some, else generated
     inputs (timing needs no labels: an artifact without data is timed all the same)."""
-    if splits is not None or card.data is not None:
-        return (splits or eval_splits(card)).test.arrays(card.preprocessing), "real images from the test split"
+    card = art.card
+    if card.data is not None:
+        return art.test_data()[0], "real images from the test split"
     size = card.input_size
     x = np.random.default_rng(0).standard_normal((32, 3, size, size)).astype(np.float32)
     return x, "generated inputs (standard normal; the card records no data)"
 
 
-def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, splits: Splits | None = None,
+def bench_variants(artifact: Artifact | str | Path, opts: BenchOptions | None = None, *,
                    record: bool = True, progress: bool = False) -> BenchResult:
-    """Latency of each variant (and eager) at each batch size, on real test images."""
+    """Latency of each variant (and eager) at each batch size, on real test images (the artifact's
+    test split, preprocessed once per handle: `Artifact.test_data`)."""
     opts = opts or BenchOptions()
     if opts.device == "cuda":  # one clear error, not PyTorch's, when there is no GPU
         from zoodeploy.runtime.gpu import require_cuda
         require_cuda()
-    card = load_card(artifact)
+    art = Artifact.of(artifact)
+    card = art.card
     names = opts.variants or runnable_variants(card, opts.device)
     for name in names:
         card.variant(name)  # unknown names fail before any work
-    x_test, source = timing_images(card, splits)
+    x_test, source = timing_images(art)
     run_opts = RunOptions(threads=opts.threads, device=opts.device, spin=opts.spin)
     run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     per_batch: dict[int, dict[str, LatencyStats]] = {}
@@ -115,8 +113,7 @@ def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, sp
         runners = {}
         eager = opts.eager and card.checkpoint is not None  # a lone ONNX file has no PyTorch model
         for name in ([EAGER] if eager else []) + names:
-            runners[name] = open_runner(artifact, name, run_opts, card=card)
-            stack.callback(runners[name].close)
+            runners[name] = stack.enter_context(open_runner(art, name, run_opts))
         for b in opts.batches:
             x = timing_input(x_test, b)
             calls = {name: partial(r.run, x) for name, r in runners.items()}
@@ -126,12 +123,11 @@ def bench_variants(artifact: str | Path, opts: BenchOptions | None = None, *, sp
                                               input=f"{b} {source}")
     result = _result(per_batch, opts, run_id)
     if record:
-        record_latency(artifact, result)
+        record_latency(art, result)
     return result
 
 
 def _result(per_batch: dict[int, dict[str, LatencyStats]], opts: BenchOptions, run_id: str) -> BenchResult:
-    from zoodeploy.optimize.isa import detect_isa  # here: zoodeploy.optimize imports this module
     host, peak = host_info(), peak_rss_mb()
     for stats in per_batch.values():
         eager = stats.get(EAGER)
@@ -144,16 +140,21 @@ def _result(per_batch: dict[int, dict[str, LatencyStats]], opts: BenchOptions, r
                        eager={b: per_batch[b][EAGER] for b in per_batch if EAGER in per_batch[b]})
 
 
-def record_latency(artifact: str | Path, result: BenchResult) -> ModelCard:
-    """Store the figures by batch size in the card (the eager baseline in `eager_latency`),
-    replacing the earlier figures at the batch sizes measured."""
-    with update_card(artifact) as card:  # re-read under the lock: the run was long, others wrote
-        # by batch size: a run at batch 8 keeps the batch-1 rows another run wrote (each row names
-        # its run, and the report says when rows come from several)
-        for name, rows in result.variants.items():
-            card.variant(name).latency.update({str(b): s for b, s in rows.items()})
-        card.eager_latency.update({str(b): s for b, s in result.eager.items()})
+def record_latency(artifact: Artifact | str | Path, result: BenchResult) -> ModelCard:
+    """Store the figures in the card (`add_latency`), under its lock."""
+    art = Artifact.of(artifact)
+    with art.update() as card:  # re-read under the lock: the run was long, others wrote
+        add_latency(card, result)
     return card
+
+
+def add_latency(card: ModelCard, result: BenchResult) -> None:
+    """The figures by batch size into `card` (the eager baseline in `eager_latency`), replacing
+    the earlier figures at the batch sizes measured: a run at batch 8 keeps the batch-1 rows
+    another run wrote (each row names its run, and the report says when rows come from several)."""
+    for name, rows in result.variants.items():
+        card.variant(name).latency.update({str(b): s for b, s in rows.items()})
+    card.eager_latency.update({str(b): s for b, s in result.eager.items()})
 
 
 def run_settings(runner: dict[str, Any], timing: RunSettings | None, **more: Any) -> RunSettings:

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from zoodeploy.bench.latency import BenchConfig
-from zoodeploy.build import BuildConfig, Target, build as run_build
+from zoodeploy.build import BuildConfig, build as run_build
+from zoodeploy.target import Target
 from zoodeploy.cli.bench import BatchOpt, MaxSecondsOpt, parse_batches
 from zoodeploy.cli.common import (SOURCE_HELP, CalibDataOpt, EvalDataOpt, JsonFlag, LabelsOpt, PreprocessingOpt,
                                   ThreadsOpt, console, print_json)

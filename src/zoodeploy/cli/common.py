@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from zoodeploy.artifact import Artifact
 
 console = Console(stderr=True)  # progress and tables for people
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
@@ -36,10 +39,10 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def say_skipped(artifact: Path) -> None:
+def say_skipped(artifact: Artifact | Path) -> None:
     """One line when the card's data left unreadable images out (never silently)."""
-    from zoodeploy.card import load_card
-    data = load_card(artifact).data
+    from zoodeploy.artifact import Artifact
+    data = Artifact.of(artifact).card.data
     if data is not None and data.skipped:
         console.print(f"[yellow]note:[/] {data.skipped} of {data.num_files} image files in {data.source} are "
                       "unreadable and were skipped", soft_wrap=True)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from zoodeploy.card import load_card
+from zoodeploy.artifact import Artifact
 from zoodeploy.cli.common import ArtifactArg, JsonFlag, ThreadsOpt, console, print_json
 from zoodeploy.evaluate.accuracy import eval_splits, evaluate_variants, same_data
 from zoodeploy.runtime import RunOptions
@@ -40,10 +40,12 @@ def evaluate(artifact: ArtifactArg, variants: VariantsOpt = None, data: DataOpt 
     """Top-1, top-5, drop vs fp32, agreement and max logit error of each variant (test split only)."""
     if on:
         return _evaluate_on(artifact, on, split_csv(variants), json)
-    card = load_card(artifact)
+    art = Artifact(artifact)
+    card = art.card
     splits = eval_splits(card, data)
-    figures = evaluate_variants(artifact, split_csv(variants), splits=splits,
-                                options=RunOptions(threads=threads, device=device), progress=show_progress(json))
+    art.use_splits(splits)
+    figures = evaluate_variants(art, split_csv(variants), options=RunOptions(threads=threads, device=device),
+                                progress=show_progress(json))
     recorded = same_data(card.data, splits.spec)
     if json:
         print_json({"artifact": str(artifact), "data": splits.spec.source, "split": "test",
@@ -62,7 +64,7 @@ def _evaluate_on(artifact, on: str, variants: list[str] | None, json: bool) -> N
         print_json({"artifact": str(artifact), "on": on, "split": "test", "recorded_in_card": True,
                     "variants": {n: a.model_dump(mode="json") for n, a in figures.items()}})
         return
-    stdout.print(_table(figures, f"{load_card(artifact).name} on {on} (emulated), test split"))
+    stdout.print(_table(figures, f"{Artifact(artifact).card.name} on {on} (emulated), test split"))
 
 
 def _table(figures: dict, title: str) -> Table:

@@ -17,7 +17,7 @@ from zoodeploy.optimize.source import resolve_artifact
 from zoodeploy.errors import OptimizeError
 from zoodeploy.optimize import DEFAULT_PASSES, PASSES, Calibration, OptimizeConfig, Scheme, optimize as run_optimize
 from zoodeploy.optimize.passes import parse_passes
-from zoodeploy.optimize.isa import TargetIsa
+from zoodeploy.target import TargetIsa
 
 stdout = Console()
 
@@ -63,17 +63,17 @@ def optimize(
     """Make optimized variants of ARTIFACT (default passes: fuse,int8), each with accuracy and drift."""
     if not Path(artifact).is_dir():  # a new artifact whose card records --calib-data, split: calibrate
         #                              on its train split only, never on the images it is evaluated on
-        artifact = resolve_artifact(artifact, calib_data, out, labels=labels, preprocessing=preprocessing)
+        art = resolve_artifact(artifact, calib_data, out, labels=labels, preprocessing=preprocessing)
         calib_data = out = None
-    elif labels or preprocessing:
-        resolve_artifact(artifact, labels=labels, preprocessing=preprocessing)  # refuses, in one line
+    else:
+        art = resolve_artifact(artifact, labels=labels, preprocessing=preprocessing)  # refuses those, in one line
     if not json:
-        say_skipped(artifact)
+        say_skipped(art)
     cfg = OptimizeConfig(passes=chosen_passes(passes, fuse=fuse, int8=int8, fp16=fp16, ort_format=ort_format),
                          calib_data=calib_data, calib_size=calib_size, calibration=calibration, scheme=scheme, target_isa=target_isa,
                          max_drop=parse_max_drop(max_drop), threads=threads, bench=bench, out=out,
                          progress=not json)
-    variants = run_optimize(artifact, cfg)
+    variants = run_optimize(art, cfg)
     if json:
         print_json([v.model_dump(mode="json") for v in variants])
         return

@@ -6,7 +6,6 @@ from zoodeploy.evaluate.accuracy import (
     evaluate_variants,
     run_batched,
     runnable_variants,
-    test_arrays,
 )
 
-__all__ = ["accuracy_of", "eval_splits", "evaluate_variants", "run_batched", "runnable_variants", "test_arrays"]
+__all__ = ["accuracy_of", "eval_splits", "evaluate_variants", "run_batched", "runnable_variants"]

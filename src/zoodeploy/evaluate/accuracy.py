@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from zoodeploy.card import Accuracy, DataSpec, ModelCard, load_card, update_card
+from zoodeploy.artifact import REFERENCE, Artifact
+from zoodeploy.card import Accuracy, DataSpec, ModelCard
 from zoodeploy.errors import ArtifactError, DataError
 from zoodeploy.models.data import Splits, load_splits, splits_for
-from zoodeploy.runtime import RunOptions, needs_gpu, open_runner
-
-REFERENCE = "fp32"
+from zoodeploy.runtime import RunOptions, open_runner
+from zoodeploy.target import needs_gpu
 
 
 def run_batched(runner, x: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -108,54 +108,41 @@ def _short(names: list[str]) -> str:
     return "[" + ", ".join(names[:5]) + (f", … {len(names)} in all]" if len(names) > 5 else "]")
 
 
-def test_arrays(card: ModelCard, splits: Splits | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out test split, preprocessed as the card says."""
-    splits = splits or eval_splits(card)
-    return splits.test.arrays(card.preprocessing), splits.test.labels
-
-
 def runnable_variants(card: ModelCard, device: str = "cpu") -> list[str]:
     """The card's variants that `device` can run (GPU engines only on cuda)."""
     return [name for name, v in card.variants.items() if device == "cuda" or not needs_gpu(v)]
 
 
-def variant_logits(artifact: str | Path, variant: str, x: np.ndarray, card: ModelCard | None = None,
+def variant_logits(artifact: Artifact | str | Path, variant: str, x: np.ndarray,
                    options: RunOptions | None = None) -> np.ndarray:
-    runner = open_runner(artifact, variant, options, card=card)
-    try:
+    with open_runner(artifact, variant, options) as runner:
         return run_batched(runner, x)
-    finally:
-        runner.close()
 
 
-def evaluate_variants(artifact: str | Path, variants: list[str] | None = None,
-                      splits: Splits | None = None, options: RunOptions | None = None,
-                      record: bool = True, progress: bool = False) -> dict[str, Accuracy]:
+def evaluate_variants(artifact: Artifact | str | Path, variants: list[str] | None = None,
+                      options: RunOptions | None = None, record: bool = True,
+                      progress: bool = False) -> dict[str, Accuracy]:
     """Accuracy and drift vs fp32 of each variant on the test split (label-free agreement with
-    fp32 when the images have no labels).
+    fp32 when the images have no labels): the handle's test data (`Artifact.test_data`: the card's
+    split, or other data handed over with `Artifact.use_splits`), preprocessed once per handle.
 
     Recorded in the card when `record` and the data is the card's own (figures on other data
     would be mistaken for the artifact's); returns the figures either way.
     """
-    card = load_card(artifact)
+    art = Artifact.of(artifact)
+    card = art.card
     options = options or RunOptions()
     names = variants or runnable_variants(card, options.device)
     for name in names:
         card.variant(name)  # unknown names fail before any work
-    splits = splits or eval_splits(card)
-    x, y = test_arrays(card, splits)
-    ref = variant_logits(artifact, REFERENCE, x, card, options) if REFERENCE in card.variants else None
+    x, y = art.test_data()
+    ref = variant_logits(art, REFERENCE, x, options) if REFERENCE in card.variants else None
     out = {}
     for name in tqdm(names, desc="evaluate", unit="variant", disable=not progress, leave=False):
-        logits = ref if name == REFERENCE and ref is not None else variant_logits(artifact, name, x, card, options)
+        logits = ref if name == REFERENCE and ref is not None else variant_logits(art, name, x, options)
         out[name] = accuracy_of(logits, y, ref, card.labels)
-    if record and same_data(card.data, splits.spec):
-        record_accuracy(artifact, out)
+    if record and same_data(card.data, art.splits().spec):
+        with art.update() as fresh:  # re-read under the lock: a long evaluation undoes no other write
+            for name, acc in out.items():
+                fresh.variant(name).accuracy = acc
     return out
-
-
-def record_accuracy(artifact: str | Path, figures: dict[str, Accuracy]) -> ModelCard:
-    with update_card(artifact) as card:  # re-read under the lock: a long evaluation undoes no other write
-        for name, acc in figures.items():
-            card.variant(name).accuracy = acc
-    return card

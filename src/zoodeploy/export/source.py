@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 
-from zoodeploy.card import CARD_FILE, ModelCard, Variant, load_card, save_card
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import CARD_FILE, ModelCard, Variant, save_card
 from zoodeploy.errors import ArtifactError, ExportError, UnknownNameError
 from zoodeploy.export.onnx_export import ExportConfig, export_artifact
 from zoodeploy.fileio import UMASK
 from zoodeploy.models.sources import SourceConfig, make_artifact
+from zoodeploy.models.weights import IMAGENET
 
-IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
 DEFAULT_ROOT = Path("artifacts")
 # what defines the model; variants, selection and measurements stay with the source artifact
@@ -79,7 +80,7 @@ def zoo_name(source: str) -> str:
 def _export_existing(artifact: Path, out: Path | None, cfg: ExportConfig, progress: bool) -> tuple[Path, Variant]:
     if out is None or (out.exists() and out.resolve() == artifact.resolve()):
         return artifact, export_artifact(artifact, cfg, progress=progress)
-    card = load_card(artifact)
+    card = Artifact(artifact).card
     with staged_dir(out) as tmp:
         model_card = ModelCard(**{k: getattr(card, k) for k in _MODEL_FIELDS})
         if card.checkpoint:

@@ -45,6 +45,13 @@ class ImageSet:
             self._cache[prep] = np.stack([preprocess(self.image(i), prep) for i in range(len(self))])
         return self._cache[prep][:limit]
 
+    def some_arrays(self, indices: np.ndarray, prep: Preprocessing) -> np.ndarray:
+        """The images at `indices`, preprocessed: taken from `arrays` when it was made already,
+        else only these (a whole split at 224 px would be hundreds of MB for a few images)."""
+        if prep in self._cache:
+            return self._cache[prep][indices]
+        return np.stack([preprocess(self.image(int(i)), prep) for i in indices])
+
 
 @dataclass
 class Splits:

@@ -24,15 +24,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from zoodeploy.card import CHECKPOINT_FILE, ModelCard, SourceSpec, make_variant, provenance, save_card
+from zoodeploy.card import CHECKPOINT_FILE, ModelCard, SourceSpec, Variant, provenance, save_card
 from zoodeploy.errors import DataError, SourceError, UnknownNameError, ZoodeployError
 from zoodeploy.fileio import sha256_file
 from zoodeploy.models.data import Splits, digits_preprocessing, load_splits
 from zoodeploy.models.saved_program import gist, load_program
+from zoodeploy.models.weights import IMAGENET
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.registry import Registry
 
-IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
 PROGRAM_FILE = "source.pt2"  # the user's exported program, the artifact's eager model
 FP32_ONNX = "fp32.onnx"
@@ -586,9 +586,10 @@ def _write_model(out: Path, card: ModelCard, source: Source, model: nn.Module | 
         from zoodeploy.onnx_graph import graph_io, load_onnx
         io = graph_io(load_onnx(out / FP32_ONNX), Path(source.ref))
         card.input_name, card.output_name = io.input_name, io.output_name
-        card.variants["fp32"] = make_variant(out, "fp32", FP32_ONNX, precision="fp32", runtime="onnxruntime",
-                                             made_by=f"copied from the ONNX model {source.ref}",
-                                             recipe=CopyRecipe(source=source.ref))
+        card.variants["fp32"] = Variant(name="fp32", file=FP32_ONNX, sha256=sha256_file(out / FP32_ONNX),
+                                        precision="fp32", runtime="onnxruntime",
+                                        made_by=f"copied from the ONNX model {source.ref}",
+                                        recipe=CopyRecipe(source=source.ref))
         card.provenance.source_onnx = source.ref
         card.provenance.card_from = "onnx metadata" if source.labels else "graph + data"
     elif source.kind == "exported-program":

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zoodeploy.artifact import Artifact
 from zoodeploy.card import Variant
 from zoodeploy.errors import OptimizeError
-from zoodeploy.optimize.isa import TargetIsa
+from zoodeploy.target import TargetIsa
 from zoodeploy.optimize.passes import PASSES, GpuBuild, PassContext, parse_passes
 from zoodeploy.optimize.pipeline import Measure, make_variants, progress_say
 from zoodeploy.optimize.quantize import Calibration, QuantConfig, Scheme
@@ -59,12 +60,13 @@ class OptimizeConfig:
                            progress=self.progress)
 
 
-def optimize(artifact: str | Path, cfg: OptimizeConfig | None = None, measure: Measure | None = None) -> list[Variant]:
+def optimize(artifact: Artifact | str | Path, cfg: OptimizeConfig | None = None,
+             measure: Measure | None = None) -> list[Variant]:
     """Make the variants `cfg` asks for in `artifact` (a directory, or a lone .onnx file with
     `calib_data`), measured by the orchestrator; returns them as recorded in the card."""
     cfg = cfg or OptimizeConfig()
-    root = resolve_artifact(artifact, cfg.calib_data, cfg.out)
+    art = resolve_artifact(artifact, cfg.calib_data, cfg.out)
     gpu = any(PASSES.get(p).gpu for p in cfg.passes)
     measure = measure or Measure(bench=cfg.bench, threads=cfg.threads, device="cuda" if gpu else "cpu")
-    return make_variants(root, cfg.passes, cfg.context(), measure,
+    return make_variants(art, cfg.passes, cfg.context(), measure,
                          say=progress_say if cfg.progress else lambda line: None)

@@ -8,32 +8,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoodeploy.card import Variant, load_card
-from zoodeploy.optimize.passes import PassContext
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import Runtime, Variant
+from zoodeploy.optimize.passes import PASSES, PassContext
 from zoodeploy.optimize.tensorrt import Backend, CompileConfig, compile_tensorrt
 
 
-def compile_variant(artifact: str | Path, cfg: CompileConfig | None = None) -> Variant:
+def compile_variant(artifact: Artifact | str | Path, cfg: CompileConfig | None = None) -> Variant:
     """Build, verify against PyTorch and record a GPU variant (`trt-*` or `torch-trt-*`); the
     orchestrator (`optimize.pipeline`) measures its accuracy and latency. Needs a GPU and TensorRT."""
     cfg = cfg or CompileConfig()
-    artifact = Path(artifact)
-    card = load_card(artifact)
+    art = Artifact.of(artifact)
     if cfg.backend is Backend.torch_tensorrt:
         from zoodeploy.optimize.torch_tensorrt import compile_torch_tensorrt  # imports torch_tensorrt
-        return compile_torch_tensorrt(artifact, card, cfg)
-    return compile_tensorrt(artifact, card, cfg)
+        return compile_torch_tensorrt(art, art.card, cfg)
+    return compile_tensorrt(art, art.card, cfg)
 
 
 def compile_config(ctx: PassContext, name: str) -> CompileConfig:
-    """The CompileConfig of pass `name` (trt-fp16, torch-trt-fp32, ...)."""
-    backend = Backend.torch_tensorrt if name.startswith("torch-trt-") else Backend.tensorrt
+    """The CompileConfig of pass `name` (trt-fp16, torch-trt-fp32, ...): its backend and precision
+    are the pass record's."""
+    p = PASSES.get(name)
+    backend = Backend.torch_tensorrt if p.runtime == Runtime.torch_tensorrt else Backend.tensorrt
     g = ctx.gpu
-    return CompileConfig(backend=backend, precision=name.rpartition("-")[2], max_batch=g.max_batch,
+    return CompileConfig(backend=backend, precision=p.precision.value, max_batch=g.max_batch,
                          opt_batch=g.opt_batch, workspace_gb=g.workspace_gb, timing_cache=g.timing_cache,
                          source=g.source, progress=ctx.progress)
 
 
-def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
+def run_pass(artifact: Artifact, ctx: PassContext, name: str) -> Variant:
     """The `trt-*` and `torch-trt-*` passes."""
     return compile_variant(artifact, compile_config(ctx, name))

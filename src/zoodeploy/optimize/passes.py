@@ -5,8 +5,9 @@ passes whose variants it reads, and the `module:function` that runs it (imported
 the pass runs, so listing passes imports no TensorRT). Passes never evaluate or time what they
 made: `optimize.pipeline.make_variants` does that once for every new variant.
 
-Adding a pass: one module with `run_pass(artifact, ctx, name) -> Variant`, its recipe class in
-`zoodeploy.recipes`, and one `PASSES.add(...)` line below.
+Adding a pass: one module with `run_pass(artifact, ctx, name) -> Variant` (the artifact is a
+`zoodeploy.artifact.Artifact`), its recipe class in `zoodeploy.recipes`, and one `add_pass(...)` line
+below that states its facts: what it makes, from which variant, at which precision, on which runtime.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoodeploy.card import ModelCard, Variant
+from zoodeploy.card import ModelCard, Precision, Runtime, Variant
 from zoodeploy.errors import OptimizeError
 from zoodeploy.registry import Registry
 
 if TYPE_CHECKING:
+    from zoodeploy.artifact import Artifact
     from zoodeploy.optimize.quantize import QuantConfig
 
 
@@ -49,16 +51,30 @@ class PassContext:
 
 @dataclass(frozen=True)
 class Pass:
+    """One pass and the facts about it that other code needs (never parsed out of its name)."""
+
     name: str
     makes: str  # the variant's name
     target: str  # "module:function" taking (artifact, ctx, pass name), returning the recorded Variant
     doing: str  # for progress lines: "fusing", "quantizing"
+    precision: Precision  # of the variant it makes
+    runtime: Runtime = Runtime.onnxruntime  # what runs the variant it makes
+    source: str | None = None  # the variant it starts from (whose file it converts or runs)
     needs: tuple[str, ...] = ()  # passes whose variants this one reads
     gpu: bool = False  # needs an NVIDIA GPU and TensorRT
+    unavailable: str | None = None  # "module:function": (pass name) -> why it cannot run here, or None
 
-    def run(self, artifact: Path, ctx: PassContext) -> Variant:
-        module, _, func = self.target.partition(":")
-        return getattr(importlib.import_module(module), func)(artifact, ctx, self.name)
+    def run(self, artifact: Artifact, ctx: PassContext) -> Variant:
+        return _load(self.target)(artifact, ctx, self.name)
+
+    def why_not_here(self) -> str | None:
+        """Why this pass cannot run on this machine (OpenVINO missing, no BF16), or None."""
+        return _load(self.unavailable)(self.name) if self.unavailable else None
+
+
+def _load(target: str):
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
 
 
 PASSES: Registry[Pass] = Registry("pass")
@@ -69,21 +85,29 @@ def add_pass(p: Pass) -> Pass:
 
 
 _O = "zoodeploy.optimize"
-add_pass(Pass("fuse", "fused", f"{_O}.fuse:run_pass", "fusing"))
-add_pass(Pass("int8", "int8", f"{_O}.accuracy_control:run_pass", "quantizing"))
-add_pass(Pass("fp16", "fp16", f"{_O}.fp16:run_pass", "converting to fp16"))
-add_pass(Pass("ort-format", "int8-ort", f"{_O}.ort_format:run_pass", "converting int8 to ORT format", ("int8",)))
-add_pass(Pass("ov-fp32", "fp32-ov", f"{_O}.openvino:run_pass", "checking fp32 on OpenVINO"))
-add_pass(Pass("ov-fused", "fused-ov", f"{_O}.openvino:run_pass", "checking fused on OpenVINO", ("fuse",)))
-add_pass(Pass("ov-int8", "int8-ov", f"{_O}.openvino:run_pass", "checking int8 on OpenVINO", ("int8",)))
-add_pass(Pass("bf16", "bf16", f"{_O}.openvino:run_pass", "checking bf16 on OpenVINO"))
-add_pass(Pass("trt-fp32", "trt-fp32", f"{_O}.compile:run_pass", "building a TensorRT fp32 engine", gpu=True))
-add_pass(Pass("trt-fp16", "trt-fp16", f"{_O}.compile:run_pass", "building a TensorRT fp16 engine", gpu=True))
-add_pass(Pass("trt-int8", "trt-int8", f"{_O}.compile:run_pass", "building a TensorRT int8 engine", gpu=True))
-add_pass(Pass("torch-trt-fp32", "torch-trt-fp32", f"{_O}.compile:run_pass",
-              "compiling with Torch-TensorRT (fp32)", gpu=True))
-add_pass(Pass("torch-trt-fp16", "torch-trt-fp16", f"{_O}.compile:run_pass",
-              "compiling with Torch-TensorRT (fp16)", gpu=True))
+_OV, _OV_NO = f"{_O}.openvino:run_pass", f"{_O}.openvino:unavailable"
+_TRT = f"{_O}.compile:run_pass"
+P, R = Precision, Runtime
+add_pass(Pass("fuse", "fused", f"{_O}.fuse:run_pass", "fusing", P.fp32, source="fp32"))
+add_pass(Pass("int8", "int8", f"{_O}.accuracy_control:run_pass", "quantizing", P.int8, source="fp32"))
+add_pass(Pass("fp16", "fp16", f"{_O}.fp16:run_pass", "converting to fp16", P.fp16, source="fp32"))
+add_pass(Pass("ort-format", "int8-ort", f"{_O}.ort_format:run_pass", "converting int8 to ORT format", P.int8,
+              source="int8", needs=("int8",)))
+add_pass(Pass("ov-fp32", "fp32-ov", _OV, "checking fp32 on OpenVINO", P.fp32, R.openvino, "fp32",
+              unavailable=_OV_NO))
+add_pass(Pass("ov-fused", "fused-ov", _OV, "checking fused on OpenVINO", P.fp32, R.openvino, "fused", ("fuse",),
+              unavailable=_OV_NO))
+add_pass(Pass("ov-int8", "int8-ov", _OV, "checking int8 on OpenVINO", P.int8, R.openvino, "int8", ("int8",),
+              unavailable=_OV_NO))
+add_pass(Pass("bf16", "bf16", _OV, "checking bf16 on OpenVINO", P.bf16, R.openvino, "fused",
+              unavailable=_OV_NO))  # the fused file when there is one, else fp32's
+add_pass(Pass("trt-fp32", "trt-fp32", _TRT, "building a TensorRT fp32 engine", P.fp32, R.tensorrt, gpu=True))
+add_pass(Pass("trt-fp16", "trt-fp16", _TRT, "building a TensorRT fp16 engine", P.fp16, R.tensorrt, gpu=True))
+add_pass(Pass("trt-int8", "trt-int8", _TRT, "building a TensorRT int8 engine", P.int8, R.tensorrt, gpu=True))
+add_pass(Pass("torch-trt-fp32", "torch-trt-fp32", _TRT, "compiling with Torch-TensorRT (fp32)", P.fp32,
+              R.torch_tensorrt, gpu=True))
+add_pass(Pass("torch-trt-fp16", "torch-trt-fp16", _TRT, "compiling with Torch-TensorRT (fp16)", P.fp16,
+              R.torch_tensorrt, gpu=True))
 
 
 def parse_passes(text: str | Iterable[str]) -> tuple[str, ...]:

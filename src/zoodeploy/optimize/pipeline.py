@@ -16,14 +16,15 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from zoodeploy.bench.latency import BenchConfig
-from zoodeploy.bench.variants import BenchOptions, BenchResult, bench_variants
-from zoodeploy.card import LatencyStats, Precision, Speed, Variant, load_card, update_card
-from zoodeploy.evaluate.accuracy import REFERENCE, evaluate_variants
-from zoodeploy.optimize.isa import Isa, detect_isa
+from zoodeploy.artifact import FUSED, REFERENCE, Artifact
+from zoodeploy.bench.variants import BenchOptions, BenchResult, add_latency, bench_variants
+from zoodeploy.card import LatencyStats, ModelCard, Precision, Speed, Variant
+from zoodeploy.evaluate.accuracy import evaluate_variants
+from zoodeploy.target import Isa, detect_isa
 from zoodeploy.optimize.passes import PassContext, plan_passes
-from zoodeploy.runtime import RunOptions, needs_gpu
+from zoodeploy.runtime import RunOptions
+from zoodeploy.target import needs_gpu
 
-FUSED = "fused"
 # batch-1 latency for the card: enough runs for a stable median, bounded so a sweep stays short
 SPEED_BENCH = BenchConfig(warmup=5, window=20, min_runs=40, max_runs=1000, max_seconds=8.0)
 
@@ -52,38 +53,39 @@ def progress_say(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-def make_variants(artifact: str | Path, passes: list[str] | tuple[str, ...], ctx: PassContext,
+def make_variants(artifact: Artifact | str | Path, passes: list[str] | tuple[str, ...], ctx: PassContext,
                   measure: Measure | None = None, say: Say = _quiet) -> list[Variant]:
     """Run `passes` (and those they need) on the artifact, then measure every variant they made."""
-    root = Path(artifact)
+    art = Artifact.of(artifact)
     measure = measure or Measure()
-    card = load_card(root)
-    card.variant("fp32")  # a clear error before any work when there is no fp32 model
+    card = art.card
+    card.variant(REFERENCE)  # a clear error before any work when there is no fp32 model
     plan = plan_passes(passes, card)
     if any(p.gpu for p in plan):  # a missing GPU or TensorRT is said before any work is done
         from zoodeploy.runtime.gpu import import_tensorrt
         import_tensorrt()
     made = []
     for p in plan:
-        say(f"{p.doing} {card.name} in {root}")
-        made.append(p.run(root, ctx).name)
-    measure_variants(root, made, measure, say)
-    card = load_card(root)
-    return [card.variants[n] for n in made]
+        say(f"{p.doing} {card.name} in {art.path}")
+        made.append(p.run(art, ctx).name)
+    measure_variants(art, made, measure, say)
+    return [art.card.variants[n] for n in made]
 
 
-def measure_variants(artifact: Path, names: list[str], measure: Measure, say: Say = _quiet) -> None:
+def measure_variants(artifact: Artifact | str | Path, names: list[str], measure: Measure, say: Say = _quiet) -> None:
     """Accuracy and drift, then latency and speed-up against the reference, of `names`."""
-    card = load_card(artifact)
+    art = Artifact.of(artifact)
+    card = art.card
     if measure.evaluate and card.data is not None:
         todo = names + [REFERENCE] * (card.variants[REFERENCE].accuracy is None and REFERENCE not in names)
         say(f"measuring accuracy and drift of {', '.join(todo)} on the test split")
-        evaluate_variants(artifact, todo, options=RunOptions(threads=measure.threads, device=measure.device))
+        evaluate_variants(art, todo, options=RunOptions(threads=measure.threads, device=measure.device))
     if measure.bench:
         runnable = [n for n in names if measure.device == "cuda" or not needs_gpu(card.variants[n])]
         if runnable or measure.eager:
             say(f"measuring latency at batch {', '.join(map(str, measure.batches))}")
-            note_speed(artifact, time_against_reference(artifact, runnable, measure), measure.batches[0])
+            result = time_against_reference(art, runnable, measure)
+            record_speed(art, result, speed_at=measure.batches[0])
 
 
 def reference_name(names: dict) -> str:
@@ -91,28 +93,39 @@ def reference_name(names: dict) -> str:
     return FUSED if FUSED in names else REFERENCE
 
 
-def time_against_reference(artifact: Path, names: list[str], measure: Measure) -> BenchResult:
-    card = load_card(artifact)
-    timed = list(dict.fromkeys([REFERENCE, reference_name(card.variants), *names]))
+def time_against_reference(art: Artifact, names: list[str], measure: Measure) -> BenchResult:
+    timed = list(dict.fromkeys([REFERENCE, reference_name(art.card.variants), *names]))
     opts = BenchOptions(variants=timed, batches=measure.batches, threads=measure.threads, device=measure.device,
                         eager=measure.eager, timing=measure.timing)
-    return bench_variants(artifact, opts)
+    return bench_variants(art, opts, record=False)
 
 
-def note_speed(artifact: Path, result: BenchResult, batch: int, isa: Isa | None = None) -> None:
+def record_speed(artifact: Artifact | str | Path, result: BenchResult, speed_at: int | None = None,
+                   isa: Isa | None = None) -> ModelCard:
+    """Store a timing run's figures in the card (bench.variants.add_latency), and with `speed_at`
+    each timed variant's speed-up over the reference at that batch and what a person must know;
+    one card update for both."""
+    art = Artifact.of(artifact)
+    isa = isa or detect_isa()
+    with art.update() as card:
+        add_latency(card, result)
+        if speed_at is not None:
+            note_speed(card, result, speed_at, isa)
+    return card
+
+
+def note_speed(card: ModelCard, result: BenchResult, batch: int, isa: Isa) -> None:
     """Each timed variant's speed-up over the reference at `batch`, and what a person must know."""
     ref_name = reference_name(result.variants)
     ref = result.variants[ref_name][batch]
-    isa = isa or detect_isa()
-    with update_card(artifact) as card:
-        for name, rows in result.variants.items():
-            if name == ref_name:
-                continue
-            v, stats = card.variants[name], rows[batch]
-            v.speed = Speed(reference=ref_name, batch=batch, p50_ms=round(stats.p50_ms, 4),
-                            reference_p50_ms=round(ref.p50_ms, 4), speedup=round(ref.p50_ms / stats.p50_ms, 3),
-                            threads=stats.settings.intra_op_threads if stats.settings else None)
-            v.notes = [*v.notes, *(n for n in speed_notes(v, stats, ref, ref_name, isa) if n not in v.notes)]
+    for name, rows in result.variants.items():
+        if name == ref_name:
+            continue
+        v, stats = card.variants[name], rows[batch]
+        v.speed = Speed(reference=ref_name, batch=batch, p50_ms=round(stats.p50_ms, 4),
+                        reference_p50_ms=round(ref.p50_ms, 4), speedup=round(ref.p50_ms / stats.p50_ms, 3),
+                        threads=stats.settings.intra_op_threads if stats.settings else None)
+        v.notes = [*v.notes, *(n for n in speed_notes(v, stats, ref, ref_name, isa) if n not in v.notes)]
 
 
 def speed_notes(v: Variant, stats: LatencyStats, ref: LatencyStats, ref_name: str, isa: Isa) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zoodeploy.artifact import Artifact
 from zoodeploy.card import CARD_FILE, load_card
 from zoodeploy.errors import OptimizeError
 from zoodeploy.fileio import sha256_file
@@ -49,21 +50,23 @@ def _as_onnx(path: Path):
     return SOURCE_KINDS.get("onnx").resolve(str(path))
 
 
-def resolve_artifact(target: str | Path, calib_data: str | None = None, out: str | Path | None = None, *,
+def resolve_artifact(target: Artifact | str | Path, calib_data: str | None = None, out: str | Path | None = None, *,
                      labels: str | None = None, preprocessing: str | None = None,
-                     weights: str | None = None) -> Path:
-    """An artifact directory for `target`: itself, one made from a lone .onnx file, or one
-    exported from another SOURCE (zoo / torchvision name, callable, .pt2)."""
+                     weights: str | None = None) -> Artifact:
+    """An artifact for `target`: itself (a handle, or its directory), one made from a lone .onnx
+    file, or one exported from another SOURCE (zoo / torchvision name, callable, .pt2)."""
+    if isinstance(target, Artifact):
+        return target
     target_path = Path(target)
     if target_path.is_dir():
         if labels or preprocessing:
             raise OptimizeError(f"{target} is an artifact: its card has the labels and preprocessing; "
                                 "--labels / --preprocessing are for a new SOURCE")
-        return target_path
+        return Artifact(target_path)
     if target_path.is_file() and target_path.suffix.lower() != ".pt2":
-        return artifact_from_onnx(target_path, calib_data, out, labels=labels, preprocessing=preprocessing)
+        return Artifact(artifact_from_onnx(target_path, calib_data, out, labels=labels, preprocessing=preprocessing))
     from zoodeploy.export.source import export_source
     from zoodeploy.models.sources import SourceConfig
     cfg = SourceConfig(str(target), weights=weights, labels=labels, preprocessing=preprocessing,
                        calib_data=calib_data)
-    return export_source(cfg, out)[0]
+    return Artifact(export_source(cfg, out)[0])

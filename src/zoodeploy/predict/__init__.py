@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from zoodeploy.card import ModelCard, Variant, load_card
-from zoodeploy.errors import ArtifactError, DataError
+from zoodeploy.artifact import SELECTED, Artifact
+from zoodeploy.card import ModelCard, Variant
+from zoodeploy.errors import DataError
 from zoodeploy.predict.inputs import expand_inputs
 from zoodeploy.predict.output import OutputFormat, Schema, ShardDone, ShardStore
 from zoodeploy.runtime import RunOptions, open_runner
@@ -35,7 +36,7 @@ class Engine(str, Enum):
 @dataclass(frozen=True)
 class PredictConfig:
     out: Path  # .parquet, .csv or .jsonl
-    variant: str = "selected"  # the card's pick, or a variant name
+    variant: str = SELECTED  # the card's pick, or a variant name
     top_k: int = 5
     batch: int = 32
     engine: Engine = Engine.local
@@ -85,47 +86,37 @@ class PredictSummary:
                 f"({self.engine}) in {self.seconds:.1f} s, {self.images_per_s:.0f} images/s -> {self.out}")
 
 
-def predict(artifact: str | Path, inputs: Iterable[str | Path], config: PredictConfig) -> PredictSummary:
+def predict(artifact: Artifact | str | Path, inputs: Iterable[str | Path], config: PredictConfig) -> PredictSummary:
     """Predict every image the inputs name with one variant of `artifact`, into `config.out`."""
     start = time.perf_counter()
-    card = load_card(artifact)
-    variant = resolve_variant(card, config.variant)
+    art = Artifact.of(artifact)
+    card = art.card
+    variant = art.resolve_variant(config.variant)
     paths = expand_inputs(inputs)
     store = ShardStore(config.out, config.format, Schema(tuple(card.labels), config.top_k, config.logits),
                        config.shard_size)
     kept = store.open(_manifest(card, variant, paths, store), config.resume)
     pending = [i for i in range(store.num_shards(len(paths))) if i not in kept]
-    done = {**kept, **_run(artifact, card, variant, paths, store, pending, config, kept)}
+    done = {**kept, **_run(art, variant, paths, store, pending, config, kept)}
     store.assemble(store.num_shards(len(paths)))
     return PredictSummary(out=config.out, variant=variant.name, engine=config.engine.value,
                           rows=sum(d.rows for d in done.values()), errors=sum(d.errors for d in done.values()),
                           resumed=sum(d.rows for d in kept.values()), seconds=time.perf_counter() - start)
 
 
-def resolve_variant(card: ModelCard, name: str) -> Variant:
-    """The variant `name` names ("selected" = the card's pick), with what to pass when there is none."""
-    if name == "selected" and not card.selected:
-        raise ArtifactError(f"{card.name}: the card has no selected variant; pass --variant NAME "
-                            f"(have: {', '.join(card.variants) or 'none'})")
-    return card.variant(name)
-
-
-def _run(artifact, card: ModelCard, variant: Variant, paths: list[str], store: ShardStore,
+def _run(art: Artifact, variant: Variant, paths: list[str], store: ShardStore,
          pending: list[int], config: PredictConfig, kept: dict[int, ShardDone]) -> dict[int, ShardDone]:
     if not pending:
         return {}
     if config.engine is Engine.ray:
         from zoodeploy.predict.ray_engine import run_ray
-        return run_ray(Path(artifact), variant.name, paths, store, batch=config.batch, workers=config.workers,
+        return run_ray(art.path, variant.name, paths, store, batch=config.batch, workers=config.workers,
                        threads=config.threads, address=config.ray_address, progress=config.progress)
     from zoodeploy.predict.local import run_local
     # no spinning: the decoding threads need the cores the model's idle threads would spin on
-    runner = open_runner(artifact, variant.name, RunOptions(threads=config.threads, spin=False), card=card)
-    try:
-        return run_local(runner, paths, card.preprocessing, store, pending, config.batch, config.workers,
+    with open_runner(art, variant.name, RunOptions(threads=config.threads, spin=False)) as runner:
+        return run_local(runner, paths, art.card.preprocessing, store, pending, config.batch, config.workers,
                          config.progress, sum(d.rows for d in kept.values()))
-    finally:
-        runner.close()
 
 
 def _manifest(card: ModelCard, variant: Variant, paths: list[str], store: ShardStore) -> dict:

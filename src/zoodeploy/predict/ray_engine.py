@@ -15,7 +15,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from zoodeploy.errors import MissingDependencyError, ZoodeployError
+from zoodeploy.errors import MissingDependencyError, ZoodeployError, first_line
 from zoodeploy.predict.batch import decode_batch, predict_rows
 from zoodeploy.predict.output import Schema, ShardDone, ShardStore, concat, to_arrow
 from zoodeploy.runtime.base import available_cores
@@ -36,11 +36,12 @@ class RayPredictor:
     """One per actor: the variant's runner, opened once, applied to each call's paths, `batch` at a time."""
 
     def __init__(self, artifact: str, variant: str, schema: Schema, threads: int, batch: int):
-        from zoodeploy.card import load_card
+        from zoodeploy.artifact import Artifact
         from zoodeploy.runtime import RunOptions, open_runner
-        card = load_card(artifact)
+        art = Artifact(artifact)
+        card = art.card
         self.prep, self.schema, self.batch = card.preprocessing, schema, batch
-        self.runner = open_runner(artifact, variant, RunOptions(threads=threads, spin=False), card=card)
+        self.runner = open_runner(art, variant, RunOptions(threads=threads, spin=False))
 
     def __call__(self, batch: dict):
         paths = [str(p) for p in batch["path"]]
@@ -72,8 +73,8 @@ def run_ray(artifact: Path, variant: str, paths: list[str], store: ShardStore, *
         parts = store.dir / "ray"
         ds.write_parquet(str(parts))
     except ray.exceptions.RayError as e:
-        first = next((line for line in str(e).splitlines() if "Error" in line), str(e).splitlines()[0])
-        raise ZoodeployError(f"the Ray run failed: {first.strip()[:300]}") from None
+        first = next((line.strip() for line in str(e).splitlines() if "Error" in line), None)  # the cause's line
+        raise ZoodeployError(f"the Ray run failed: {first[:300] if first else first_line(e)}") from None
     finally:
         if started:
             ray.shutdown()

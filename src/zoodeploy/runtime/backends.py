@@ -15,8 +15,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from zoodeploy.card import ModelCard, load_card
-from zoodeploy.errors import MissingDependencyError
+from zoodeploy.artifact import Artifact
+from zoodeploy.errors import MissingDependencyError, first_line
 from zoodeploy.registry import Registry
 from zoodeploy.runtime.base import EAGER, Runner, RunnerFactory, RunOptions
 
@@ -39,15 +39,15 @@ INSTALL = {
 }
 
 
-def open_runner(artifact: str | Path, variant: str, options: RunOptions | None = None,
-                card: ModelCard | None = None) -> Runner:
-    """A Runner for `variant` of the artifact ("eager" = PyTorch, "selected" = the card's pick)."""
-    card = card or load_card(artifact)
+def open_runner(artifact: Artifact | str | Path, variant: str, options: RunOptions | None = None) -> Runner:
+    """A Runner for `variant` of the artifact ("eager" = PyTorch, "selected" = the card's pick), to
+    use as a context manager. A factory gets the handle: the card as read once, files hashed once."""
+    art = Artifact.of(artifact)
     options = options or RunOptions()
     if variant == EAGER:
-        return runner_factory("torch", EAGER)(Path(artifact), card, EAGER, options)
-    v = card.variant(variant)
-    return runner_factory(str(v.runtime), v.name)(Path(artifact), card, v.name, options)
+        return runner_factory("torch", EAGER)(art, art.card, EAGER, options)
+    v = art.resolve_variant(variant)
+    return runner_factory(str(v.runtime), v.name)(art, art.card, v.name, options)
 
 
 def runner_factory(runtime: str, variant: str) -> RunnerFactory:
@@ -57,5 +57,5 @@ def runner_factory(runtime: str, variant: str) -> RunnerFactory:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, OSError, RuntimeError) as e:  # absent, or a broken native library
         what, install = INSTALL.get(runtime, (runtime, "pip install 'zoodeploy[gpu]'"))
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise MissingDependencyError(f"{what} (variant {variant!r}; import failed: {why})", install) from None
+        raise MissingDependencyError(f"{what} (variant {variant!r}; import failed: {first_line(e, 200)})",
+                                     install) from None
