@@ -16,6 +16,7 @@ import platform
 import pytest
 
 from zoodeploy.card import load_card
+from zoodeploy.device.expectations import target_outputs
 from zoodeploy.optimize import OptimizeConfig, optimize
 from zoodeploy.package import PackageConfig, package
 from zoodeploy.package.archive import safe_extract
@@ -67,7 +68,8 @@ def test_mobile_int8_is_quantized_for_arm64(mobile, name):
                                                     ("int8", "cpu", "model.onnx")])
 def test_bundle_self_check_passes_on_the_arm64_device(mobile, device, tmp_path, name, variant, target, model):
     bundle = package(mobile(name), tmp_path / "b.tar.gz",
-                     PackageConfig(variant=variant, target=target, target_isa="arm64", samples=10))
+                     PackageConfig(variant=variant, target=target, target_isa="arm64", samples=10,
+                                   on_device=target_outputs))
     assert bundle.manifest["model"] == model and not any("arm64" in n for n in bundle.notes)
     with device.workdir() as (host, guest):
         root = safe_extract(bundle.path, host / "x")
@@ -80,7 +82,8 @@ def test_bundle_self_check_passes_on_the_arm64_device(mobile, device, tmp_path, 
 
 
 def test_a_changed_bundle_fails_its_self_check_on_the_device(mobile, device, tmp_path):
-    bundle = package(mobile("mobilenet_v2"), tmp_path / "b.tar.gz", PackageConfig(variant="int8-ort", target="mobile"))
+    bundle = package(mobile("mobilenet_v2"), tmp_path / "b.tar.gz",
+                     PackageConfig(variant="int8-ort", target="mobile", on_device=target_outputs))
     with device.workdir() as (host, guest):
         root = safe_extract(bundle.path, host / "x")
         expected = json.loads((root / "samples/expected.json").read_text())

@@ -14,9 +14,9 @@ import pytest
 from cli_support import invoke_cli
 
 from zoodeploy import gate
-from zoodeploy.build import select_variant
+from zoodeploy.artifact import select_variant
 from zoodeploy.card import Accuracy, LatencyStats, ModelCard, Variant, save_card
-from zoodeploy.device.evaluate import target_accuracy, target_figures
+from zoodeploy.artifact import target_accuracy, target_figures
 from zoodeploy.gate import GateConfig, check, host_isa_key
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.recipes import CopyRecipe

@@ -9,9 +9,9 @@ import pytest
 
 from zoodeploy.errors import OptimizeError
 from zoodeploy.optimize import OptimizeConfig
-from zoodeploy.optimize.isa import (TargetIsa, detect_isa, parse_cpuinfo, resolve_target, scheme_for,
-                                    scheme_for_target)
+from zoodeploy.optimize.isa import scheme_for, scheme_for_target
 from zoodeploy.optimize.quantize import SCHEMES, QuantConfig, Scheme
+from zoodeploy.target import TargetIsa, detect_isa, parse_cpuinfo, resolve_target
 
 ZEN3 = """processor\t: 0
 vendor_id\t: AuthenticAMD

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +14,13 @@ import pytest
 from bundle_helpers import unpack
 
 import zoodeploy.preprocess
+from zoodeploy.artifact import Artifact
 from zoodeploy.bench.latency import BenchConfig, measure
 from zoodeploy.card import load_card, save_card
 from zoodeploy.errors import ArtifactError, ValidationError, ZoodeployError
 from zoodeploy.evaluate.accuracy import evaluate_variants, variant_logits
-from zoodeploy.evaluate.accuracy import test_arrays as split_arrays  # not collected as a test
 from zoodeploy.fileio import sha256_file
-from zoodeploy.package import PackageConfig, package, verify_bundle
+from zoodeploy.package import PackageConfig, TargetOutputs, package, verify_bundle
 from zoodeploy.package.bundle import pick_samples
 from zoodeploy.package.requirements import ModelFormat, min_onnxruntime
 from zoodeploy.preprocess import Preprocessing, softmax
@@ -56,10 +58,10 @@ def test_samples_come_from_the_test_split_with_the_variants_outputs(bundles, tra
     expected = json.loads((root / "samples" / "expected.json").read_text())
     art = trained("lenet5")
     card = load_card(art)
-    x, y = split_arrays(card)
+    x, y = Artifact(art).test_data()
     idx = m["samples"]["test_indices"]
     assert len(idx) == len(expected["samples"]) == 8 and len(set(y[idx])) == 8  # 8 different classes
-    probs = softmax(variant_logits(art, "fp32", x[idx], card))
+    probs = softmax(variant_logits(art, "fp32", x[idx]))
     for s, p, label in zip(expected["samples"], probs, y[idx]):
         assert s["true_label"] == card.labels[label] and (root / s["file"]).is_file()
         assert s["top1"] == int(p.argmax())
@@ -71,17 +73,17 @@ def test_measured_accuracy_and_latency_travel_into_the_manifest(artifact, tmp_pa
     art = artifact("lenet5")
     evaluate_variants(art, ["fp32"])
     card = load_card(art)
-    runner = open_runner(art, "fp32", card=card)
-    x = split_arrays(card)[0][:1]
-    card.variants["fp32"].latency["1"] = measure(runner.run, x, BenchConfig(warmup=2, window=5, min_runs=10,
-                                                                            max_runs=20))
+    x, y = Artifact(art).test_data()
+    with open_runner(art, "fp32") as runner:
+        card.variants["fp32"].latency["1"] = measure(runner.run, x[:1], BenchConfig(warmup=2, window=5, min_runs=10,
+                                                                                    max_runs=20))
     card.selected = "fp32"
     save_card(art, card)
     bundle = package(art, tmp_path / "b.tar.gz")  # the default: the card's selected variant
     m = bundle.manifest
     assert m["variant"] == "fp32" and not bundle.notes
     assert m["accuracy"] == card.variants["fp32"].accuracy.model_dump(mode="json")
-    assert m["accuracy"]["split"] == "test" and m["accuracy"]["n"] == len(split_arrays(card)[1])
+    assert m["accuracy"]["split"] == "test" and m["accuracy"]["n"] == len(y)
     assert m["latency"]["1"] == card.variants["fp32"].latency["1"].model_dump(mode="json")
     assert bundle.report.ok and bundle.sha256 == sha256_file(bundle.path)
 
@@ -137,7 +139,7 @@ def test_int8_ort_variant_ships_the_files_optimize_recorded(artifact, tmp_path):
 
 def test_refusals_name_the_problem(artifact, tmp_path):
     art = artifact("lenet5")
-    with pytest.raises(ArtifactError, match="no variant is selected"):
+    with pytest.raises(ArtifactError, match="selects no variant"):
         package(art, tmp_path / "b.tar.gz")
     with pytest.raises(ArtifactError, match="no variant 'int9'"):
         package(art, tmp_path / "b.tar.gz", PackageConfig(variant="int9"))
@@ -169,6 +171,46 @@ def test_a_failed_verification_leaves_no_bundle_and_keeps_the_old_one(trained, t
         package(trained("lenet5"), out, PackageConfig(variant="fp32", samples=2))
     assert out.read_bytes() == b"previous bundle"
     assert [p.name for p in tmp_path.iterdir()] == ["b.tar.gz"]  # no temp file left beside it
+
+
+def _host_as_device(calls: list):
+    """A device step (`PackageConfig.on_device`) that runs the bundle's own predict.py on this host."""
+    def run(bundle: Path, images: list[str], isa: str, make: bool) -> TargetOutputs:
+        calls.append({"isa": isa, "make": make, "images": images,
+                      "files": sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())})
+        r = subprocess.run([sys.executable, str(bundle / "predict.py"), "--json", "--logits",
+                            *(str(bundle / f) for f in images)], capture_output=True, text=True, check=True)
+        logits = np.array([row["logits"] for row in json.loads(r.stdout)], np.float32)
+        return TargetOutputs(softmax(logits), "this host, standing in for the arm64 device",
+                             {"onnxruntime": ort.__version__})
+    return run
+
+
+def test_the_target_devices_outputs_are_written_once_by_packaging(trained, tmp_path):
+    calls: list = []
+    cfg = PackageConfig(variant="fp32", samples=3, target_isa="arm64", on_device=_host_as_device(calls))
+    bundle = package(trained("lenet5"), tmp_path / "b.tar.gz", cfg)
+    [call] = calls  # the device ran a runnable bundle: every file so far and a manifest of them
+    assert call["isa"] == "arm64" and call["make"] and len(call["images"]) == 3
+    assert "manifest.json" in call["files"] and "samples/expected.json" not in call["files"]
+    root = unpack(bundle.path, tmp_path / "x")
+    expected = json.loads((root / "samples/expected.json").read_text())
+    on_arm = expected["targets"]["arm64"]
+    assert on_arm["top1"] == [s["top1"] for s in expected["samples"]] and on_arm["prob_atol"] == 1e-4
+    assert on_arm["computed_with"]["max_abs_diff_vs_build_host"] < 1e-5
+    assert bundle.manifest["samples"]["targets"] == {"arm64": on_arm["computed_with"]}
+    assert bundle.report.ok and not any("arm64" in n for n in bundle.notes)  # the manifest lists expected.json as written
+
+
+def test_no_target_device_is_a_note_only_when_one_was_asked_for(trained, tmp_path):
+    def nowhere(bundle, images, isa, make):
+        return "no arm64 device is made on this machine"
+    asked = package(trained("lenet5"), tmp_path / "a.tar.gz",
+                    PackageConfig(variant="fp32", samples=2, target_isa="arm64", on_device=nowhere))
+    assert any("no arm64 ones: no arm64 device is made" in n for n in asked.notes)
+    assert "targets" not in asked.manifest["samples"]
+    plain = package(trained("lenet5"), tmp_path / "b.tar.gz", PackageConfig(variant="fp32", samples=2, on_device=nowhere))
+    assert not any("arm64" in n for n in plain.notes)  # a cpu bundle for the host: no device asked
 
 
 def test_pick_samples_takes_each_class_in_turn():

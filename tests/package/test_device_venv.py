@@ -21,8 +21,8 @@ import pytest
 from bundle_helpers import unpack
 from cli_support import assert_one_line_error
 
+from zoodeploy.artifact import Artifact
 from zoodeploy.card import load_card
-from zoodeploy.evaluate.accuracy import test_arrays as split_arrays  # not collected as a test
 from zoodeploy.evaluate.accuracy import variant_logits
 from zoodeploy.preprocess import softmax
 
@@ -92,8 +92,8 @@ def test_predict_on_device_matches_the_evaluate_path(device, bundles, trained, t
     # zoodeploy's evaluate path on the same test images: in-memory split -> preprocessing -> runner
     art = trained("lenet5")
     card = load_card(art)
-    x, y = split_arrays(card)
-    want = softmax(variant_logits(art, "fp32", x[m["samples"]["test_indices"]], card))
+    x, y = Artifact(art).test_data()
+    want = softmax(variant_logits(art, "fp32", x[m["samples"]["test_indices"]]))
     assert [g["image"] for g in got] == files
     for g, w in zip(got, want):
         assert g["top"][0]["index"] == int(w.argmax()) and len(g["top"]) == 3

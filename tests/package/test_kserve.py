@@ -71,7 +71,7 @@ def test_manifest_hashes_what_is_there(deployment):
 
 
 def test_gpu_target_asks_for_a_gpu(selected, tmp_path):
-    d = make_deployment(selected, tmp_path / "gpu", RepositoryConfig(device="gpu"))
+    d = make_deployment(selected, tmp_path / "gpu", RepositoryConfig(target="gpu"))
     isvc = yaml.safe_load((d.path / "inferenceservice.yaml").read_text())
     assert isvc["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "KIND_GPU" in (d.path / "repository/lenet5/config.pbtxt").read_text()

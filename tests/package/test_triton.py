@@ -107,7 +107,7 @@ def test_batching_policy_follows_the_measured_throughput(measured):
 
 
 def test_gpu_target_and_max_batch(measured, tmp_path):
-    repo = make_repository(measured, tmp_path / "gpu", RepositoryConfig(device="gpu", max_batch=16))
+    repo = make_repository(measured, tmp_path / "gpu", RepositoryConfig(target="gpu", max_batch=16))
     config = parse_config(repo.model_dir / "config.pbtxt")
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert config.max_batch_size == 16 and list(config.dynamic_batching.preferred_batch_size) == [8, 16]

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import io
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from zoodeploy.card import Accuracy, LatencyStats, load_card, save_card
+from zoodeploy.artifact import resolve_variant
+from zoodeploy.card import Accuracy, LatencyStats, Precision, Runtime, load_card, save_card
 from zoodeploy.errors import ArtifactError
 from zoodeploy.preprocess import Preprocessing, load_image, preprocess, softmax
 from zoodeploy.recipes import Fp16Recipe
+from zoodeploy.runtime.ort import TENSORRT
 from zoodeploy.serve import (Plan, RequestError, ServeConfig, ServeConfigError, images_to_tensor, ort_threads,
-                             pick_variant, provider_for, resources_for, tensor_input, top_k)
+                             provider_for, resources_for, run_options, tensor_input, top_k)
+from zoodeploy.serve.store import import_artifact
 
 PREP = Preprocessing(input_size=32, resize=32)
 
@@ -71,35 +75,51 @@ def _acc(top1: float) -> Accuracy:
 def _card_with_variants(artifact):
     card = load_card(artifact)
     fp32 = card.variants["fp32"]
-    card.variants["int8"] = fp32.model_copy(deep=True, update={"name": "int8", "precision": "int8"})
-    card.variants["trt-fp16"] = fp32.model_copy(deep=True, update={"name": "trt-fp16", "runtime": "tensorrt"})
+    card.variants["int8"] = fp32.model_copy(deep=True, update={"name": "int8", "precision": Precision.int8})
+    card.variants["trt-fp16"] = fp32.model_copy(deep=True, update={"name": "trt-fp16", "runtime": Runtime.tensorrt})
     return card
 
 
 def test_selected_variant_wins(trained):
     card = _card_with_variants(trained("mobilenet_v2"))
     card.selected = "int8"
-    assert pick_variant(card) == ("int8", None)
-    assert pick_variant(card, "fp32") == ("fp32", None)
+    assert resolve_variant(card).name == "int8"
+    assert resolve_variant(card, "fp32").name == "fp32"
     with pytest.raises(ArtifactError, match="no variant 'fp16'"):
-        pick_variant(card, "fp16")
+        resolve_variant(card, "fp16")
 
 
-def test_fallback_is_the_best_measured_variant_and_says_so(trained):
+def _refusal(card) -> str:
+    """The one line `resolve_variant` refuses a card that selects nothing with (predict and package too)."""
+    with pytest.raises(ArtifactError) as e:
+        resolve_variant(card)
+    assert "selects no variant" in str(e.value) and "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_a_card_without_a_selection_is_refused_even_with_measured_variants(trained, tmp_path):
     card = _card_with_variants(trained("mobilenet_v2"))
     card.variants["fp32"].accuracy = _acc(97.0)
     card.variants["int8"].accuracy = _acc(97.0)
     card.variants["int8"].latency["1"] = LatencyStats(batch=1, runs=40, p50_ms=0.5, p90_ms=0.6, p99_ms=0.7,
                                                       mean_ms=0.5, throughput=2000.0)
-    card.variants["trt-fp16"].accuracy = _acc(99.0)  # better, but a GPU engine: not on a CPU server
-    name, note = pick_variant(card)
-    assert name == "int8" and "selects no variant" in note and "int8" in note
-    assert pick_variant(card, gpu=True)[0] == "trt-fp16"
+    card.variants["trt-fp16"].accuracy = _acc(99.0)
+    art = tmp_path / "art"
+    shutil.copytree(trained("mobilenet_v2"), art)
+    save_card(art, card)
+    line = _refusal(card)
+    for config in (ServeConfig(artifact=str(art)), ServeConfig(artifact=str(art), provider="cuda")):
+        with pytest.raises(ArtifactError) as e:
+            Plan.make(config)  # nothing is guessed for the server, on a CPU or a GPU
+        assert str(e.value) == line
 
 
-def test_fallback_without_measurements_is_fp32(trained):
-    name, note = pick_variant(load_card(trained("mobilenet_v2")))
-    assert name == "fp32" and "reference" in note
+def test_a_card_without_a_selection_or_measurements_is_refused(trained):
+    card = load_card(trained("mobilenet_v2"))
+    line = _refusal(card)
+    with pytest.raises(ArtifactError) as e:
+        import_artifact(trained("mobilenet_v2"))  # the model store asks the same rule
+    assert str(e.value) == line
 
 
 def test_gpu_variants_ask_for_a_gpu(trained):
@@ -114,6 +134,14 @@ def test_gpu_variants_ask_for_a_gpu(trained):
     assert provider_for(fp16, ServeConfig()) == ("cuda", None)
     provider, note = provider_for(fp16, ServeConfig(provider="cpu"))  # allowed, never silently
     assert provider == "cpu" and "made for a GPU" in note
+
+
+def test_provider_choices_map_to_run_options():
+    cpu = run_options(ServeConfig(threads=2), "cpu")
+    assert (cpu.device, cpu.extra_providers, cpu.threads, cpu.spin) == ("cpu", (), 2, False)
+    assert run_options(ServeConfig(), "cuda").device == "cuda" and run_options(ServeConfig(), "cuda").extra_providers == ()
+    trt = run_options(ServeConfig(), "tensorrt")  # TensorRT in front of CUDA: an ONNX Runtime detail
+    assert trt.device == "cuda" and trt.extra_providers == (TENSORRT,)
 
 
 def test_plan_reads_the_artifact(artifact):

@@ -19,8 +19,9 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from zoodeploy.artifact import Artifact
 from zoodeploy.card import load_card
-from zoodeploy.evaluate import accuracy as evaluate_path  # its test_arrays is no test
+from zoodeploy.evaluate.accuracy import run_batched
 from zoodeploy.fileio import sha256_file
 from zoodeploy.preprocess import softmax
 from zoodeploy.runtime import RunOptions, open_runner
@@ -48,12 +49,9 @@ def offline(served_artifact, test_images):
     """The evaluate path: the card's test arrays through open_runner, as `zoodeploy evaluate` runs them."""
     card = load_card(served_artifact)
     pngs, labels = test_images
-    x = evaluate_path.test_arrays(card)[0][:len(pngs)]
-    runner = open_runner(served_artifact, "fp32", RunOptions(threads=1))
-    try:
-        logits = evaluate_path.run_batched(runner, x)
-    finally:
-        runner.close()
+    x = Artifact(served_artifact).test_data()[0][:len(pngs)]
+    with open_runner(served_artifact, "fp32", RunOptions(threads=1)) as runner:
+        logits = run_batched(runner, x)
     return {"x": x, "logits": logits, "probs": softmax(logits), "card": card, "artifact": served_artifact}
 
 

@@ -12,7 +12,7 @@ from zoodeploy.cli.common import ArtifactArg, JsonFlag, console, print_json
 app = typer.Typer(no_args_is_help=True, help="Serving with BentoML: save artifacts to the model store, write sample requests.")
 
 VariantOpt = Annotated[str | None, typer.Option(
-    "--variant", help="Variant to store (default: the card's selected one, else the best measured).")]
+    "--variant", help="Variant to store (default: the card's selected one).")]
 NameOpt = Annotated[str | None, typer.Option(
     "--name", help="Store model name (default: zoodeploy-ARCH).")]
 

@@ -12,7 +12,8 @@ from rich.markup import escape
 from zoodeploy.cli.common import ArtifactArg, JsonFlag, console, print_json
 from zoodeploy.package import BundleReport
 from zoodeploy.package import verify_bundle as check_bundle
-from zoodeploy.package.formats import FORMATS, Format, PackageOptions, PackageTarget, bundle_report_lines, package_as
+from zoodeploy.package.formats import FORMATS, Format, PackageOptions, bundle_report_lines, package_as
+from zoodeploy.target import Target
 
 
 def package(
@@ -24,7 +25,7 @@ def package(
     format: Annotated[Format, typer.Option(
         "--format", help="`edge`: a self-verifying bundle; `triton`: a Triton model repository; "
                          "`kserve`: that repository + an InferenceService and a Bento Deployment.")] = Format.edge,
-    target: Annotated[PackageTarget | None, typer.Option(
+    target: Annotated[Target | None, typer.Option(
         help="edge: `cpu` (model.onnx) or `mobile` (model.ort + minimal-build config); "
              "triton/kserve: `cpu` or `gpu` instances. Default: cpu (gpu for a TensorRT engine).")] = None,
     samples: Annotated[int, typer.Option(help="edge: test-split images the bundle checks itself with.")] = 8,
@@ -36,7 +37,9 @@ def package(
     json: JsonFlag = False,
 ) -> None:
     """Package one variant of ARTIFACT: an edge bundle, a Triton model repository or a KServe deployment."""
-    options = PackageOptions(variant=variant, target=target, samples=samples, max_batch=max_batch, runtime=runtime)
+    from zoodeploy.device.expectations import target_outputs  # a mobile bundle expects its arm64 device's outputs
+    options = PackageOptions(variant=variant, target=target, samples=samples, max_batch=max_batch, runtime=runtime,
+                             on_device=target_outputs)
     with console.status(f"packaging {artifact.name} ({variant}, {format.value})"):
         made = package_as(format.value, artifact, out, options)
     if json:

@@ -1,9 +1,9 @@
 """An emulated ARM64 device: Debian arm64's Python under qemu-user, with a bundle's runtime.
 
-`ensure_device() -> Device` makes the root once per machine (cached in `ROOT`, built in a
+`ensure_device() -> EmulatedDevice` makes the root once per machine (cached in `ROOT`, built in a
 temporary folder and renamed into place, so a half-made root is never used) and checks what
 running it needs: root privileges, apt-get and dpkg-deb, `qemu-user-static` and its binfmt_misc
-handler for aarch64 ELF files. `Device.run([...])` runs a command inside it with `chroot`;
+handler for aarch64 ELF files. `EmulatedDevice.run([...])` runs a command inside it with `chroot`;
 the kernel hands every aarch64 binary to qemu, so Debian's own python3.11 runs the aarch64
 onnxruntime / numpy / pillow wheels there.
 
@@ -71,7 +71,7 @@ class Result:
 
 
 @dataclass(frozen=True)
-class Device:
+class EmulatedDevice:
     """A made ARM64 root; `run` executes inside it (chroot, with its own /proc)."""
 
     root: Path
@@ -190,7 +190,7 @@ def is_current(root: Path) -> bool:
     return marker is not None and all(marker.get(k) == v for k, v in wanted_marker().items())
 
 
-def ensure_device(root: Path | None = None, say=lambda line: None, make: bool = True) -> Device:
+def ensure_device(root: Path | None = None, say=lambda line: None, make: bool = True) -> EmulatedDevice:
     """The emulated ARM64 device, made at `root` (default ROOT) on first use and reused after;
     with `make` False, a DeviceError when it has not been made on this machine yet."""
     root = Path(root or ROOT)
@@ -203,7 +203,7 @@ def ensure_device(root: Path | None = None, say=lambda line: None, make: bool = 
         with _lock(root.parent / f"{root.name}.lock"):
             if not is_current(root):  # another process may have made it while we waited
                 _make_root(root, say)
-    return Device(root, read_marker(root))
+    return EmulatedDevice(root, read_marker(root))
 
 
 @contextlib.contextmanager
@@ -227,7 +227,7 @@ def _make_root(root: Path, say) -> None:
         debs = unpack_debs(fetch_debs(apt), tmp)
         say(f"installing {', '.join(f'{k}=={v}' for k, v in RUNTIME.items())} (aarch64 wheels) in the root")
         install_runtime(tmp)
-        device = Device(tmp, {**wanted_marker(), "qemu": qemu_version(), "debs": debs})
+        device = EmulatedDevice(tmp, {**wanted_marker(), "qemu": qemu_version(), "debs": debs})
         # imports under qemu once: their bytecode stays in the root, later runs skip compiling it
         check = device.run(["python3", "-c", "import onnxruntime, numpy, PIL.Image, platform; "
                                               "print(platform.machine(), onnxruntime.__version__)"])

@@ -5,7 +5,7 @@ bundle's own `predict.py --json --logits` inside the device, on the held-out tes
 written as lossless PNGs: the device decodes and preprocesses them with the bundle's copy of
 preprocess.py, exactly as a deployed bundle would. zoodeploy itself never runs there. Drift
 is against fp32 run the same way on the same device. No timing is taken: emulated time means
-nothing.
+nothing. What a gate or a selection makes of these figures is `zoodeploy.artifact.target_accuracy`.
 """
 
 from __future__ import annotations
@@ -16,22 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from zoodeploy.card import Accuracy, ModelCard, load_card, update_card, variant_path
-from zoodeploy.device.arm64 import Device, DeviceError, ensure_device
+from zoodeploy.artifact import REFERENCE, Artifact
+from zoodeploy.card import Accuracy, ModelCard
+from zoodeploy.device import get_device
+from zoodeploy.device.arm64 import DeviceError, EmulatedDevice
 from zoodeploy.errors import ArtifactError
-from zoodeploy.evaluate.accuracy import REFERENCE, accuracy_of
+from zoodeploy.evaluate.accuracy import accuracy_of
+from zoodeploy.target import Target
 
-DEVICES = {"arm64": ensure_device}  # --on NAME -> how to get that device
 IMAGES_PER_RUN = 1000  # predict.py arguments per run (~50 kB of argv; each run pays an emulated import)
-
-
-def get_device(name: str, make: bool = True) -> Device:
-    """Device `name`, made now if needed (with `make`; else only one already made here)."""
-    try:
-        ensure = DEVICES[name]
-    except KeyError:
-        raise ArtifactError(f"unknown device {name!r} for --on; use one of {', '.join(DEVICES)}") from None
-    return ensure(make=make)
 
 
 def bundle_variants(card: ModelCard, names: list[str] | None) -> list[str]:
@@ -46,13 +39,12 @@ def bundle_variants(card: ModelCard, names: list[str] | None) -> list[str]:
     return [REFERENCE] + [n for n in wanted if n != REFERENCE]
 
 
-def write_test_images(card: ModelCard, folder: Path) -> tuple[list[str], np.ndarray]:
+def write_test_images(art: Artifact, folder: Path) -> tuple[list[str], np.ndarray]:
     """The test split as PNG files (lossless) in `folder`: their names and labels."""
-    from zoodeploy.models.data import splits_for
     from zoodeploy.package.bundle import save_png
-    if card.data is None:
-        raise ArtifactError(f"{card.name}: the card records no data set, so there is no test split to run")
-    test = splits_for(card.data).test
+    if art.card.data is None:
+        raise ArtifactError(f"{art.card.name}: the card records no data set, so there is no test split to run")
+    test = art.splits().test
     folder.mkdir(parents=True)
     names = []
     for i in range(len(test.labels)):
@@ -61,17 +53,16 @@ def write_test_images(card: ModelCard, folder: Path) -> tuple[list[str], np.ndar
     return names, np.asarray(test.labels)
 
 
-def stage_bundle(artifact: Path, card: ModelCard, name: str, root: Path) -> None:
+def stage_bundle(art: Artifact, name: str, root: Path) -> None:
     """Variant `name` as an extracted edge bundle in `root` (.ort variants as mobile bundles)."""
-    from zoodeploy.package.bundle import PackageConfig, Target, stage
-    variant = card.variants[name]
-    source = variant_path(artifact, variant)
-    target = Target.mobile if source.suffix == ".ort" else Target.cpu
+    from zoodeploy.package.bundle import PackageConfig, stage
+    variant = art.card.variants[name]
+    target = Target.mobile if Path(variant.file).suffix == ".ort" else Target.cpu
     root.mkdir(parents=True)
-    stage(artifact, card, variant, source, root, PackageConfig(variant=name, target=target, samples=1))
+    stage(art, variant, root, PackageConfig(variant=name, target=target, samples=1))
 
 
-def device_logits(device: Device, bundle: str, images: list[str]) -> np.ndarray:
+def device_logits(device: EmulatedDevice, bundle: str, images: list[str]) -> np.ndarray:
     """Logits of `images` (guest paths) from the bundle's predict.py inside the device."""
     out = []
     for i in range(0, len(images), IMAGES_PER_RUN):
@@ -85,22 +76,22 @@ def device_logits(device: Device, bundle: str, images: list[str]) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
-def evaluate_on(artifact: str | Path, on: str = "arm64", variants: list[str] | None = None,
-                device: Device | None = None, record: bool = True,
+def evaluate_on(artifact: Artifact | str | Path, on: str = "arm64", variants: list[str] | None = None,
+                device: EmulatedDevice | None = None, record: bool = True,
                 say: Callable[[str], None] = lambda line: None) -> dict[str, Accuracy]:
     """Top-1, top-5, drift and agreement (vs fp32 on the same device) of each variant, measured
-    on device `on`; recorded in the card as `accuracy_on[on]` with `record`."""
-    artifact = Path(artifact)
-    card = load_card(artifact)
+    on device `on` (`zoodeploy.device.DEVICES`); recorded in the card as `accuracy_on[on]` with `record`."""
+    art = Artifact.of(artifact)
+    card = art.card
     names = bundle_variants(card, variants)
     device = device or get_device(on)
     logits: dict[str, np.ndarray] = {}
     with device.workdir() as (host, guest):
-        files, labels = write_test_images(card, host / "images")
+        files, labels = write_test_images(art, host / "images")
         images = [f"{guest}/images/{f}" for f in files]
         for name in names:
             say(f"{name}: bundle run on {device.description}, {len(images)} test images")
-            stage_bundle(artifact, card, name, host / "bundles" / name)
+            stage_bundle(art, name, host / "bundles" / name)
             logits[name] = device_logits(device, f"{guest}/bundles/{name}", images)
     ref = logits[REFERENCE]
     figures = {n: accuracy_of(lg, labels, None if n == REFERENCE else ref, card.labels)
@@ -108,22 +99,7 @@ def evaluate_on(artifact: str | Path, on: str = "arm64", variants: list[str] | N
     figures[REFERENCE] = figures[REFERENCE].model_copy(update={"drop_pt": 0.0, "agreement": 100.0,
                                                                "max_abs_err": 0.0})
     if record:
-        with update_card(artifact) as fresh:
+        with art.update() as fresh:
             for n, acc in figures.items():
                 fresh.variants[n].accuracy_on[on] = acc
     return figures
-
-
-def target_figures(card: ModelCard, name: str) -> tuple[str, Accuracy] | None:
-    """Variant `name`'s figures measured on the device of the card's target ISA (`evaluate --on`),
-    with that ISA; None when it has none there."""
-    isa = card.target_isa
-    acc = card.variants[name].accuracy_on.get(isa) if isa else None
-    return (isa, acc) if acc is not None else None
-
-
-def target_accuracy(card: ModelCard, name: str) -> Accuracy | None:
-    """What a gate or a selection should judge variant `name` by: its figures measured on the
-    card's target ISA's device when there are any, else those measured on the build host."""
-    found = target_figures(card, name)
-    return found[1] if found else card.variants[name].accuracy

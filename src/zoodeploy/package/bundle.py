@@ -10,27 +10,30 @@ Layout of the archive (one top folder, `<model>-<variant>-<target>/`):
     preprocess.py        verbatim copy of zoodeploy/preprocess.py
     requirements.txt
     samples/*.png        images from the artifact's test split
-    samples/expected.json  their top-1 and probabilities, from the variant's runner
+    samples/expected.json  their top-1 and probabilities, from the variant's runner; `targets`: the
+                         same on the target ISA's own device (arm64 for mobile), where one could run them
     mobile/              (target mobile) required_operators.config, usability_report.txt
+
+Every file is written once; the device step (`PackageConfig.on_device`, from zoodeploy.device)
+only returns what it computed.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import importlib
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from zoodeploy.card import ModelCard, Runtime, Variant, load_card, variant_path, versions
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import CARD_FILE, ModelCard, Runtime, Variant, versions
 from zoodeploy.errors import ArtifactError, ZoodeployError
 from zoodeploy.fileio import atomic_path, sha256_file, write_json, write_text
 from zoodeploy.package import mobile, predict
@@ -38,42 +41,58 @@ from zoodeploy.package.archive import write_archive
 from zoodeploy.package.requirements import openvino_requirements, requirements_txt, runtime_requirements
 from zoodeploy.package.verify import CODE_FILES, BundleReport, verify_bundle
 from zoodeploy.preprocess import load_image, preprocess_batch, softmax, to_rgb
-from zoodeploy.registry import Registry
+from zoodeploy.target import Target, TargetIsa, target_isa_for
 
 # the runner's outputs vs the device's, per probability: fp32 differs only by summation order;
 # reduced precision also by kernels that differ between CPUs and ORT releases
 PROB_ATOL = {"fp32": 1e-4, "fp16": 5e-3, "int8": 2e-2, "mixed": 2e-2}
+# on-target expected outputs vs a device of the same ISA, per probability: the integer math of
+# INT8 kernels is exact, what differs between ARM kernel variants and ORT releases is rounding
+TARGET_PROB_ATOL = {"fp32": 1e-4, "fp16": 2e-3, "bf16": 2e-3, "int8": 5e-3, "mixed": 5e-3}
 PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}  # 8-bit modes a PNG keeps exactly
-
-# Per target ISA, the step that records a staged bundle's sample outputs as that ISA's own device
-# computes them, as "module:function" imported when a bundle needs it (as the passes are):
-# (bundle folder, isa, precision, make the device if need be) -> a note when there is no such
-# device here, else None. zoodeploy.device runs the bundles this module stages: it sits above
-# package, so package names it here and never imports it at load time.
-TARGET_DEVICES: Registry[str] = Registry("target device")
-TARGET_DEVICES.add("arm64", "zoodeploy.device.expectations:add_target_expectations")
+EDGE_TARGETS = (Target.cpu, Target.mobile)
 
 
-class Target(str, Enum):
-    cpu = "cpu"  # model.onnx for the ONNX Runtime Python package on any CPU
-    mobile = "mobile"  # model.ort for ORT Mobile / minimal builds, with their config and report
+@dataclass(frozen=True)
+class TargetOutputs:
+    """A bundle's sample images as a device of the target ISA computes them, and what computed them."""
+
+    probabilities: np.ndarray  # (samples, classes)
+    device: str  # the device, as a person would name it
+    runtime: dict[str, str]  # the runtime there and its version, e.g. {"onnxruntime": "1.20.1"}
+
+
+# How packaging runs a staged bundle on a device of the target ISA: (runnable bundle folder, its
+# sample images relative to it, the ISA, make the device if need be) -> the outputs there, or why
+# there are none. zoodeploy.device provides it (`expectations.target_outputs`) and the caller passes
+# it in: the device layer runs the bundles this module stages, so package never imports it.
+RunOnTarget = Callable[[Path, list[str], str, bool], "TargetOutputs | str"]
 
 
 @dataclass
 class PackageConfig:
-    variant: str = "selected"  # a variant name, or the card's selected one
-    target: Target = Target.cpu
+    variant: str = "selected"  # a variant name, or the card's selected one (`resolve_variant`)
+    target: Target = Target.cpu  # cpu: model.onnx; mobile: model.ort for ORT Mobile / minimal builds
     samples: int = 8  # images from the test split, with their expected outputs
-    target_isa: str | None = None  # also expect outputs computed on this ISA's device (TARGET_DEVICES; made if need be)
+    # the CPU class the bundle is for (default: `target_isa_for`, arm64 for mobile); its device's own
+    # outputs are expected too, where `on_device` can run the bundle there (made if need be when named)
+    target_isa: TargetIsa | str | None = None
     runtime: Runtime | None = None  # ship this runtime's path of the variant (default: the variant's own)
+    on_device: RunOnTarget | None = None  # how to run the bundle on the target ISA's device; None: nowhere
 
     def __post_init__(self):
         self.target = Target(self.target)
+        if self.target not in EDGE_TARGETS:
+            raise ZoodeployError(f"edge bundles are for --target {' or '.join(EDGE_TARGETS)}, not {self.target}")
         if self.runtime is not None and self.runtime not in (Runtime.onnxruntime, Runtime.openvino):
             raise ZoodeployError(f"--runtime must be onnxruntime or openvino, got {self.runtime!r}")
         self.runtime = Runtime(self.runtime) if self.runtime is not None else None
         if not 1 <= self.samples <= 64:
             raise ZoodeployError(f"--samples must be between 1 and 64, got {self.samples}")
+
+    @property
+    def isa(self) -> TargetIsa:
+        return target_isa_for(self.target, self.target_isa)
 
 
 @dataclass
@@ -86,32 +105,25 @@ class Bundle:
     notes: list[str] = field(default_factory=list)
 
 
-def package(artifact: str | Path, out: str | Path, cfg: PackageConfig | None = None) -> Bundle:
+def package(artifact: Artifact | str | Path, out: str | Path, cfg: PackageConfig | None = None) -> Bundle:
     """Write the bundle for one variant of `artifact` to `out` (atomically), verified as written."""
-    artifact, out, cfg = Path(artifact), Path(out), cfg or PackageConfig()
+    art, out, cfg = Artifact.of(artifact), Path(out), cfg or PackageConfig()
     if out.is_dir():
         raise ArtifactError(f"{out} is a folder; give the bundle file to write, e.g. -o {out / 'bundle.tar.gz'}")
-    card = load_card(artifact)
-    variant = runtime_variant(card, card.variant(cfg.variant), cfg.runtime)
+    card = art.card
+    variant = runtime_variant(card, art.resolve_variant(cfg.variant), cfg.runtime)
     _check_packageable(card, variant)
     if variant.runtime is Runtime.openvino and cfg.target is Target.mobile:
         raise ArtifactError(f"variant {variant.name!r} runs on OpenVINO; mobile bundles carry ONNX Runtime "
                             "models: add --runtime onnxruntime")
-    source = variant_path(artifact, variant)
     if card.data is None:
         raise ArtifactError(f"{card.name}: the card records no data set, so there is no test split to take "
                             "sample images from; re-train with `zoodeploy train`")
     with tempfile.TemporaryDirectory(prefix="zoodeploy-package-") as tmp:
         root = Path(tmp) / bundle_name(card, variant, cfg.target)
         root.mkdir()
-        manifest = stage(artifact, card, variant, source, root, cfg)
-        notes = _notes(variant)
-        isa = cfg.target_isa or (mobile.MOBILE_ISA if cfg.target is Target.mobile else None)
-        # the samples' outputs as the target's kernels compute them (mobile: on a device made here)
-        if isa and (cfg.target_isa or isa in TARGET_DEVICES):
-            note = _target_step(isa)(root, isa, variant.precision, cfg.target_isa is not None)
-            notes += [note] if note and cfg.target_isa else []
-            manifest = json.loads((root / predict.MANIFEST).read_text())
+        manifest, target_notes = stage(art, variant, root, cfg)
+        notes = _notes(variant) + (target_notes if cfg.target_isa else [])  # asked for: say why there are none
         with atomic_path(out) as tmp_archive:
             write_archive(root, tmp_archive, mtime=int(time.time()))
             report = verify_bundle(tmp_archive)  # the archive itself, exactly as it will land
@@ -157,11 +169,12 @@ def _notes(variant: Variant) -> list[str]:
             "records none: run `zoodeploy evaluate` / `zoodeploy bench` before packaging"]
 
 
-def stage(artifact: Path, card: ModelCard, variant: Variant, source: Path, root: Path,
-          cfg: PackageConfig) -> dict[str, Any]:
-    """Write every bundle file into folder `root`, manifest.json last; returns the manifest."""
+def stage(art: Artifact, variant: Variant, root: Path, cfg: PackageConfig) -> tuple[dict[str, Any], list[str]]:
+    """Write every bundle file into folder `root`, each once, manifest.json last: (the manifest,
+    notes on why the target ISA's own outputs are not in it, when they are not)."""
+    card, source, isa = art.card, art.file(variant), cfg.isa
     if cfg.target is Target.mobile or source.suffix == ".ort":
-        placed = mobile.place_mobile(artifact, card, variant, source, root)
+        placed = mobile.place_mobile(art, variant, source, root, target_isa=isa.value)
         model_name = mobile.MODEL
     else:
         shutil.copyfile(source, root / "model.onnx")
@@ -173,16 +186,52 @@ def stage(artifact: Path, card: ModelCard, variant: Variant, source: Path, root:
     # a model converted here computes differently from the variant's own file (an int8 .onnx made
     # .ort for ARM took other QDQ fusions: |dp| up to 0.33 on x86): its outputs are the expected ones
     converted = root / model_name if placed and source.suffix != ".ort" else None
-    samples = write_samples(artifact, card, variant, root, cfg.samples, model=converted)
+    samples = write_samples(art, variant, root, cfg.samples, model=converted)
     runtime = runtime_requirements(root / model_name, _built_with())
     if variant.runtime is Runtime.openvino:
-        runtime = openvino_requirements(runtime, samples["computed_with"])
+        runtime = openvino_requirements(runtime, samples.settings)
     write_text(root / "requirements.txt", requirements_txt(runtime))
-    manifest = build_manifest(artifact, card, variant, cfg, model_name, runtime, samples, placed)
-    manifest["files"] = {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                         for p in sorted(root.rglob("*")) if p.is_file()}
+    manifest = build_manifest(art, variant, cfg, model_name, runtime, placed)
+    on_target, notes = {}, []
+    if isa is not TargetIsa.host:  # the samples' outputs as the target's kernels compute them
+        found = _run_on_target(root, manifest, samples.files, isa.value, cfg)
+        if isinstance(found, str):
+            notes.append(f"samples/expected.json holds the build host's outputs only, no {isa.value} ones: {found}")
+        else:
+            on_target[isa.value] = _target_record(found, samples, variant)
+    write_json(root / predict.EXPECTED, expected_outputs(card, variant, samples, on_target))
+    manifest["samples"] = samples.manifest_entry(on_target)
+    manifest["files"] = _file_table(root)
     write_json(root / predict.MANIFEST, manifest)
-    return manifest
+    return manifest, notes
+
+
+def _file_table(root: Path) -> dict[str, dict[str, Any]]:
+    return {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _run_on_target(root: Path, manifest: dict[str, Any], images: list[str], isa: str,
+                   cfg: PackageConfig) -> TargetOutputs | str:
+    """The sample images run on `isa`'s device by `cfg.on_device`, through a runnable copy of the
+    bundle so far (its predict.py needs a manifest of the files it has; the bundle's own manifest
+    is written once, after)."""
+    if cfg.on_device is None:
+        return "no device was given to run the bundle on (zoodeploy.device.expectations.target_outputs)"
+    with tempfile.TemporaryDirectory(prefix="zoodeploy-on-target-") as tmp:
+        runnable = Path(tmp) / root.name
+        shutil.copytree(root, runnable)
+        write_json(runnable / predict.MANIFEST, {**manifest, "files": _file_table(runnable)})
+        return cfg.on_device(runnable, images, isa, cfg.target_isa is not None)
+
+
+def _target_record(found: TargetOutputs, samples: Samples, variant: Variant) -> dict[str, Any]:
+    """expected.json's `targets[isa]`: the samples' outputs on that ISA's device, its tolerance, and how."""
+    probs = np.asarray(found.probabilities, np.float64)
+    return {"top1": [int(p.argmax()) for p in probs], "probabilities": [[float(v) for v in p] for p in probs],
+            "prob_atol": TARGET_PROB_ATOL.get(str(variant.precision), 5e-3),
+            "computed_with": {"device": found.device, **found.runtime,
+                              "max_abs_diff_vs_build_host": float(np.abs(probs - samples.probabilities).max())}}
 
 
 def _built_with() -> dict[str, str]:
@@ -209,18 +258,32 @@ def _label(card: ModelCard, k, unlabelled: str | None = "unlabelled") -> str | N
     return card.labels[int(k)] if int(k) >= 0 else unlabelled
 
 
-def _target_step(isa: str):
-    module, _, func = TARGET_DEVICES.get(isa).partition(":")
-    return getattr(importlib.import_module(module), func)
-
-
 def save_png(img: Image.Image, path: Path) -> None:
     """Lossless PNG of the decoded image; modes a PNG cannot hold go through preprocessing's to_rgb."""
     (img if img.mode in PNG_MODES else to_rgb(img)).save(path, format="PNG")
 
 
-def write_samples(artifact: Path, card: ModelCard, variant: Variant, root: Path, n: int,
-                  model: Path | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Samples:
+    """The bundle's sample images and their outputs on the build host."""
+
+    files: list[str]  # relative to the bundle
+    indices: list[int]  # into the test split
+    labels: list[int]  # their true labels (-1: unlabelled)
+    probabilities: np.ndarray  # (samples, classes), from the variant's runner
+    computed_with: dict[str, Any]  # which file, and the runner's settings
+    settings: dict[str, Any]  # the runner's settings alone
+    prob_atol: float
+
+    def manifest_entry(self, on_target: dict[str, Any]) -> dict[str, Any]:
+        """manifest.json's `samples`."""
+        return {"file": predict.EXPECTED, "count": len(self.files), "split": "test",
+                "test_indices": self.indices, "prob_atol": self.prob_atol,
+                **({"computed_with": self.settings} if self.settings.get("runtime") == "openvino" else {}),
+                **({"targets": {isa: t["computed_with"] for isa, t in on_target.items()}} if on_target else {})}
+
+
+def write_samples(art: Artifact, variant: Variant, root: Path, n: int, model: Path | None = None) -> Samples:
     """Sample PNGs from the test split, and their expected outputs from the variant's runner, or
     from ONNX Runtime on `model`, the bundle's own file, where it was converted while packaging.
 
@@ -228,9 +291,9 @@ def write_samples(artifact: Path, card: ModelCard, variant: Variant, root: Path,
     preprocessing and `zoodeploy.runtime`, so the device repeats exactly this computation.
     """
     from zoodeploy.evaluate.accuracy import run_batched
-    from zoodeploy.models.data import splits_for
-    from zoodeploy.runtime import open_runner
-    test = splits_for(card.data).test
+    from zoodeploy.runtime import RunOptions, open_runner
+    from zoodeploy.runtime.ort import OrtRunner
+    card, test = art.card, art.splits().test
     (root / "samples").mkdir()
     picked = pick_samples(test.labels, n)
     files = []
@@ -239,39 +302,37 @@ def write_samples(artifact: Path, card: ModelCard, variant: Variant, root: Path,
         save_png(test.image(i), root / name)
         files.append(name)
     x = preprocess_batch([load_image(root / f) for f in files], card.preprocessing)
-    if model is None:
-        runner = open_runner(artifact, variant.name, card=card)
-    else:
-        from zoodeploy.runtime import RunOptions
-        from zoodeploy.runtime.ort import OrtRunner
-        runner = OrtRunner(model, variant.name, RunOptions())
-    try:
+    runner = open_runner(art, variant.name) if model is None else OrtRunner(model, variant.name, RunOptions())
+    with runner:
         probs = softmax(run_batched(runner, x))
         settings = runner.settings
-    finally:
-        runner.close()
-    samples = [{"file": f, "source": f"{card.data.source} test split, index {i}",
-                "true_label": _label(card, test.labels[i], None), "top1": int(p.argmax()),
-                "top1_label": card.labels[int(p.argmax())], "probabilities": [float(v) for v in p]}
-               for f, i, p in zip(files, picked, probs)]
-    expected = {"tolerance": {"prob_atol": PROB_ATOL.get(str(variant.precision), 2e-2),
-                              "rule": "every probability within prob_atol; same top-1 unless the expected "
-                                      "top-2 margin is under 2 * prob_atol"},
-                "computed_with": {"variant": variant.name,
-                                  "file": model.name if model else variant.file,
-                                  **({"converted_from": variant.file} if model else {}), **settings},
-                "samples": samples}
-    write_json(root / predict.EXPECTED, expected)
-    return {"file": predict.EXPECTED, "count": len(samples), "split": "test",
-            "test_indices": picked, "prob_atol": expected["tolerance"]["prob_atol"],
-            **({"computed_with": settings} if settings.get("runtime") == "openvino" else {})}
+    computed_with = {"variant": variant.name, "file": model.name if model else variant.file,
+                     **({"converted_from": variant.file} if model else {}), **settings}
+    return Samples(files=files, indices=picked, labels=[int(test.labels[i]) for i in picked], probabilities=probs,
+                   computed_with=computed_with, settings=settings,
+                   prob_atol=PROB_ATOL.get(str(variant.precision), 2e-2))
+
+
+def expected_outputs(card: ModelCard, variant: Variant, samples: Samples,
+                     on_target: dict[str, Any]) -> dict[str, Any]:
+    """samples/expected.json: the build host's outputs on each sample, and any target ISA's."""
+    rows = [{"file": f, "source": f"{card.data.source} test split, index {i}",
+             "true_label": _label(card, k, None), "top1": int(p.argmax()),
+             "top1_label": card.labels[int(p.argmax())], "probabilities": [float(v) for v in p]}
+            for f, i, k, p in zip(samples.files, samples.indices, samples.labels, samples.probabilities)]
+    return {"tolerance": {"prob_atol": samples.prob_atol,
+                          "rule": "every probability within prob_atol; same top-1 unless the expected "
+                                  "top-2 margin is under 2 * prob_atol"},
+            "computed_with": samples.computed_with, "samples": rows,
+            **({"targets": on_target} if on_target else {})}
 
 
 # ---------------------------------------------------------------- manifest
 
-def build_manifest(artifact: Path, card: ModelCard, variant: Variant, cfg: PackageConfig, model_name: str,
-                   runtime: dict, samples: dict, placed: mobile.MobileFiles | None) -> dict[str, Any]:
-    """Everything but the file list: what the bundle is, needs, measured and came from."""
+def build_manifest(art: Artifact, variant: Variant, cfg: PackageConfig, model_name: str, runtime: dict,
+                   placed: mobile.MobileFiles | None) -> dict[str, Any]:
+    """Everything but the samples and the file list: what the bundle is, needs, measured and came from."""
+    card = art.card
     made_from = placed.ort_made_from if placed else None
     measured_on = f"variant {variant.name!r} ({variant.file})" + (
         f"; model.ort is converted from it and checked against its outputs on the samples" if made_from else "")
@@ -286,8 +347,8 @@ def build_manifest(artifact: Path, card: ModelCard, variant: Variant, cfg: Packa
         "accuracy": variant.accuracy.model_dump(mode="json") if variant.accuracy else None,
         "latency": {b: s.model_dump(mode="json") for b, s in variant.latency.items()},
         "measured_on": measured_on,
-        "samples": samples,
-        "source": _source(artifact, card, variant),
+        "samples": None,  # `Samples.manifest_entry`, once the samples have run
+        "source": _source(art, variant),
     }
     if placed:
         manifest["mobile"] = {"required_operators_config": mobile.CONFIG, "usability_report": mobile.REPORT,
@@ -295,9 +356,10 @@ def build_manifest(artifact: Path, card: ModelCard, variant: Variant, cfg: Packa
     return manifest
 
 
-def _source(artifact: Path, card: ModelCard, variant: Variant) -> dict[str, Any]:
+def _source(art: Artifact, variant: Variant) -> dict[str, Any]:
+    card = art.card
     return {
-        "artifact": str(artifact.resolve()), "card_sha256": sha256_file(artifact / "card.json"),
+        "artifact": str(art.path.resolve()), "card_sha256": sha256_file(art.path / CARD_FILE),
         "variant_file": variant.file, "variant_sha256": variant.sha256, "made_by": variant.made_by,
         "recipe": variant.recipe.model_dump(mode="json"),
         "validation": variant.validation.model_dump(mode="json") if variant.validation else None,

@@ -10,25 +10,24 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoodeploy.errors import ZoodeployError
 from zoodeploy.registry import Registry
+from zoodeploy.target import Target
 
-
-class PackageTarget(str, Enum):
-    cpu = "cpu"  # every format
-    mobile = "mobile"  # edge: model.ort for ONNX Runtime Mobile
-    gpu = "gpu"  # triton, kserve: KIND_GPU instances, one nvidia.com/gpu
+if TYPE_CHECKING:
+    from zoodeploy.package.bundle import RunOnTarget
 
 
 @dataclass(frozen=True)
 class PackageOptions:
     variant: str = "selected"  # a variant name, or the card's selected one
-    target: PackageTarget | None = None  # default: cpu (gpu for a TensorRT engine in triton / kserve)
+    target: Target | None = None  # edge: cpu | mobile; triton / kserve: cpu | gpu. Default: cpu (gpu for a TensorRT engine)
     samples: int = 8  # edge: test-split images the bundle checks itself with
     max_batch: int | None = None  # triton / kserve: max_batch_size (default from the card)
     runtime: str | None = None  # edge: onnxruntime | openvino, that runtime's path of the variant
+    on_device: RunOnTarget | None = None  # edge: runs the bundle on its target ISA's device (zoodeploy.device)
 
 
 @dataclass
@@ -46,19 +45,19 @@ class Packaged:
 class PackageFormat:
     make: Callable[[Path, Path, PackageOptions], Packaged]
     output: str  # what -o names, for the help text
-    targets: tuple[PackageTarget, ...]
+    targets: tuple[Target, ...]
 
     def check(self, name: str, options: PackageOptions) -> None:
-        if options.target is not None and options.target not in self.targets:
-            raise ZoodeployError(f"--target {options.target.value} does not apply to --format {name}; "
-                                 f"use {' or '.join(t.value for t in self.targets)}")
+        if options.target is not None and Target(options.target) not in self.targets:
+            raise ZoodeployError(f"--target {options.target} does not apply to --format {name}; "
+                                 f"use {' or '.join(self.targets)}")
 
 
 def _edge(artifact: Path, out: Path, options: PackageOptions) -> Packaged:
     from zoodeploy.package.bundle import PackageConfig, package
-    target = (options.target or PackageTarget.cpu).value
-    bundle = package(artifact, out, PackageConfig(variant=options.variant, target=target, samples=options.samples,
-                                                  runtime=options.runtime))
+    bundle = package(artifact, out, PackageConfig(variant=options.variant, target=options.target or Target.cpu,
+                                                  samples=options.samples, runtime=options.runtime,
+                                                  on_device=options.on_device))
     m, r = bundle.manifest, bundle.report
     acc = m["accuracy"]
     details = [f"  model {m['model']}: opset {m['opset']}, needs "
@@ -86,8 +85,7 @@ def bundle_report_lines(r) -> list[str]:
 
 def _repository_config(options: PackageOptions):
     from zoodeploy.package.triton import RepositoryConfig
-    device = options.target.value if options.target is not None else None
-    return RepositoryConfig(variant=options.variant, device=device, max_batch=options.max_batch)
+    return RepositoryConfig(variant=options.variant, target=options.target, max_batch=options.max_batch)
 
 
 def _triton(artifact: Path, out: Path, options: PackageOptions) -> Packaged:
@@ -122,9 +120,9 @@ def _repo_details(repo) -> list[str]:
 
 
 FORMATS: Registry[PackageFormat] = Registry("package format")
-FORMATS.add("edge", PackageFormat(_edge, "bundle file (.tar.gz)", (PackageTarget.cpu, PackageTarget.mobile)))
-FORMATS.add("triton", PackageFormat(_triton, "new folder: the model repository", (PackageTarget.cpu, PackageTarget.gpu)))
-FORMATS.add("kserve", PackageFormat(_kserve, "new folder: repository/ + manifests", (PackageTarget.cpu, PackageTarget.gpu)))
+FORMATS.add("edge", PackageFormat(_edge, "bundle file (.tar.gz)", (Target.cpu, Target.mobile)))
+FORMATS.add("triton", PackageFormat(_triton, "new folder: the model repository", (Target.cpu, Target.gpu)))
+FORMATS.add("kserve", PackageFormat(_kserve, "new folder: repository/ + manifests", (Target.cpu, Target.gpu)))
 
 Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # for Typer's choices
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoodeploy.artifact import Artifact
 from zoodeploy.errors import ArtifactError
 from zoodeploy.fileio import sha256_file, write_json, write_text
-from zoodeploy.package.triton import Device, Repository, RepositoryConfig, memory_gib, stage_repository, \
-    verify_repository
+from zoodeploy.package.triton import Repository, RepositoryConfig, memory_gib, stage_repository, verify_repository
+from zoodeploy.target import Target
 
 ISVC, BENTO, MANIFEST, REPOSITORY = "inferenceservice.yaml", "bento-deployment.yaml", "manifest.json", "repository"
 STORAGE_PLACEHOLDER = "s3://REPLACE-WITH-YOUR-BUCKET/zoodeploy/{model}"
@@ -49,14 +50,14 @@ def k8s_name(name: str) -> str:
     return slug[:45].rstrip("-")  # KServe derives longer names from it; 63 characters at most
 
 
-def resources(device: Device, memory: int) -> dict[str, Any]:
+def resources(target: Target, memory: int) -> dict[str, Any]:
     """Kubernetes resources of one server: CPUs and memory, and one NVIDIA GPU on the gpu target."""
     amount = {"cpu": CPUS, "memory": f"{memory}Gi"}
-    limits = {**amount, "nvidia.com/gpu": "1"} if device is Device.gpu else dict(amount)
+    limits = {**amount, "nvidia.com/gpu": "1"} if target is Target.gpu else dict(amount)
     return {"requests": amount, "limits": limits}
 
 
-def inference_service(repo: Repository, device: Device) -> dict[str, Any]:
+def inference_service(repo: Repository, target: Target) -> dict[str, Any]:
     """The KServe InferenceService: a Triton predictor that speaks the Open Inference Protocol."""
     m = repo.manifest
     return {
@@ -69,12 +70,12 @@ def inference_service(repo: Repository, device: Device) -> dict[str, Any]:
             "modelFormat": {"name": "triton"},
             "protocolVersion": "v2",
             "storageUri": STORAGE_PLACEHOLDER.format(model=repo.model),
-            "resources": resources(device, memory_gib(repo)),
+            "resources": resources(target, memory_gib(repo)),
         }}},
     }
 
 
-def bento_deployment(repo: Repository, device: Device) -> list[dict[str, Any]]:
+def bento_deployment(repo: Repository, target: Target) -> list[dict[str, Any]]:
     """A Deployment + Service for the image `bentoml containerize` makes of the zoodeploy Bento."""
     name = k8s_name(repo.model) + "-bento"
     probe = {"initialDelaySeconds": 5, "periodSeconds": 5}
@@ -83,7 +84,7 @@ def bento_deployment(repo: Repository, device: Device) -> list[dict[str, Any]]:
         "ports": [{"name": "http", "containerPort": BENTO_PORT}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": BENTO_PORT}, **probe},
         "livenessProbe": {"httpGet": {"path": "/livez", "port": BENTO_PORT}, **probe},
-        "resources": resources(device, memory_gib(repo)),
+        "resources": resources(target, memory_gib(repo)),
     }
     labels = {"app": name, "app.kubernetes.io/part-of": "zoodeploy"}
     return [
@@ -101,9 +102,10 @@ def _yaml(header: str, docs: list[dict[str, Any]]) -> str:
     return comment + yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def make_deployment(artifact: str | Path, out: str | Path, cfg: RepositoryConfig | None = None) -> Deployment:
+def make_deployment(artifact: Artifact | str | Path, out: str | Path,
+                    cfg: RepositoryConfig | None = None) -> Deployment:
     """Write the repository and both Kubernetes routes into the new or empty folder `out`."""
-    artifact, out, cfg = Path(artifact), Path(out), cfg or RepositoryConfig()
+    artifact, out, cfg = Artifact.of(artifact), Path(out), cfg or RepositoryConfig()
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         raise ArtifactError(f"{out} exists and is not an empty folder; give a new folder for the deployment")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,8 +125,7 @@ def make_deployment(artifact: str | Path, out: str | Path, cfg: RepositoryConfig
 
 
 def _stage_manifests(root: Path, repo: Repository) -> Deployment:
-    device = repo.device
-    isvc = inference_service(repo, device)
+    isvc = inference_service(repo, repo.target)
     storage = isvc["spec"]["predictor"]["model"]["storageUri"]
     write_text(root / ISVC, _yaml(
         f"KServe InferenceService for {repo.model} ({repo.variant}), made by `zoodeploy package --format kserve`.\n"
@@ -133,7 +134,7 @@ def _stage_manifests(root: Path, repo: Repository) -> Deployment:
     write_text(root / BENTO, _yaml(
         "The BentoML route: bentoml build --arg model=TAG, then bentoml containerize zoodeploy:VERSION;\n"
         "push the image, replace the image name below, then: kubectl apply -f " + BENTO,
-        bento_deployment(repo, device)))
+        bento_deployment(repo, repo.target)))
     manifest = {"format": "zoodeploy-kserve", "format_version": 1, "name": repo.model, "variant": repo.variant,
                 "inference_service": k8s_name(repo.model), "storage_uri_placeholder": storage,
                 "files": {name: {"sha256": sha256_file(root / name)} for name in (ISVC, BENTO)},

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoodeploy.card import ModelCard, Variant, variant_path
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import Variant
 from zoodeploy.errors import ArtifactError
 from zoodeploy.fileio import sha256_file
 from zoodeploy.recipes import OrtFormatRecipe
@@ -22,7 +23,6 @@ from zoodeploy.recipes import OrtFormatRecipe
 MODEL = "model.ort"
 CONFIG = "mobile/required_operators.config"
 REPORT = "mobile/usability_report.txt"
-MOBILE_ISA = "arm64"  # what a mobile bundle is made for unless told otherwise (phones, boards)
 
 
 @dataclass(frozen=True)
@@ -32,15 +32,15 @@ class MobileFiles:
     usability: dict[str, Any]  # per execution provider: suitability, partitions, unsupported ops
 
 
-def place_mobile(artifact: Path, card: ModelCard, variant: Variant, model: Path, root: Path,
-                 target_isa: str = MOBILE_ISA) -> MobileFiles:
+def place_mobile(art: Artifact, variant: Variant, model: Path, root: Path, target_isa: str) -> MobileFiles:
     """Write model.ort, the operators config and the usability report into bundle folder `root`;
-    an .onnx variant is converted with the fixed optimizations of `target_isa`'s platform."""
+    an .onnx variant is converted with the fixed optimizations of `target_isa`'s platform
+    (`zoodeploy.target.target_isa_for`: arm64 for mobile unless told otherwise)."""
     from zoodeploy.optimize.ort_format import convert, mobile_usability, target_platform
     (root / "mobile").mkdir(parents=True, exist_ok=True)
     if model.suffix == ".ort":
         shutil.copyfile(model, root / MODEL)
-        return _from_ort_variant(artifact, card, variant, root)
+        return _from_ort_variant(art, variant, root)
     with tempfile.TemporaryDirectory(prefix="zoodeploy-package-ort-") as tmp:
         platform = target_platform(target_isa)
         ort_file, config = convert(model, Path(tmp), platform)
@@ -54,9 +54,9 @@ def place_mobile(artifact: Path, card: ModelCard, variant: Variant, model: Path,
                        ort_made_from=model.name, usability=report["eps"])
 
 
-def _from_ort_variant(artifact: Path, card: ModelCard, variant: Variant, root: Path) -> MobileFiles:
+def _from_ort_variant(art: Artifact, variant: Variant, root: Path) -> MobileFiles:
     """An int8-ort variant: its recorded config (hash-checked) and report, made only if missing."""
-    made = []
+    artifact, card, made = art.path, art.card, []
     recipe = variant.recipe if isinstance(variant.recipe, OrtFormatRecipe) else None
     config = recipe.required_operators_config if recipe else None
     if config and (artifact / config).is_file():
@@ -74,7 +74,7 @@ def _from_ort_variant(artifact: Path, card: ModelCard, variant: Variant, root: P
         write_report(report, f"{source or variant.name} (recorded by `{variant.made_by}`)", root / REPORT)
     elif source in card.variants:
         from zoodeploy.optimize.ort_format import mobile_usability
-        onnx_path = variant_path(artifact, card.variants[source])
+        onnx_path = art.file(card.variants[source])
         report = mobile_usability(onnx_path)
         write_report(report, onnx_path.name, root / REPORT)
         made.append(f"usability report (from {onnx_path.name})")

@@ -19,14 +19,14 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from zoodeploy.card import ModelCard, Variant, load_card, variant_path, versions
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import CARD_FILE, ModelCard, Variant, versions
 from zoodeploy.errors import ArtifactError, ValidationError, ZoodeployError
 from zoodeploy.fileio import sha256_file, write_json, write_text
-from zoodeploy.runtime import needs_gpu
+from zoodeploy.target import Target, needs_gpu
 
 FORMAT = "zoodeploy-triton-repository"
 FORMAT_VERSION = 1
@@ -36,22 +36,20 @@ PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("te
 DEFAULT_MAX_BATCH = 64
 MIN_GAIN = 1.10  # a larger preferred batch must raise measured throughput by 10% to be worth waiting for
 QUEUE_DELAY_US = (100, 5000, 500)  # clamp low, clamp high, default when nothing is measured
-
-
-class Device(str, Enum):
-    cpu = "cpu"  # instance_group KIND_CPU
-    gpu = "gpu"  # instance_group KIND_GPU
+TARGETS = (Target.cpu, Target.gpu)  # instance_group KIND_CPU, KIND_GPU
 
 
 @dataclass
 class RepositoryConfig:
-    variant: str = "selected"
-    device: Device | None = None  # default: gpu for a TensorRT engine, else cpu
+    variant: str = "selected"  # a variant name, or the card's selected one (`resolve_variant`)
+    target: Target | None = None  # cpu | gpu instances; default: gpu for a TensorRT engine, else cpu
     max_batch: int | None = None  # default: DEFAULT_MAX_BATCH, or the largest measured batch if larger
     instances: int = 1  # model instances per device
 
     def __post_init__(self):
-        self.device = None if self.device is None else Device(self.device)
+        self.target = None if self.target is None else Target(self.target)
+        if self.target is not None and self.target not in TARGETS:
+            raise ZoodeployError(f"Triton instances run on --target {' or '.join(TARGETS)}, not {self.target}")
         if self.max_batch is not None and self.max_batch < 1:
             raise ZoodeployError(f"--max-batch must be >= 1, got {self.max_batch}")
         if self.instances < 1:
@@ -63,7 +61,7 @@ class Repository:
     path: Path  # the repository root (DIR)
     model: str  # DIR/<model>
     variant: str
-    device: Device  # where its instances run
+    target: Target  # where its instances run: cpu or gpu
     manifest: dict[str, Any]
     notes: list[str] = field(default_factory=list)
 
@@ -119,7 +117,7 @@ def queue_delay_us(variant: Variant) -> int:
     return int(min(high, max(low, round(single.p50_ms * 1000))))
 
 
-def model_config(card: ModelCard, variant: Variant, platform: str, device: Device, max_batch: int,
+def model_config(card: ModelCard, variant: Variant, platform: str, target: Target, max_batch: int,
                  fixed_batch: int | None, instances: int) -> dict[str, Any]:
     """config.pbtxt as data (see `to_pbtxt`), in the field names of Triton's ModelConfig."""
     shape = [3, card.input_size, card.input_size]
@@ -133,7 +131,7 @@ def model_config(card: ModelCard, variant: Variant, platform: str, device: Devic
                    **({"format": Sym("FORMAT_NCHW")} if batched else {}), "dims": dims_in}],
         "output": [{"name": card.output_name, "data_type": Sym("TYPE_FP32"), "dims": dims_out,
                     "label_filename": LABELS}],
-        "instance_group": [{"count": instances, "kind": Sym("KIND_GPU" if device is Device.gpu else "KIND_CPU")}],
+        "instance_group": [{"count": instances, "kind": Sym("KIND_GPU" if target is Target.gpu else "KIND_CPU")}],
     }
     if batched:
         config["dynamic_batching"] = {"preferred_batch_size": preferred_batch_sizes(variant, max_batch),
@@ -177,12 +175,13 @@ def _scalar(value: Any) -> str:
 
 # --- writing the repository --------------------------------------------------------------------
 
-def make_repository(artifact: str | Path, out: str | Path, cfg: RepositoryConfig | None = None) -> Repository:
+def make_repository(artifact: Artifact | str | Path, out: str | Path,
+                    cfg: RepositoryConfig | None = None) -> Repository:
     """Write the Triton model repository for one variant of `artifact` into the new or empty folder `out`.
 
     Written beside `out` and moved into place when complete, then checked against its manifest.
     """
-    artifact, out, cfg = Path(artifact), Path(out), cfg or RepositoryConfig()
+    artifact, out, cfg = Artifact.of(artifact), Path(out), cfg or RepositoryConfig()
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -203,26 +202,27 @@ def _check_out(out: Path) -> None:
         raise ArtifactError(f"{out} exists and is not an empty folder; give a new folder for the repository")
 
 
-def stage_repository(artifact: Path, root: Path, cfg: RepositoryConfig) -> Repository:
+def stage_repository(artifact: Artifact | str | Path, root: Path, cfg: RepositoryConfig) -> Repository:
     """Write every repository file under folder `root`; returns the Repository (path = root)."""
-    card = load_card(artifact)
-    variant = card.variant(cfg.variant)
+    art = Artifact.of(artifact)
+    card = art.card
+    variant = art.resolve_variant(cfg.variant)
     platform, model_file = _platform(card, variant)
-    device = _device(variant, cfg.device)
-    source = variant_path(artifact, variant)  # checks the sha256 the card records
+    target = _target(variant, cfg.target)
+    source = art.file(variant)  # checks the sha256 the card records
     fixed = batch_dim(source)
     max_batch = max_batch_size(variant, fixed, cfg.max_batch)
     model_dir = root / card.name
     (model_dir / VERSION).mkdir(parents=True)
     _copy_model(source, model_dir / VERSION / model_file)
-    config = model_config(card, variant, platform, device, max_batch, fixed, cfg.instances)
+    config = model_config(card, variant, platform, target, max_batch, fixed, cfg.instances)
     write_text(model_dir / CONFIG, to_pbtxt(config) + "\n")
     write_text(model_dir / LABELS, "".join(f"{label}\n" for label in card.labels))
     write_json(model_dir / PREPROCESSING, preprocessing_record(card))
-    manifest = repository_manifest(artifact, card, variant, platform, f"{VERSION}/{model_file}", config, device)
+    manifest = repository_manifest(art, variant, platform, f"{VERSION}/{model_file}", config, target)
     manifest["files"] = _file_table(model_dir)
     write_json(model_dir / MANIFEST, manifest)
-    return Repository(root, card.name, variant.name, device, manifest, _notes(variant, device))
+    return Repository(root, card.name, variant.name, target, manifest, _notes(variant, target))
 
 
 def _platform(card: ModelCard, variant: Variant) -> tuple[str, str]:
@@ -233,13 +233,13 @@ def _platform(card: ModelCard, variant: Variant) -> tuple[str, str]:
     return PLATFORMS[variant.runtime]
 
 
-def _device(variant: Variant, wanted: Device | None) -> Device:
+def _target(variant: Variant, wanted: Target | None) -> Target:
     if needs_gpu(variant):
-        if wanted is Device.cpu:
+        if wanted is Target.cpu:
             raise ArtifactError(f"variant {variant.name!r} is a TensorRT engine and runs only on an NVIDIA GPU; "
                                 "use --target gpu or package an ONNX variant")
-        return Device.gpu
-    return wanted or Device.cpu
+        return Target.gpu
+    return wanted or Target.cpu
 
 
 def _copy_model(source: Path, dest: Path) -> None:
@@ -257,16 +257,17 @@ def preprocessing_record(card: ModelCard) -> dict[str, Any]:
             "reference": "zoodeploy.preprocess.preprocess; an edge bundle (zoodeploy package) carries a runnable copy"}
 
 
-def repository_manifest(artifact: Path, card: ModelCard, variant: Variant, platform: str, model_file: str,
-                        config: dict[str, Any], device: Device) -> dict[str, Any]:
+def repository_manifest(art: Artifact, variant: Variant, platform: str, model_file: str,
+                        config: dict[str, Any], target: Target) -> dict[str, Any]:
     """What the repository is and measured, and where it came from (the file list is added after)."""
+    card = art.card
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": card.name, "variant": variant.name,
         "version": VERSION, "platform": platform, "model_file": model_file, "precision": variant.precision,
-        "max_batch_size": config["max_batch_size"], "device": device.value,
+        "max_batch_size": config["max_batch_size"], "device": target.value,  # cpu | gpu
         "accuracy": variant.accuracy.model_dump(mode="json") if variant.accuracy else None,
         "latency": {b: s.model_dump(mode="json") for b, s in variant.latency.items()},
-        "source": {"artifact": str(artifact.resolve()), "card_sha256": sha256_file(artifact / "card.json"),
+        "source": {"artifact": str(art.path.resolve()), "card_sha256": sha256_file(art.path / CARD_FILE),
                    "variant_file": variant.file, "variant_sha256": variant.sha256,
                    "packaged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions()},
     }
@@ -277,7 +278,7 @@ def _file_table(model_dir: Path) -> dict[str, dict[str, Any]]:
             for p in sorted(model_dir.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
-def _notes(variant: Variant, device: Device) -> list[str]:
+def _notes(variant: Variant, target: Target) -> list[str]:
     notes = []
     if not variant.latency:
         notes.append(f"variant {variant.name!r} has no measured latency: dynamic batching has no preferred "
@@ -285,7 +286,7 @@ def _notes(variant: Variant, device: Device) -> list[str]:
     if needs_gpu(variant):
         notes.append("a TensorRT plan runs only with the TensorRT version and GPU model that built it: use a "
                      "Triton image with that TensorRT release")
-    elif device is Device.gpu:
+    elif target is Target.gpu:
         notes.append("KIND_GPU: Triton's onnxruntime backend runs the model with CUDA")
     return notes
 

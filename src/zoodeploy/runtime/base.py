@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from zoodeploy.card import ModelCard, Variant
-from zoodeploy.errors import ZoodeployError
+from zoodeploy.card import ModelCard
+from zoodeploy.errors import ArtifactError, ZoodeployError
+from zoodeploy.target import Device
 
 EAGER = "eager"  # the PyTorch model itself, the baseline every speed-up is measured against
-GPU_RUNTIMES = frozenset({"tensorrt", "torch-tensorrt"})  # engines that only run on an NVIDIA GPU
 
 
 class InputError(ZoodeployError):
@@ -29,9 +29,17 @@ class InputError(ZoodeployError):
 @dataclass(frozen=True)
 class RunOptions:
     threads: int | None = None  # intra-op threads; None = every core this process may use
-    device: str = "cpu"  # cpu | cuda
+    device: Device = Device.cpu  # what the runner runs on (zoodeploy.target); "cpu" / "cuda" are accepted
     spin: bool = True  # ORT thread spinning: lowest latency, burns idle CPU
-    extra_providers: tuple[str, ...] = field(default=())  # e.g. ("TensorrtExecutionProvider",)
+    # ONNX Runtime execution providers put before the device's own, e.g. ("TensorrtExecutionProvider",);
+    # an ONNX Runtime detail the other runners ignore
+    extra_providers: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "device", Device(self.device))
+        except ValueError:
+            raise ArtifactError(f"unknown device {self.device!r}; use {' or '.join(Device)}") from None
 
     @property
     def num_threads(self) -> int:
@@ -56,6 +64,20 @@ class Runner(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> Runner: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Closing:
+    """What makes a runner a context manager: `with open_runner(...) as r:` closes it, come what may."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 RunnerFactory = Callable[[Path, ModelCard, str, RunOptions], Runner]
 
@@ -72,8 +94,3 @@ def check_input(x: np.ndarray, shape: tuple[int, int, int], batch: int | None = 
         raise InputError(f"this variant was exported with a fixed batch of {batch}, got a batch of "
                          f"{x.shape[0]}; send batches of {batch} or re-export with --batch dynamic")
     return np.ascontiguousarray(x)
-
-
-def needs_gpu(variant: Variant) -> bool:
-    """Whether the variant can only run on an NVIDIA GPU (TensorRT engines); ONNX runs anywhere."""
-    return variant.runtime in GPU_RUNTIMES

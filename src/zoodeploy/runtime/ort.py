@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from zoodeploy.card import ModelCard, variant_path
-from zoodeploy.errors import ArtifactError, MissingDependencyError
-from zoodeploy.runtime.base import RunOptions, check_input
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import ModelCard
+from zoodeploy.errors import ArtifactError, MissingDependencyError, first_line
+from zoodeploy.runtime.base import Closing, RunOptions, check_input
 from zoodeploy.runtime.gpu import cache_dir, profile_shapes
+from zoodeploy.target import Device
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
-_DEVICE_PROVIDERS = {"cpu": [CPU], "cuda": [CUDA, CPU]}
-
-
-class Provider(str, Enum):
-    """Where ONNX Runtime runs an ONNX variant: CPU, CUDA, or TensorRT (CUDA, then CPU, for the rest)."""
-
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"
-
-    def options(self, threads: int | None = None) -> RunOptions:
-        return RunOptions(threads=threads, device="cpu" if self is Provider.cpu else "cuda",
-                          extra_providers=(TENSORRT,) if self is Provider.tensorrt else ())
+# a device's execution providers, in ORT's order of preference (RunOptions.extra_providers go first,
+# e.g. TENSORRT: TensorRT builds what it can of the graph, CUDA runs the rest)
+_DEVICE_PROVIDERS = {Device.cpu: [CPU], Device.cuda: [CUDA, CPU]}
 
 
 def session_options(options: RunOptions) -> ort.SessionOptions:
@@ -64,8 +55,7 @@ def create_session(path: str | Path, options: RunOptions,
     try:
         sess = ort.InferenceSession(str(path), session_options(options), providers=listed)
     except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / NoSuchFile
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ArtifactError(f"ONNX Runtime cannot load {path}: {first[:300]}") from None
+        raise ArtifactError(f"ONNX Runtime cannot load {path}: {first_line(e)}") from None
     check_providers_in_use(providers, sess.get_providers())
     return sess
 
@@ -94,7 +84,7 @@ def tensorrt_ep_options(precision: str, input_name: str, input_dims: list[int | 
             "trt_profile_max_shapes": dims(shapes.max)}
 
 
-class OrtRunner:
+class OrtRunner(Closing):
     def __init__(self, path: Path, name: str, options: RunOptions,
                  provider_options: dict[str, dict[str, str]] | None = None):
         self.name = name
@@ -118,11 +108,11 @@ class OrtRunner:
         self.session = None
 
 
-def open_variant(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> OrtRunner:
+def open_variant(artifact: Artifact, card: ModelCard, variant: str, options: RunOptions) -> OrtRunner:
     v = card.variants[variant]
     ep_options = None
     if TENSORRT in options.extra_providers:
         cache_dir("ort-tensorrt").mkdir(parents=True, exist_ok=True)
         dims = ["N", 3, card.input_size, card.input_size]
         ep_options = {TENSORRT: tensorrt_ep_options(v.precision, card.input_name, dims)}
-    return OrtRunner(variant_path(artifact, v), variant, options, ep_options)
+    return OrtRunner(Artifact.of(artifact).file(v), variant, options, ep_options)

@@ -17,10 +17,14 @@ from typing import Any
 from zoodeploy.errors import ZoodeployError
 from zoodeploy.preprocess import DEFAULT_MAX_PIXELS
 from zoodeploy.runtime.base import available_cores
+from zoodeploy.target import Device
 
 DEFAULT_ARTIFACT = Path("artifacts") / "default"  # what scripts/demo.sh builds, relative to the repo root
 ENV_PREFIX = "ZOODEPLOY_"
-PROVIDERS = ("cpu", "cuda", "tensorrt")
+# ZOODEPLOY_PROVIDER: a Device, or `tensorrt`: CUDA with TensorRT in front for what it can build of
+# an ONNX variant (ONNX Runtime's TensorRT execution provider; other runtimes run on CUDA as they are)
+TENSORRT = "tensorrt"
+PROVIDER_CHOICES = (*Device, TENSORRT)
 
 
 class ServeConfigError(ZoodeployError):
@@ -34,7 +38,7 @@ class ServeConfig:
     artifact: str | None = None  # artifact directory (default: artifacts/default)
     model: str | None = None  # or a BentoML model store tag, from `zoodeploy bento import`
     variant: str | None = None  # default: the card's selected variant
-    provider: str | None = None  # cpu | cuda | tensorrt (default: cuda for GPU-only variants, else cpu)
+    provider: str | None = None  # cpu | cuda | tensorrt (default: cuda for variants made for a GPU, else cpu)
     workers: int = 1  # worker processes (each loads the variant)
     threads: int | None = None  # ONNX Runtime intra-op threads per worker (default: cores / workers)
     max_batch_size: int = 32  # adaptive batching: most images in one model call
@@ -46,8 +50,8 @@ class ServeConfig:
     def __post_init__(self):
         if self.artifact and self.model:
             raise ServeConfigError("give either artifact (a directory) or model (a store tag), not both")
-        if self.provider is not None and self.provider not in PROVIDERS:
-            raise ServeConfigError(f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}")
+        if self.provider is not None and self.provider not in PROVIDER_CHOICES:
+            raise ServeConfigError(f"provider must be one of {', '.join(PROVIDER_CHOICES)}, got {self.provider!r}")
         for name in ("workers", "max_batch_size", "max_latency_ms", "max_pixels", "max_images", "max_upload_mb"):
             if getattr(self, name) < 1:
                 raise ServeConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 1, got {getattr(self, name)}")

@@ -7,21 +7,21 @@ from pathlib import Path
 
 import numpy as np
 
-from zoodeploy.card import load_card
+from zoodeploy.artifact import Artifact
 from zoodeploy.errors import ArtifactError
 from zoodeploy.fileio import write_bytes
 
 
-def write_samples(artifact: str | Path, out_dir: str | Path, per_class: int = 1) -> list[Path]:
+def write_samples(artifact: Artifact | str | Path, out_dir: str | Path, per_class: int = 1) -> list[Path]:
     """Write `per_class` test-split images of each class to OUT_DIR/<prefix><label>[-i].png.
 
     Test images only: the model never trained on them, so a right answer means something.
     """
-    from zoodeploy.models.data import splits_for
-    card = load_card(artifact)
+    art = Artifact.of(artifact)
+    card = art.card
     if card.data is None:
         raise ArtifactError(f"{artifact}: the card records no data set, so there are no test images to write")
-    test = splits_for(card.data).test
+    test = art.splits().test
     prefix = "digit-" if card.data.source == "digits" else ""
     written = []
     for k, label in enumerate(card.labels):

@@ -7,7 +7,6 @@ answer is the offline answer.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import re
@@ -20,12 +19,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from zoodeploy.card import ModelCard, Variant, load_card
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import ModelCard, Variant
 from zoodeploy.errors import ArtifactError, ImageError, ZoodeployError
 from zoodeploy.preprocess import Preprocessing, load_image, preprocess, softmax
-from zoodeploy.runtime import InputError, Runner, RunOptions, check_input, needs_gpu
-from zoodeploy.serve.config import DEFAULT_ARTIFACT, ServeConfig, ort_threads
-from zoodeploy.serve.pick import pick_variant
+from zoodeploy.runtime import InputError, Runner, RunOptions, check_input
+from zoodeploy.serve.config import DEFAULT_ARTIFACT, TENSORRT, ServeConfig, ort_threads
+from zoodeploy.target import Device, needs_gpu
 
 log = logging.getLogger("bentoml.zoodeploy")  # under "bentoml": the server log shows it
 WARMUP_RUNS = 3  # first runs allocate buffers and spin up thread pools; /readyz waits for them
@@ -57,16 +57,22 @@ def made_for_gpu(variant: Variant) -> bool:
 
 
 def provider_for(variant: Variant, config: ServeConfig) -> tuple[str, str | None]:
-    """(provider, note): as configured, else where the card says the variant is meant to run."""
+    """(provider, note): as configured (ZOODEPLOY_PROVIDER), else where the card says the variant
+    is meant to run. A GPU-only engine is refused on the CPU."""
     if config.provider is None:
-        return ("cuda" if made_for_gpu(variant) else "cpu"), None
-    if needs_gpu(variant) and config.provider == "cpu":
+        return (Device.cuda if made_for_gpu(variant) else Device.cpu).value, None
+    if needs_gpu(variant) and config.provider == Device.cpu:
         raise ArtifactError(f"variant {variant.name!r} is a {variant.runtime} engine and runs only on an "
                             "NVIDIA GPU; serve it with ZOODEPLOY_PROVIDER=cuda, or pick an ONNX variant")
-    if made_for_gpu(variant) and config.provider == "cpu":
-        return "cpu", (f"variant {variant.name!r} was made for a GPU; it runs on the CPU here because "
-                       "ZOODEPLOY_PROVIDER=cpu asks for it")
+    if made_for_gpu(variant) and config.provider == Device.cpu:
+        return Device.cpu.value, (f"variant {variant.name!r} was made for a GPU; it runs on the CPU here "
+                                  "because ZOODEPLOY_PROVIDER=cpu asks for it")
     return config.provider, None
+
+
+def device_for(provider: str) -> Device:
+    """The device a provider runs on: `tensorrt` is TensorRT on CUDA."""
+    return Device.cpu if provider == Device.cpu else Device.cuda
 
 
 def resources_for(provider: str) -> dict[str, Any]:
@@ -75,34 +81,40 @@ def resources_for(provider: str) -> dict[str, Any]:
     The hook for GPU deployments: BentoML assigns the GPU (CUDA_VISIBLE_DEVICES) to the worker,
     and `bentoml containerize` / BentoCloud schedule the Bento on a GPU node.
     """
-    return {"gpu": 1} if provider != "cpu" else {}
+    return {"gpu": 1} if device_for(provider) is Device.cuda else {}
 
 
 def run_options(config: ServeConfig, provider: str) -> RunOptions:
-    """Threads from the worker count; no spinning, so idle ORT threads leave the cores to the API
-    process that decodes images."""
-    from zoodeploy.runtime.ort import Provider
-    options = Provider(provider).options(threads=config.threads or ort_threads(config.workers))
-    return dataclasses.replace(options, spin=False)
+    """How the variant runs: on the provider's device; threads from the worker count; no spinning,
+    so idle threads leave the cores to the API process that decodes images. `tensorrt` puts ONNX
+    Runtime's TensorRT execution provider in front of CUDA (other runtimes ignore it)."""
+    extra: tuple[str, ...] = ()
+    if provider == TENSORRT:
+        from zoodeploy.runtime.ort import TENSORRT as TENSORRT_EP
+        extra = (TENSORRT_EP,)
+    return RunOptions(threads=config.threads or ort_threads(config.workers), device=device_for(provider),
+                      spin=False, extra_providers=extra)
 
 
 @dataclass(frozen=True)
 class Plan:
     """Everything decided before a model is loaded; both services derive the same plan."""
 
-    artifact: Path
-    card: ModelCard
-    variant: str
+    artifact: Artifact  # its card read once, here
+    variant: str  # the one rule's choice (`zoodeploy.artifact.resolve_variant`)
     provider: str
     notes: tuple[str, ...]  # choices the card did not make itself, for the log
 
     @classmethod
     def make(cls, config: ServeConfig) -> Plan:
-        path = artifact_dir(config)
-        card = load_card(path)
-        name, why = pick_variant(card, config.variant, gpu=config.provider not in (None, "cpu"))
-        provider, where = provider_for(card.variants[name], config)
-        return cls(path, card, name, provider, tuple(n for n in (why, where) if n))
+        art = Artifact.of(artifact_dir(config))
+        variant = art.resolve_variant(config.variant)
+        provider, where = provider_for(variant, config)
+        return cls(art, variant.name, provider, (where,) if where else ())
+
+    @property
+    def card(self) -> ModelCard:
+        return self.artifact.card
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -119,8 +131,7 @@ class ServedModel:
         for note in plan.notes:
             log.warning(note)
         self.plan = plan
-        self.runner: Runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider),
-                                          card=plan.card)
+        self.runner: Runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider))
         self._check_providers()
         x = np.zeros((1, *plan.input_shape), np.float32)
         times = []
@@ -135,7 +146,7 @@ class ServedModel:
     def _check_providers(self) -> None:
         # runtime.ort already refuses a session that fell back; this makes the CPU case explicit too
         in_use = self.runner.settings.get("providers")
-        if self.plan.provider == "cpu" and in_use and in_use[0] != "CPUExecutionProvider":
+        if device_for(self.plan.provider) is Device.cpu and in_use and in_use[0] != "CPUExecutionProvider":
             raise ArtifactError(f"asked for the CPU, but ONNX Runtime runs on {in_use[0]}")
 
     def run(self, x: np.ndarray) -> np.ndarray:

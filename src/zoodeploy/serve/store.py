@@ -13,9 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoodeploy.card import CARD_FILE, ModelCard, StoreImport, load_card, save_card, variant_path
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import CARD_FILE, ModelCard, StoreImport, save_card
 from zoodeploy.errors import ArtifactError
-from zoodeploy.serve.pick import pick_variant
 from zoodeploy.fileio import sha256_file
 
 NAME_PREFIX = "zoodeploy-"
@@ -29,23 +29,23 @@ class Imported:
     path: Path  # the stored model's directory
 
 
-def import_artifact(artifact: str | Path, variant: str | None = None, name: str | None = None) -> Imported:
-    """Save the artifact's served variant (the card's selection unless named) into the model store."""
+def import_artifact(artifact: Artifact | str | Path, variant: str | None = None, name: str | None = None) -> Imported:
+    """Save the artifact's served variant (the card's selection unless named: `resolve_variant`)
+    into the model store."""
     import bentoml
     from bentoml.exceptions import NotFound
 
-    artifact = Path(artifact)
-    card = load_card(artifact)
-    chosen, _ = pick_variant(card, variant, gpu=True)
-    stored_card, files = _narrowed(card, chosen, artifact)
-    tag = _tag(name or NAME_PREFIX + card.name, _version(stored_card, files))
+    art = Artifact.of(artifact)
+    chosen = art.resolve_variant(variant).name
+    stored_card, files = _narrowed(art, chosen)
+    tag = _tag(name or NAME_PREFIX + art.card.name, _version(stored_card, files))
     try:
         model = bentoml.models.get(tag)
         return Imported(str(model.tag), False, chosen, Path(model.path))
     except NotFound:
         pass
     with bentoml.models.create(tag, labels=store_labels(stored_card, chosen),
-                               metadata=store_metadata(stored_card, chosen, artifact)) as model:
+                               metadata=store_metadata(stored_card, chosen, art.path)) as model:
         for f in files:
             shutil.copy2(f, Path(model.path) / f.name)
         save_card(model.path, stored_card)
@@ -65,10 +65,11 @@ def _tag(name: str, version: str) -> str:
                             "'-', '_' and '.'") from None
 
 
-def _narrowed(card: ModelCard, variant: str, artifact: Path) -> tuple[ModelCard, list[Path]]:
+def _narrowed(art: Artifact, variant: str) -> tuple[ModelCard, list[Path]]:
     """The card as the store keeps it (one variant, selected) and the files that variant needs."""
+    card, artifact = art.card, art.path
     v = card.variants[variant]
-    files = [variant_path(artifact, v)]  # checks the sha256 recorded in the card
+    files = [art.file(v)]  # checks the sha256 recorded in the card
     extra = artifact / f"{v.file}.data"  # ONNX external weights, when the graph has them
     if extra.is_file():
         files.append(extra)
