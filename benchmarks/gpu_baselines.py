@@ -93,7 +93,7 @@ def methods(artifact: Path, engines: list[str], say) -> dict[str, tuple[Run, Cal
 
     from zoodeploy.models.artifact import load_model
     from zoodeploy.runtime import EAGER, RunOptions
-    from zoodeploy.runtime.ort import CUDA, TENSORRT, Provider
+    from zoodeploy.runtime.ort import CUDA, TENSORRT
 
     def fresh():
         return load_model(artifact)
@@ -106,11 +106,11 @@ def methods(artifact: Path, engines: list[str], say) -> dict[str, tuple[Run, Cal
            "torch.compile fp16": (torch_method(fresh(), dtype=torch.float16,
                                                compile_mode="max-autotune-no-cudagraphs"), nothing)}
     available = onnxruntime.get_available_providers()
-    for provider, ep in ((Provider.cuda, CUDA), (Provider.tensorrt, TENSORRT)):
+    for provider, ep, extra in (("cuda", CUDA, ()), ("tensorrt", TENSORRT, (TENSORRT,))):
         if ep in available:
-            out[f"ORT {provider.value} fp32"] = runner_method(artifact, "fp32", provider.options())
+            out[f"ORT {provider} fp32"] = runner_method(artifact, "fp32", RunOptions(device="cuda", extra_providers=extra))
         else:
-            say(f"ORT {provider.value}: not measured ({ep} needs onnxruntime-gpu)")
+            say(f"ORT {provider}: not measured ({ep} needs onnxruntime-gpu)")
     for name in engines:
         out[name] = runner_method(artifact, name)
     return out

@@ -104,10 +104,10 @@ def make_fast_variants(artifact: Path, int8) -> list[str]:
 def time_variants(artifact: Path, threads: int | None, rounds: int) -> dict[str, float]:
     """Median over `rounds` interleaved rounds of each variant's batch-1 p50 latency (ms)."""
     from zoodeploy.bench.latency import BenchConfig, measure
-    from zoodeploy.card import load_card
-    from zoodeploy.optimize.data import validation_samples
+    from zoodeploy.artifact import Artifact
+    from zoodeploy.export.validate import validation_samples
     from zoodeploy.runtime import RunOptions, open_runner
-    x = validation_samples(load_card(artifact), 1)
+    x = validation_samples(Artifact(artifact), 1).x
     runners = {v: open_runner(artifact, v, RunOptions(threads=threads)) for v in VARIANTS}
     cfg = BenchConfig(warmup=10, window=20, min_runs=40, max_runs=2000, max_seconds=6.0)
     p50s: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -123,7 +123,7 @@ def time_variants(artifact: Path, threads: int | None, rounds: int) -> dict[str,
 
 
 def evaluate_model(name: str, work: Path, splits, threads: int | None, rounds: int, epochs: int | None) -> dict:
-    from zoodeploy.optimize.isa import detect_isa
+    from zoodeploy.target import detect_isa
     small = trained_artifact(name, work, splits, epochs)
     int8 = accuracy_run(small, work, threads)
     art224 = speed_artifact(small, work, SPEED_SIZE)

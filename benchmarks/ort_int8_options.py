@@ -167,7 +167,8 @@ def main() -> None:
     args = ap.parse_args()
     from cpu_runtimes import each_model, timing_for  # the sibling script's loop and timing windows
     from zoodeploy.models.data import load_splits
-    from zoodeploy.optimize.isa import detect_isa, scheme_for
+    from zoodeploy.optimize.isa import scheme_for
+    from zoodeploy.target import detect_isa
     import onnxruntime as ort
     batches = (1,) if args.quick else (1, 8)
     timing = timing_for(args.quick)

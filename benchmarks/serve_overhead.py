@@ -92,7 +92,7 @@ def in_process_call(plan, config, image: bytes):
     """The server's work for one /classify, without HTTP: decode, preprocess, run, top-k."""
     from zoodeploy.runtime import open_runner
     from zoodeploy.serve.served import images_to_tensor, run_options, top_k
-    runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider), card=plan.card)
+    runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider))
     return runner, lambda: top_k(runner.run(images_to_tensor([image], plan.card.preprocessing, config.max_pixels)),
                                  plan.card.labels, 5)
 
@@ -163,7 +163,7 @@ def offline_throughput(plan, config, image: bytes, seconds: float) -> dict:
     from zoodeploy.bench.latency import BenchConfig, measure
     from zoodeploy.runtime import open_runner
     from zoodeploy.serve.served import images_to_tensor, run_options
-    runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider), card=plan.card)
+    runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider))
     blobs = [image] * config.max_batch_size
     x = images_to_tensor(blobs, plan.card.preprocessing, config.max_pixels)
     cfg = BenchConfig(max_seconds=seconds / 2)

@@ -52,3 +52,10 @@ class MissingDependencyError(ZoodeployError):
         super().__init__(f"{what} is not available: {install}")
         self.what = what
         self.install = install
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """An exception from a library as one line: its first non-empty line (else its type's name),
+    at most `limit` characters, for a one-line error of our own."""
+    line = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+    return line[:limit]

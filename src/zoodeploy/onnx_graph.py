@@ -2,7 +2,7 @@
 output) and the card essentials zoodeploy wrote into its metadata, if it made the file.
 
 Read where a lone .onnx file is taken in: as a model SOURCE (models/sources.py) and as what
-`optimize` starts from (optimize/source.py).
+`optimize` starts from (optimize/source.py); and its op counts, which the card records of every graph.
 """
 
 from __future__ import annotations
@@ -64,3 +64,12 @@ def graph_io(model: onnx.ModelProto, path: Path) -> GraphIO:
 def onnx_metadata(model: onnx.ModelProto) -> dict | None:
     """The card essentials zoodeploy wrote into a model's metadata_props, if it made the model."""
     return next((json.loads(p.value) for p in model.metadata_props if p.key == ONNX_METADATA_KEY), None)
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Nodes per op type (domain-qualified when not the default ONNX domain), sorted by name."""
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        key = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))

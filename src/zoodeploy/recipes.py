@@ -86,7 +86,8 @@ class RankedNode(_Model):
 
 class AccuracyControl(_Model):
     """What the accuracy-control search did: nodes ranked by quantization error, kept in float
-    until the drop on the validation split met the budget (or the search stopped)."""
+    until the drop on the validation split met the budget (or the search stopped). The search
+    (`optimize.accuracy_control.control`) fills it in as it goes; the int8 recipe keeps it."""
 
     max_drop_pt: float
     split: str
@@ -191,11 +192,17 @@ class BatchProfile(_Model):
 
 
 class EngineTarget(_Model):
-    """The GPU model and TensorRT version an engine was built for."""
+    """The GPU model and TensorRT version an engine was built for: the only place it runs
+    (`runtime.gpu.check_engine_target` refuses any other)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     tensorrt: str
     gpu: str
-    compute_capability: str
+    compute_capability: str  # "9.0"
+
+    def describe(self) -> str:
+        return f"TensorRT {self.tensorrt} on {self.gpu} (sm_{self.compute_capability.replace('.', '')})"
 
 
 class TimingCache(_Model):

@@ -6,9 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from zoodeploy.card import ModelCard, add_variant, load_card, make_variant
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import ModelCard, load_card
 from zoodeploy.errors import ArtifactError, ExportError, UnknownNameError, ValidationError
-from zoodeploy.evaluate.accuracy import accuracy_of, test_arrays as held_out
+from zoodeploy.artifact import Artifact
+from zoodeploy.evaluate.accuracy import accuracy_of
 from zoodeploy.export import (FP32_FILE, PROGRAM, PROGRAM_FILE, ExportConfig, ExportFormat, Tolerance,
                               export_artifact, export_model, export_source, read_card_metadata)
 from zoodeploy.export.validate import compare_logits, failures
@@ -22,11 +24,8 @@ MODEL = "lenet5"  # trained on digits; exports in seconds
 
 
 def logits(art, variant, x, batch):
-    runner = open_runner(art, variant)
-    try:
+    with open_runner(art, variant) as runner:
         return np.concatenate([runner.run(x[i:i + batch]) for i in range(0, len(x), batch)])
-    finally:
-        runner.close()
 
 
 def leftovers(directory):
@@ -37,7 +36,7 @@ def leftovers(directory):
 
 def test_dynamic_batch_matches_pytorch_at_1_7_and_32_on_held_out_data(trained):
     art = trained(MODEL)
-    x, y = held_out(load_card(art))
+    x, y = Artifact(art).test_data()
     for batch in (1, 7, 32):
         n = batch * 3  # several batches of each size; 7 and 32 were never validated at export
         got, want = logits(art, "fp32", x[:n], batch), logits(art, EAGER, x[:n], batch)
@@ -56,14 +55,11 @@ def test_fixed_batch_is_validated_at_its_batch_and_refuses_others(artifact):
     graph = onnx.load(str(art / FP32_FILE)).graph
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
     assert read_card_metadata(art / FP32_FILE)["input_shape"] == [4, 3, 32, 32]
-    x, _ = held_out(load_card(art))
-    runner = open_runner(art, "fp32")
-    try:
+    x, _ = Artifact(art).test_data()
+    with open_runner(art, "fp32") as runner:
         assert runner.run(x[:4]).shape == (4, 10)
         with pytest.raises(InputError, match="fixed batch of 4"):
             runner.run(x[:3])
-    finally:
-        runner.close()
 
 
 def test_exported_program_is_saved_validated_and_runnable(artifact):
@@ -76,7 +72,7 @@ def test_exported_program_is_saved_validated_and_runnable(artifact):
     loaded = torch.export.load(str(art / PROGRAM_FILE))
     batch_dim = [n for n in loaded.graph.nodes if n.op == "placeholder"][-1].meta["val"].shape[0]
     assert not isinstance(batch_dim, int)  # dynamic batch, as in the ONNX file
-    x, _ = held_out(card)
+    x, _ = Artifact(art).test_data()
     got, want = logits(art, PROGRAM, x[:10], 5), logits(art, EAGER, x[:10], 5)
     assert np.abs(got - want).max() <= 1e-5
 
@@ -163,8 +159,9 @@ def test_graph_that_differs_from_pytorch_is_refused_with_the_measured_error(tmp_
 def test_input_size_change_in_place_is_refused_when_other_variants_depend_on_it(artifact):
     art = artifact(MODEL)
     (art / "fused.onnx").write_bytes((art / FP32_FILE).read_bytes())
-    add_variant(art, make_variant(art, "fused", "fused.onnx", precision="fp32", runtime="onnxruntime",
-                                  made_by="a copy, for this test", recipe=CopyRecipe(source=FP32_FILE)))
+    handle = Artifact(art)
+    handle.add_variant(handle.new_variant("fused", "fused.onnx", precision="fp32", runtime="onnxruntime",
+                                          made_by="a copy, for this test", recipe=CopyRecipe(source=FP32_FILE)))
     with pytest.raises(ExportError, match=r"fused.*-o OUT"):
         export_artifact(art, ExportConfig(input_size=40))
     with pytest.raises(ExportError, match="at least 32px"):

@@ -13,7 +13,8 @@ import torch
 from zoodeploy.bench.latency import BenchConfig, measure
 from zoodeploy.card import load_card, save_card
 from zoodeploy.errors import ArtifactError
-from zoodeploy.evaluate import accuracy  # (not `test_arrays` itself: pytest would collect it)
+from zoodeploy.artifact import Artifact
+from zoodeploy.evaluate import accuracy
 from zoodeploy.optimize.compile import compile_variant
 from zoodeploy.optimize.tensorrt import CompileConfig
 from zoodeploy.runtime import EAGER, RunOptions, open_runner
@@ -55,7 +56,7 @@ def test_tensorrt_engine_builds_runs_and_holds_accuracy(artifact, tmp_path, prec
 @pytest.mark.tensorrt
 def test_engine_runs_any_batch_size_through_the_runtime_interface(artifact, tmp_path):
     art, v = compiled(artifact, tmp_path, "fp16")
-    x, _ = accuracy.test_arrays(load_card(art))
+    x, _ = Artifact(art).test_data()
     runner = open_runner(art, v.name)
     try:
         whole = runner.run(x[:100])  # beyond max batch 32: run in profile-sized slices
@@ -113,13 +114,14 @@ def _export_program(art):
 def test_onnxruntime_gpu_providers_really_run_and_match_cpu(artifact, provider, precision):
     import onnxruntime
 
-    from zoodeploy.runtime.ort import CUDA, TENSORRT, Provider
+    from zoodeploy.runtime.ort import CUDA, TENSORRT
     needed = CUDA if provider == "cuda" else TENSORRT
     if needed not in onnxruntime.get_available_providers():
         pytest.skip(f"onnxruntime-gpu with {needed} is not installed")
     art = artifact(MODEL)
-    x, _ = accuracy.test_arrays(load_card(art))
-    runner = open_runner(art, precision, Provider(provider).options())
+    x, _ = Artifact(art).test_data()
+    extra = (TENSORRT,) if provider == "tensorrt" else ()  # ORT's TensorRT EP in front of CUDA
+    runner = open_runner(art, precision, RunOptions(device="cuda", extra_providers=extra))
     try:
         gpu = runner.run(x[:64])
         assert needed in runner.settings["providers"]
@@ -133,7 +135,7 @@ def test_onnxruntime_gpu_providers_really_run_and_match_cpu(artifact, provider, 
 def test_fp16_engine_is_not_slower_than_eager_cuda(artifact, tmp_path):
     """A gross-regression guard with a wide margin; the real ratios are in benchmarks/gpu_baselines.py."""
     art, v = compiled(artifact, tmp_path, "fp16")
-    x, _ = accuracy.test_arrays(load_card(art))
+    x, _ = Artifact(art).test_data()
     cfg = BenchConfig(warmup=5, window=10, min_runs=20, max_runs=200)
     p50 = {}
     for name, options in ((v.name, None), (EAGER, RunOptions(device="cuda"))):

@@ -7,14 +7,14 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from zoodeploy.card import ModelCard, Variant
+from zoodeploy.card import ModelCard, Precision, Variant
 from zoodeploy.errors import ArtifactError, OptimizeError
-from zoodeploy.optimize.tensorrt import (Backend, CompileConfig, Precision, TrtCaps, default_timing_cache,
-                                         onnx_input, plan_build, profile_batches, tensorrt_qdq_variant)
+from zoodeploy.optimize.tensorrt import (Backend, CompileConfig, TrtCaps, default_timing_cache, onnx_input,
+                                         plan_build, profile_batches, tensorrt_qdq_variant)
 from zoodeploy.optimize.torch_tensorrt import exported_program_variant, precision_kwargs, program_input_dims
 from zoodeploy.preprocess import Preprocessing
-from zoodeploy.recipes import CopyRecipe, QuantRecipe
-from zoodeploy.runtime.gpu import EngineTarget, profile_shapes
+from zoodeploy.recipes import CopyRecipe, EngineTarget, QuantRecipe
+from zoodeploy.runtime.gpu import profile_shapes
 
 BOTH = TrtCaps(strongly_typed=True, weak_typing=True)
 STRONG_ONLY = TrtCaps(strongly_typed=True, weak_typing=False)
@@ -174,8 +174,10 @@ def test_caps_follow_what_the_tensorrt_module_offers():
 
 def test_default_timing_cache_is_per_gpu_and_version(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    h100 = default_timing_cache(EngineTarget("10.8.0.43", "NVIDIA H100 80GB HBM3", "9.0"))
-    a100 = default_timing_cache(EngineTarget("10.8.0.43", "NVIDIA A100-SXM4-40GB", "8.0"))
+    h100 = default_timing_cache(EngineTarget(tensorrt="10.8.0.43", gpu="NVIDIA H100 80GB HBM3",
+                                             compute_capability="9.0"))
+    a100 = default_timing_cache(EngineTarget(tensorrt="10.8.0.43", gpu="NVIDIA A100-SXM4-40GB",
+                                             compute_capability="8.0"))
     assert h100 != a100 and h100.parent == tmp_path / "zoodeploy" / "tensorrt"
     assert h100.name == "timing-trt10.8.0.43-sm90-nvidia-h100-80gb-hbm3.cache"
 

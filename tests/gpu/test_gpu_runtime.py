@@ -8,20 +8,23 @@ import onnxruntime
 import pytest
 import torch
 
-from zoodeploy.card import ModelCard, Variant, make_variant, save_card
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import ModelCard, Variant, save_card
 from zoodeploy.errors import ArtifactError, MissingDependencyError
 from zoodeploy.preprocess import Preprocessing
-from zoodeploy.runtime import needs_gpu, open_runner
+from zoodeploy.runtime import open_runner
 from zoodeploy.runtime.backends import RUNTIMES, runner_factory
-from zoodeploy.runtime.ort import (CUDA, TENSORRT, Provider, check_providers_in_use, providers_for,
-                                   tensorrt_ep_options)
-from zoodeploy.runtime.gpu import (EngineTarget, batch_chunks, check_engine_target, import_gpu_package,
+from zoodeploy.runtime import RunOptions
+from zoodeploy.target import needs_gpu
+from zoodeploy.runtime.ort import CUDA, TENSORRT, check_providers_in_use, providers_for, tensorrt_ep_options
+from zoodeploy.recipes import EngineTarget
+from zoodeploy.runtime.gpu import (batch_chunks, check_engine_target, engine_target, import_gpu_package,
                                    import_tensorrt, require_cuda, run_chunked)
 from zoodeploy.recipes import CopyRecipe, TensorRTRecipe
 from zoodeploy.runtime.torch_tensorrt import import_torch_tensorrt
 
 HAS_CUDA = torch.cuda.is_available()
-H100 = EngineTarget("10.8.0.43", "NVIDIA H100 80GB HBM3", "9.0")
+H100 = EngineTarget(tensorrt="10.8.0.43", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
 no_cuda_only = pytest.mark.skipif(HAS_CUDA, reason="checks the message on a machine without a GPU")
 
 
@@ -31,7 +34,7 @@ def engine_recipe(target: EngineTarget | None) -> TensorRTRecipe | CopyRecipe:
         return CopyRecipe(source="test")
     return TensorRTRecipe(source="fp16", source_sha256="0" * 64, strongly_typed=False, flags=["FP16"], tf32=False,
                           profile={"min": [1, 3, 32, 32], "opt": [8, 3, 32, 32], "max": [64, 3, 32, 32]},
-                          workspace_gb=4.0, target=target.to_dict())
+                          workspace_gb=4.0, target=target)
 
 
 def engine_variant(runtime="tensorrt", precision="fp16", target=H100, name=None):
@@ -55,14 +58,14 @@ def test_gpu_runtimes_are_registered_without_tensorrt_installed():
 # --- engine targets ------------------------------------------------------------------------------
 
 def test_engine_on_its_own_target_is_accepted():
-    assert EngineTarget.of_variant(engine_variant()) == H100
+    assert engine_target(engine_variant()) == H100
     check_engine_target(engine_variant(), H100)
 
 
 @pytest.mark.parametrize("here, differs", [
-    (EngineTarget("10.9.0.34", H100.gpu, "9.0"), "different TensorRT version"),
-    (EngineTarget(H100.tensorrt, "NVIDIA A100-SXM4-40GB", "8.0"), "different GPU"),
-    (EngineTarget("10.3.0", "NVIDIA L4", "8.9"), "different TensorRT version and GPU"),
+    (EngineTarget(tensorrt="10.9.0.34", gpu=H100.gpu, compute_capability="9.0"), "different TensorRT version"),
+    (EngineTarget(tensorrt=H100.tensorrt, gpu="NVIDIA A100-SXM4-40GB", compute_capability="8.0"), "different GPU"),
+    (EngineTarget(tensorrt="10.3.0", gpu="NVIDIA L4", compute_capability="8.9"), "different TensorRT version and GPU"),
 ])
 def test_engine_for_another_target_is_refused_with_the_rebuild_command(here, differs):
     with pytest.raises(ArtifactError) as e:
@@ -75,7 +78,8 @@ def test_engine_for_another_target_is_refused_with_the_rebuild_command(here, dif
 
 def test_torch_tensorrt_program_is_refused_with_its_own_backend():
     with pytest.raises(ArtifactError, match="--backend torch-tensorrt --precision fp32"):
-        check_engine_target(engine_variant("torch-tensorrt", "fp32"), EngineTarget("11.0", "NVIDIA L4", "8.9"))
+        check_engine_target(engine_variant("torch-tensorrt", "fp32"),
+                            EngineTarget(tensorrt="11.0", gpu="NVIDIA L4", compute_capability="8.9"))
 
 
 def test_engine_without_a_recorded_target_is_refused():
@@ -141,8 +145,8 @@ def test_opening_an_engine_without_a_gpu_says_so(tmp_path, runtime):
     c = ModelCard(name="lenet5", num_classes=10, labels=[str(i) for i in range(10)],
                   preprocessing=Preprocessing(input_size=32, resize=32))
     (tmp_path / "trt-fp16.engine").write_bytes(b"not run")
-    v = make_variant(tmp_path, "trt-fp16", "trt-fp16.engine", precision="fp16", runtime=runtime, made_by="test",
-                     recipe=engine_recipe(H100))
+    v = Artifact(tmp_path).new_variant("trt-fp16", "trt-fp16.engine", precision="fp16", runtime=runtime,
+                                       made_by="test", recipe=engine_recipe(H100))
     c.variants[v.name] = v
     save_card(tmp_path, c)
     with pytest.raises(MissingDependencyError, match="NVIDIA CUDA GPU is not available"):
@@ -151,17 +155,11 @@ def test_opening_an_engine_without_a_gpu_says_so(tmp_path, runtime):
 
 # --- ONNX Runtime CUDA / TensorRT providers ---------------------------------------------------------------
 
-def test_provider_choices_map_to_run_options():
-    assert Provider.cpu.options().device == "cpu" and Provider.cpu.options().extra_providers == ()
-    assert Provider.cuda.options(threads=2).device == "cuda"
-    assert Provider.tensorrt.options().extra_providers == (TENSORRT,)
-
-
 @pytest.mark.skipif(CUDA in onnxruntime.get_available_providers(), reason="onnxruntime-gpu is installed")
-@pytest.mark.parametrize("provider, missing", [(Provider.cuda, CUDA), (Provider.tensorrt, TENSORRT)])
-def test_cpu_only_onnxruntime_refuses_gpu_providers(provider, missing):
+@pytest.mark.parametrize("extra, missing", [((), CUDA), ((TENSORRT,), TENSORRT)])
+def test_cpu_only_onnxruntime_refuses_gpu_providers(extra, missing):
     with pytest.raises(MissingDependencyError) as e:
-        providers_for(provider.options())
+        providers_for(RunOptions(device="cuda", extra_providers=extra))
     assert missing in str(e.value) and "pip install 'zoodeploy[gpu]'" in str(e.value)
 
 

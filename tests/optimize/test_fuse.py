@@ -7,9 +7,9 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from zoodeploy.onnx_graph import op_counts
 from zoodeploy.optimize.fuse import optimized_graph
-from zoodeploy.optimize.isa import detect_isa
-from zoodeploy.optimize.quantize import op_counts
+from zoodeploy.target import detect_isa
 
 
 def conv_bn_relu(path, channels=32, size=16, seed=0):

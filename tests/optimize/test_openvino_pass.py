@@ -8,7 +8,7 @@ import pytest
 
 from cli_support import invoke_cli
 from zoodeploy.card import Precision, Runtime, load_card
-from zoodeploy.optimize.isa import Isa, detect_isa, parse_cpuinfo
+from zoodeploy.target import Isa, detect_isa, parse_cpuinfo
 from zoodeploy.optimize.openvino import has_bf16, unavailable
 from zoodeploy.recipes import OpenVinoRecipe
 
@@ -26,7 +26,10 @@ def test_cpuinfo_flags_give_bf16_and_amx():
 
 
 def test_build_may_run_the_openvino_passes_and_bf16_only_where_the_cpu_has_it():
-    from zoodeploy.build import TARGET_EXTRA_PASSES, Target, why_not_here
+    from zoodeploy.build import TARGET_EXTRA_PASSES
+    from zoodeploy.optimize.passes import PASSES
+    from zoodeploy.target import Target
+    why_not_here = lambda name: PASSES.get(name).why_not_here()  # noqa: E731 - the pass record says
     assert TARGET_EXTRA_PASSES[Target.cpu] == ("ov-fused", "ov-int8", "bf16")
     assert [unavailable(p, AVX2) for p in ("ov-fp32", "ov-fused", "ov-int8")] == [None] * 3
     assert "AVX2 without VNNI: no AVX512_BF16 or AMX" in unavailable("bf16", AVX2)

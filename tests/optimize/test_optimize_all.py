@@ -10,8 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from zoodeploy.card import load_card, variant_path
-from zoodeploy.evaluate.accuracy import test_arrays as held_out_arrays
+from zoodeploy.artifact import Artifact
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import load_card
 from zoodeploy.export.metadata import read_card_metadata
 from zoodeploy.optimize import OptimizeConfig, QuantConfig, optimize
 from zoodeploy.optimize.accuracy_control import quantize_with_accuracy_control
@@ -36,7 +37,7 @@ def test_every_variant_lands_with_hash_accuracy_and_drift(all_passes):
     card = load_card(artifact)
     for name, v in variants.items():
         assert card.variants[name] == v
-        variant_path(artifact, v)  # exists, sha256 matches
+        Artifact(artifact).file(v)  # exists, sha256 matches
         assert v.made_by and v.recipe
         assert v.accuracy.split == "test" and v.accuracy.n == card.data.counts["test"]
         assert v.accuracy.drop_pt is not None and v.accuracy.agreement is not None
@@ -100,7 +101,7 @@ def test_accuracy_control_meets_the_budget_plain_quantization_breaks(trained, tm
     assert kept and v.recipe.nodes_to_exclude == kept and v.precision == "mixed"
     assert [r.node for r in ac.ranking][:len(kept)] == kept  # the worst-ranked nodes, in order
     assert planted in kept, (planted, kept)  # the ranking found the node that reads the outlier
-    path = variant_path(artifact, v)  # checks the file's sha256 against the card
+    path = Artifact(artifact).file(v)  # checks the file's sha256 against the card
     meta = read_card_metadata(path)
     assert meta is not None and meta["variant"] == "int8-control", meta
     model = onnx.load(str(path))
@@ -141,11 +142,9 @@ def test_ort_format_runs_and_keeps_minimal_build_config(all_passes):
     assert set(report.eps) == {"NNAPI", "CoreML NeuralNetwork", "CoreML MLProgram"}
     for ep in report.eps.values():
         assert ep.suitability in ("YES", "MAYBE", "NO") and ep.nodes > 0
-    card = load_card(artifact)
-    x, _ = held_out_arrays(card)
+    x, _ = Artifact(artifact).test_data()
     outs = []
     for name in ("int8", "int8-ort"):
-        runner = open_runner(artifact, name, RunOptions(threads=1))
-        outs.append(runner.run(x[:16]))
-        runner.close()
+        with open_runner(artifact, name, RunOptions(threads=1)) as runner:
+            outs.append(runner.run(x[:16]))
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-4)  # same int8 model, ORT's own format

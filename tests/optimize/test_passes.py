@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from zoodeploy.card import ModelCard, Variant
+from zoodeploy.card import ModelCard, Precision, Variant
 from zoodeploy.errors import OptimizeError, UnknownNameError
 from zoodeploy.optimize import OptimizeConfig
 from zoodeploy.optimize.passes import PASSES, Pass, add_pass, parse_passes, plan_passes
@@ -50,4 +50,4 @@ def test_unknown_or_empty_pass_lists_are_one_line_errors():
 
 def test_a_duplicate_pass_name_is_an_error():
     with pytest.raises(ValueError, match="duplicate pass name"):
-        add_pass(Pass("fuse", "fused", "zoodeploy.optimize.fuse:run_pass", "fusing"))
+        add_pass(Pass("fuse", "fused", "zoodeploy.optimize.fuse:run_pass", "fusing", Precision.fp32))

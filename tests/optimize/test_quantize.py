@@ -9,7 +9,8 @@ import pytest
 from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationDataReader
 
-from zoodeploy.card import load_card, variant_path
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import load_card
 from zoodeploy.errors import DataError, OptimizeError
 from zoodeploy.optimize import OptimizeConfig
 from zoodeploy.optimize.data import calibration_arrays
@@ -76,7 +77,7 @@ def test_tensorrt_scheme_is_symmetric_s8s8_per_channel_qdq(zoo_artifact):
     v = quantize(artifact, QuantConfig(scheme=Scheme.tensorrt, calib_size=8), variant_name="int8-trt-qdq")
     assert v.name == "int8-trt-qdq" and v.file == "int8-trt-qdq.onnx" and v.recipe.scheme == "tensorrt"
     assert v.accuracy is None  # a pass makes and validates; the orchestrator measures accuracy
-    model = onnx.load(str(variant_path(artifact, v)))
+    model = onnx.load(str(Artifact(artifact).file(v)))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     q_nodes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     dq_weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits

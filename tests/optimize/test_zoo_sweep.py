@@ -13,7 +13,8 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from zoodeploy.card import load_card, variant_path
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import load_card
 from zoodeploy.models.zoo import list_models
 from zoodeploy.optimize import OptimizeConfig, optimize
 from zoo_support import QUANTIZED_AS, assert_exported, zoo_params
@@ -33,7 +34,7 @@ def test_each_kind_of_model_exports_validates_fuses_and_quantizes(zoo_artifact, 
     assert set(variants) == {"fused", "int8"}
     card = load_card(artifact)
     for v in variants.values():
-        variant_path(artifact, v)  # the file is there and matches the sha256 in the card
+        Artifact(artifact).file(v)  # the file is there and matches the sha256 in the card
         assert card.variants[v.name].sha256 == v.sha256
         acc = v.accuracy
         assert acc is not None and acc.split == "test" and acc.n == card.data.counts["test"]
@@ -41,6 +42,6 @@ def test_each_kind_of_model_exports_validates_fuses_and_quantizes(zoo_artifact, 
     fused = variants["fused"].graph
     assert fused.op_counts_before and "BatchNormalization" not in fused.op_counts  # none left, folded or Mul+Add
     assert variants["fused"].accuracy.agreement == 100.0  # fusion changes rounding only
-    int8 = onnx.load(str(variant_path(artifact, variants["int8"])))
+    int8 = onnx.load(str(Artifact(artifact).file(variants["int8"])))
     ops = {n.op_type for n in int8.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops, f"{name}: nothing was quantized"

@@ -17,7 +17,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from zoodeploy.errors import ArtifactError
-from zoodeploy.optimize.data import validation_samples
+from zoodeploy.artifact import Artifact
+from zoodeploy.export.validate import validation_samples
 from zoodeploy.runtime import RunOptions, open_runner
 
 pytest.importorskip("openvino")
@@ -45,7 +46,7 @@ def _logits(artifact: Path, variant: str, x: np.ndarray) -> tuple[np.ndarray, di
 def test_openvino_matches_onnxruntime_on_the_same_file(ov_artifact):
     from zoodeploy.card import load_card
     card = load_card(ov_artifact)
-    x = validation_samples(card, 64)
+    x = validation_samples(Artifact(ov_artifact), 64).x
     want, _ = _logits(ov_artifact, "fp32", x)
     got, settings = _logits(ov_artifact, "fp32-ov", x)
     assert settings["runtime"] == "openvino"
@@ -59,7 +60,7 @@ def test_openvino_matches_onnxruntime_on_the_same_file(ov_artifact):
 
 def test_settings_state_f32_threads_and_streams_explicitly(ov_artifact):
     from zoodeploy.card import load_card
-    _, settings = _logits(ov_artifact, "fp32-ov", validation_samples(load_card(ov_artifact), 2))
+    _, settings = _logits(ov_artifact, "fp32-ov", validation_samples(Artifact(ov_artifact), 2).x)
     assert settings["precision"] == "f32" and settings["intra_op_threads"] == 1
     cfg = settings["config"]  # read back from the compiled model, not what was asked
     assert cfg["INFERENCE_PRECISION_HINT"] == "f32" and cfg["NUM_STREAMS"] == "1"
@@ -69,7 +70,7 @@ def test_settings_state_f32_threads_and_streams_explicitly(ov_artifact):
 def test_an_openvino_variant_evaluates_and_benches_as_a_row(ov_artifact, tmp_path):
     from zoodeploy.bench.latency import BenchConfig
     from zoodeploy.bench.variants import BenchOptions, bench_variants
-    from zoodeploy.build import select_variant
+    from zoodeploy.artifact import select_variant
     from zoodeploy.card import load_card
     from zoodeploy.evaluate.accuracy import evaluate_variants
     art = tmp_path / "a"
@@ -147,13 +148,13 @@ def test_a_card_selecting_an_openvino_row_is_what_serving_predict_and_package_ru
     from zoodeploy.card import load_card, update_card
     from zoodeploy.package import PackageConfig, package
     from zoodeploy.predict import PredictConfig, predict
-    from zoodeploy.serve.pick import pick_variant
+    from zoodeploy.artifact import resolve_variant
     art = tmp_path / "a"
     shutil.copytree(ov_artifact, art)
     with update_card(art) as card:  # as `build` records it when int8-ov is the fastest within budget
         card.selected = "int8-ov"
     card = load_card(art)
-    assert pick_variant(card) == ("int8-ov", None)  # the variant `bentoml serve` loads, through open_runner
+    assert resolve_variant(card).name == "int8-ov"  # the variant `bentoml serve` loads, through open_runner
     folder = tmp_path / "images"
     folder.mkdir()
     for i in range(4):

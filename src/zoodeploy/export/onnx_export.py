@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -19,21 +19,23 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from zoodeploy.card import ExportFailure, GraphStats, ModelCard, Validation, Variant, load_card, make_variant, update_card
+from zoodeploy.artifact import REFERENCE, Artifact
+from zoodeploy.card import ExportFailure, GraphStats, ModelCard, Validation, Variant
 from zoodeploy.errors import ExportError, ZoodeployError
 from zoodeploy.export.metadata import set_card_metadata
 from zoodeploy.export.program import capture, example_input, quiet
-from zoodeploy.export.validate import Comparison, Tolerance, ToleranceError, check, compare_logits, validation_samples
-from zoodeploy.recipes import ExportRecipe
+from zoodeploy.export.validate import EXPORT, TOLERANCES, Tolerance, ToleranceError, compare, validation_samples
 from zoodeploy.fileio import atomic_path
 from zoodeploy.models.artifact import load_model
 from zoodeploy.models.saved_program import failed_op, gist, load_program, save_program
+from zoodeploy.onnx_graph import op_counts
+from zoodeploy.recipes import ExportRecipe
 from zoodeploy.runtime.base import RunOptions
-from zoodeploy.runtime.ort import create_session
+from zoodeploy.runtime.ort import OrtRunner
 
 FP32_FILE = "fp32.onnx"
 PROGRAM_FILE = "fp32.pt2"
-FP32 = "fp32"
+FP32 = REFERENCE
 PROGRAM = "exported-program"
 PROGRAM_RUNTIME = "torch-export"  # runtime/torch_runner.py runs a saved program
 MIN_OPSET = 18  # torch.onnx's function library is written for 18; older ones go through a version
@@ -56,7 +58,7 @@ class ExportConfig:
     format: ExportFormat = ExportFormat.onnx
     validate_batches: tuple[int, ...] = (1, 8)  # batch sizes validated (dynamic batch only)
     samples: int = 16  # images compared with PyTorch at each batch size
-    tolerance: Tolerance = field(default_factory=Tolerance)
+    tolerance: Tolerance = TOLERANCES[EXPORT]
 
     def __post_init__(self):
         self.batch = _parse_batch(self.batch)
@@ -217,40 +219,27 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
 
 
-def op_counts(proto: onnx.ModelProto) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for node in proto.graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return dict(sorted(counts.items()))
+class _Module:
+    """A PyTorch module (the eager model, a loaded program) as a runner on numpy batches."""
 
+    def __init__(self, module: nn.Module):
+        self.module = module
 
-def _batches(samples: np.ndarray, batch: int, n: int) -> list[np.ndarray]:
-    """At least `n` images (samples repeated as needed) cut into batches of exactly `batch`."""
-    reps = -(-max(batch, n) // batch)
-    x = np.resize(samples, (reps * batch, *samples.shape[1:]))
-    return [x[i * batch:(i + 1) * batch] for i in range(reps)]
-
-
-def _compare(run, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, what: str, samples_from: str,
-             runtime: str) -> Validation:
-    comparisons: list[Comparison] = []
-    for b in cfg.validate_batches:
-        xs = _batches(samples, b, cfg.samples)
-        with torch.inference_mode():
-            ref = np.concatenate([model(torch.from_numpy(x)).numpy() for x in xs])
-        comparisons.append(compare_logits(np.concatenate([run(x) for x in xs]), ref, b))
-    return check(comparisons, cfg.tolerance, what, samples=samples_from, runtime=runtime)
+    @torch.inference_mode()
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.module(torch.from_numpy(x)).numpy()
 
 
 def validate_onnx(path: Path, model: nn.Module, samples: np.ndarray, cfg: ExportConfig, what: str,
                   samples_from: str = "") -> Validation:
     """ONNX Runtime (CPU) vs PyTorch on the same images, at each validation batch size."""
     try:
-        session = create_session(path, RunOptions(spin=False))
+        runner = OrtRunner(path, FP32, RunOptions(spin=False))
     except ZoodeployError as e:
         raise ExportError(f"{what}: ONNX Runtime cannot load the exported graph: {e}") from None
-    figures = _compare(lambda x: session.run(None, {INPUT: x})[0], model, samples, cfg, what, samples_from,
-                       f"onnxruntime {session.get_providers()[0]}")
+    with runner:
+        figures = compare(runner, _Module(model), samples, what, tol=cfg.tolerance, batches=cfg.validate_batches,
+                          samples_from=samples_from, runtime=f"onnxruntime {runner.settings['providers'][0]}")
     figures.checks.append("onnx.checker full_check passed")
     return figures
 
@@ -262,34 +251,35 @@ def validate_program(path: Path, model: nn.Module, samples: np.ndarray, cfg: Exp
         module = load_program(path)
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"{name}: the saved exported program does not load back: {gist(e)}") from None
-    with torch.inference_mode():
-        return _compare(lambda x: module(torch.from_numpy(x)).numpy(), model, samples, cfg,
-                        f"{name} exported program (.pt2)", samples_from, f"torch.export.load (torch {torch.__version__})")
+    return compare(_Module(module), _Module(model), samples, f"{name} exported program (.pt2)", tol=cfg.tolerance,
+                   batches=cfg.validate_batches, samples_from=samples_from,
+                   runtime=f"torch.export.load (torch {torch.__version__})")
 
 
-def export_artifact(artifact: str | Path, cfg: ExportConfig | None = None, *, progress: bool = False) -> Variant:
+def export_artifact(artifact: Artifact | str | Path, cfg: ExportConfig | None = None, *,
+                    progress: bool = False) -> Variant:
     """Export an artifact's checkpoint to ARTIFACT/fp32.onnx (and fp32.pt2), validated, and record
     the variant(s) in the card; returns the fp32 variant."""
     cfg = cfg or ExportConfig()
-    artifact = Path(artifact)
-    card = resized(load_card(artifact), cfg.input_size, artifact)
-    model = load_model(artifact, card)
-    samples, source = validation_samples(card, cfg.samples)
+    art = Artifact.of(artifact)
+    card = resized(art.card, cfg.input_size, art.path)
+    model = load_model(art, card)
+    samples, source = validation_samples(art, cfg.samples, card)
     try:
-        figures = export_model(model, card, artifact / FP32_FILE, samples, cfg, progress=progress,
+        figures = export_model(model, card, art.path / FP32_FILE, samples, cfg, progress=progress,
                                samples_from=source)
     except ToleranceError as e:
-        _record_failure(artifact, str(e), e.figures)
+        _record_failure(art, str(e), e.figures)
         raise
     made_by = (f"torch.export + torch.onnx.export(dynamo=True, opset {cfg.opset}) of {card.checkpoint} "
                f"(torch {torch.__version__})")
-    fp32 = make_variant(artifact, FP32, FP32_FILE, precision="fp32", runtime="onnxruntime", made_by=made_by,
-                        recipe=cfg.recipe(), validation=figures.onnx, graph=figures.graph, seconds=figures.seconds)
-    program = figures.program and make_variant(
-        artifact, PROGRAM, PROGRAM_FILE, precision="fp32", runtime=PROGRAM_RUNTIME, recipe=cfg.recipe(),
+    fp32 = art.new_variant(FP32, FP32_FILE, precision="fp32", runtime="onnxruntime", made_by=made_by,
+                           recipe=cfg.recipe(), validation=figures.onnx, graph=figures.graph, seconds=figures.seconds)
+    program = figures.program and art.new_variant(
+        PROGRAM, PROGRAM_FILE, precision="fp32", runtime=PROGRAM_RUNTIME, recipe=cfg.recipe(),
         made_by=f"torch.export.save of the program fp32.onnx was translated from (torch {torch.__version__})",
         validation=figures.program)
-    _record(artifact, card, [v for v in (fp32, program) if v])
+    _record(art, card, [v for v in (fp32, program) if v])
     return fp32
 
 
@@ -311,10 +301,10 @@ def resized(card: ModelCard, size: int | None, artifact: Path) -> ModelCard:
     return card.model_copy(update={"preprocessing": prep})
 
 
-def _record(artifact: Path, exported: ModelCard, variants: list[Variant]) -> None:
-    with update_card(artifact) as card:
+def _record(art: Artifact, exported: ModelCard, variants: list[Variant]) -> None:
+    with art.update() as card:
         if card.preprocessing != exported.preprocessing:  # a new input size: the old program is stale
-            _drop(artifact, card, PROGRAM)
+            _drop(art.path, card, PROGRAM)
         card.preprocessing = exported.preprocessing
         card.provenance.export_failure = None
         for v in variants:
@@ -327,8 +317,8 @@ def _drop(artifact: Path, card: ModelCard, name: str) -> None:
         (artifact / v.file).unlink(missing_ok=True)
 
 
-def _record_failure(artifact: Path, message: str, figures: Validation) -> None:
+def _record_failure(art: Artifact, message: str, figures: Validation) -> None:
     """An out-of-tolerance export leaves no model, but its measured figures go into the card."""
-    with update_card(artifact) as card:
+    with art.update() as card:
         card.provenance.export_failure = ExportFailure(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                                        error=message, validation=figures)

@@ -13,14 +13,14 @@ alone is kept in float (NNCF's ranking, on calibration images).
 
 The search grows the kept-in-float set geometrically (1, 2, 4, ... worst nodes), then
 bisects down to the smallest prefix of the ranking that meets the budget: O(log n)
-re-quantizations, each cheap because calibration ranges are cached.
+re-quantizations, each cheap because calibration ranges are cached. The candidates are written
+in a staging folder inside the artifact directory, so the chosen one is renamed into place.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,54 +28,26 @@ import onnx
 import onnxruntime as ort
 from tqdm.auto import tqdm
 
-from zoodeploy.card import Precision, Variant, load_card
+from zoodeploy.artifact import REFERENCE, Artifact
+from zoodeploy.card import Precision, Variant
 from zoodeploy.errors import OptimizeError
-from zoodeploy.evaluate.accuracy import is_labelled, top1_score
+from zoodeploy.evaluate.accuracy import is_labelled, run_batched, top1_score
 from zoodeploy.optimize.data import validation_arrays
+from zoodeploy.optimize.passes import PassContext
 from zoodeploy.optimize.quantize import (QuantConfig, Quantizer, keep_in_float, open_quantizer, quantize,
                                         record_target_isa)
-from zoodeploy.optimize.passes import PassContext
 from zoodeploy.optimize.record import record_model
-from zoodeploy.recipes import AccuracyControl
+from zoodeploy.recipes import AccuracyControl, ControlStep, RankedNode
 from zoodeploy.runtime import RunOptions
-from zoodeploy.runtime.ort import create_session
+from zoodeploy.runtime.ort import OrtRunner
 
 RANKING_SAMPLES = 32  # calibration (training) images the ranking is measured on
 MAX_FLOAT_FRACTION = 0.5  # beyond this share of nodes in float, INT8 no longer pays off
 
 
-@dataclass
-class Step:
-    kept_in_float: int
-    val_top1: float
-    val_drop_pt: float
-
-
-@dataclass
-class ControlReport:
-    """What the search did, for the card."""
-
-    max_drop_pt: float
-    split: str
-    n: int
-    fp32_top1: float
-    candidates: int
-    steps: list[Step] = field(default_factory=list)
-    ranking: list[dict] = field(default_factory=list)  # most harmful first: node, gain_db
-    nodes_kept_in_float: list[str] = field(default_factory=list)
-    val_drop_pt: float = 0.0
-    met: bool = False
-    stopped: str = ""
-    measure: str = "top-1"  # or the agreement with fp32, on a split without labels
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def logits_of(path: Path, x: np.ndarray, threads: int | None, batch: int = 64) -> np.ndarray:
-    session = create_session(path, RunOptions(threads=threads))
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+def logits_of(path: Path, x: np.ndarray, threads: int | None) -> np.ndarray:
+    with OrtRunner(path, path.stem, RunOptions(threads=threads)) as runner:
+        return run_batched(runner, x)
 
 
 # --- ranking: what keeping each node in float buys, with the real INT8 kernels ---------------
@@ -106,7 +78,7 @@ def quantized_nodes(qdq: onnx.ModelProto, float_names: set[str]) -> list[onnx.No
 
 
 def rank_nodes(prepared: Path, qdq_path: Path, x: np.ndarray, input_name: str, threads: int | None = None,
-               progress: bool = False) -> list[dict]:
+               progress: bool = False) -> list[RankedNode]:
     """Quantized nodes, most harmful first: how much closer (in output SQNR, dB) the quantized
     model's logits come to the float model's when that one node alone runs in float.
 
@@ -129,9 +101,9 @@ def rank_nodes(prepared: Path, qdq_path: Path, x: np.ndarray, input_name: str, t
             sqnr = _sqnr(reference, _output(candidate, x, input_name, threads))
         except Exception:  # noqa: BLE001 - a node ORT cannot run this way is simply not ranked
             continue
-        ranking.append({"node": node.name, "op": node.op_type, "output_sqnr_db": round(sqnr, 3),
-                        "gain_db": round(sqnr - base, 3)})
-    return sorted(ranking, key=lambda r: -r["gain_db"])
+        ranking.append(RankedNode(node=node.name, op=node.op_type, output_sqnr_db=round(sqnr, 3),
+                                  gain_db=round(sqnr - base, 3)))
+    return sorted(ranking, key=lambda r: -r.gain_db)
 
 
 # --- the search ------------------------------------------------------------------------------
@@ -146,7 +118,7 @@ class _Search:
         self.ref_top1 = top1_score(ref_logits, y, ref_logits)
         self.workdir = workdir
         self.order: list[str] = []
-        self.tried: dict[int, Step] = {}
+        self.tried: dict[int, ControlStep] = {}
 
     def excluded(self, k: int) -> list[str]:
         return self.base + self.order[:k]
@@ -154,11 +126,11 @@ class _Search:
     def path(self, k: int) -> Path:
         return self.workdir / f"candidate-{k}.onnx"
 
-    def drop(self, k: int) -> Step:
+    def drop(self, k: int) -> ControlStep:
         if k not in self.tried:
             self.quantizer.write(self.path(k), self.excluded(k))
             top1 = top1_score(logits_of(self.path(k), self.x, self.threads), self.y, self.ref)
-            self.tried[k] = Step(kept_in_float=k, val_top1=top1, val_drop_pt=self.ref_top1 - top1)
+            self.tried[k] = ControlStep(kept_in_float=k, val_top1=top1, val_drop_pt=self.ref_top1 - top1)
         return self.tried[k]
 
 
@@ -182,19 +154,19 @@ def _search(s: _Search, budget: float, limit: int) -> tuple[int, str]:
 
 
 def control(quantizer: Quantizer, x_val: np.ndarray, y_val: np.ndarray, fp32: Path, max_drop: float,
-            workdir: Path, threads: int | None = None, progress: bool = False) -> tuple[ControlReport, Path]:
+            workdir: Path, threads: int | None = None, progress: bool = False) -> tuple[AccuracyControl, Path]:
     """Find the nodes to keep in float so that the validation top-1 drop (the agreement drop,
     without labels) is within `max_drop`; returns the report and the chosen quantized model."""
     base = list(quantizer.cfg.nodes_to_exclude)
     s = _Search(quantizer, base, x_val, y_val, logits_of(fp32, x_val, threads), threads, workdir)
-    report = ControlReport(max_drop_pt=max_drop, split="val", n=len(y_val), fp32_top1=s.ref_top1, candidates=0,
+    report = AccuracyControl(max_drop_pt=max_drop, split="val", n=len(y_val), fp32_top1=s.ref_top1, candidates=0,
                            measure="top-1" if is_labelled(y_val) else "top-1 agreement with fp32")
     if s.drop(0).val_drop_pt <= max_drop:
         k, report.stopped = 0, "plain quantization is within budget"
     else:
         ranking = rank_nodes(quantizer.prepared, s.path(0), quantizer.calib[:RANKING_SAMPLES],
                              quantizer.input_name, threads, progress)
-        s.order = [r["node"] for r in ranking if r["node"] not in base]
+        s.order = [r.node for r in ranking if r.node not in base]
         report.candidates, report.ranking = len(s.order), ranking
         if not s.order:
             raise OptimizeError("accuracy control found no quantized node it could rank; "
@@ -207,7 +179,7 @@ def control(quantizer: Quantizer, x_val: np.ndarray, y_val: np.ndarray, fp32: Pa
     return report, s.path(k)
 
 
-def quantize_with_accuracy_control(artifact: str | Path, cfg: QuantConfig | None = None,
+def quantize_with_accuracy_control(artifact: Artifact | str | Path, cfg: QuantConfig | None = None,
                                    max_drop: float = 0.5, variant_name: str = "int8",
                                    threads: int | None = None) -> Variant:
     """Quantize, keeping in float the fewest worst nodes that hold the top-1 drop within
@@ -215,28 +187,28 @@ def quantize_with_accuracy_control(artifact: str | Path, cfg: QuantConfig | None
     cfg = cfg or QuantConfig()
     if max_drop < 0:
         raise OptimizeError(f"--max-drop must be >= 0 percentage points, got {max_drop}")
-    card = load_card(artifact)
-    x_val, y_val = validation_arrays(card)
-    quantizer, desc = open_quantizer(artifact, card, cfg)
-    fp32 = Path(artifact) / card.variant("fp32").file
-    with quantizer, tempfile.TemporaryDirectory(prefix="zoodeploy-control-") as tmp:
+    art = Artifact.of(artifact)
+    x_val, y_val = validation_arrays(art)
+    quantizer, desc = open_quantizer(art, art.card, cfg, variant_name)
+    fp32 = art.file(REFERENCE)
+    # the candidates beside the artifact's files (one file system): the chosen one is renamed into place
+    with quantizer, tempfile.TemporaryDirectory(dir=art.path, prefix=".zoodeploy-control-") as tmp:
         report, chosen = control(quantizer, x_val, y_val, fp32, max_drop, Path(tmp), threads, cfg.progress)
         kept = report.nodes_kept_in_float
         notes = [] if report.met else [
             f"accuracy budget not met: validation drop {report.val_drop_pt:.2f} pt > {max_drop:g} pt "
             f"({report.stopped}); try another --scheme or a larger --max-drop"]
         variant = record_model(
-            artifact, variant_name, lambda out: shutil.copyfile(chosen, out),
+            art, variant_name, lambda out: os.replace(chosen, out), stamped=quantizer.stamped,
             precision=Precision.mixed if kept else Precision.int8, made_by=quantizer.made_by(desc) + (
                 f", {len(kept)} node(s) kept in float by accuracy control" if kept else ""),
-            recipe=quantizer.recipe(desc, max_drop_pt=max_drop, nodes_to_exclude=kept,
-                                    control=AccuracyControl.model_validate(report.to_dict())),
+            recipe=quantizer.recipe(desc, max_drop_pt=max_drop, nodes_to_exclude=kept, control=report),
             notes=notes)
-    record_target_isa(artifact, cfg)
+    record_target_isa(art, cfg)
     return variant
 
 
-def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
+def run_pass(artifact: Artifact, ctx: PassContext, name: str) -> Variant:
     """The `int8` pass: static QDQ, with accuracy control unless the budget is None."""
     if ctx.max_drop is None:
         return quantize(artifact, ctx.quant, name)

@@ -2,7 +2,8 @@
 
 Calibration never touches the held-out test split: from `digits` or an ImageFolder tree it
 takes the training split, from a plain folder of images it takes them all (that folder is
-calibration data by the user's choice). The accuracy-control search uses the validation split.
+calibration data by the user's choice). The accuracy-control search uses the validation split;
+the checks of a made variant against its reference take `export.validate.validation_samples`.
 """
 
 from __future__ import annotations
@@ -11,20 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from zoodeploy.artifact import Artifact
 from zoodeploy.card import DataSpec, ModelCard
 from zoodeploy.errors import DataError, OptimizeError
+from zoodeploy.export.validate import spread
 from zoodeploy.models.data import IMAGE_EXTENSIONS, ImageSet, Splits, load_splits, splits_for
 from zoodeploy.preprocess import Preprocessing, load_image, preprocess
 
 
-def _spread(n_items: int, size: int) -> np.ndarray:
-    """`size` indices spread evenly over `n_items` (the splits are sorted, so this mixes classes)."""
-    return np.unique(np.linspace(0, n_items - 1, num=min(size, n_items)).round().astype(np.int64))
-
-
 def _subset(images: ImageSet, prep: Preprocessing, size: int) -> np.ndarray:
-    # preprocess only what is used: a whole split at 224px would be hundreds of MB
-    return np.stack([preprocess(images.image(int(i)), prep) for i in _spread(len(images), size)])
+    return images.some_arrays(spread(len(images), size), prep)
 
 
 def _is_image_folder_tree(root: Path) -> bool:
@@ -50,19 +47,21 @@ def _folder_images(root: Path, prep: Preprocessing, size: int) -> tuple[np.ndarr
         splits = load_splits(root)
         return (_subset(splits.train, prep, size),
                 f"{root} train split, {min(size, len(splits.train))} of {len(splits.train)} images")
-    picked = [files[int(i)] for i in _spread(len(files), size)]
+    picked = [files[int(i)] for i in spread(len(files), size)]
     arrays = np.stack([preprocess(load_image(f), prep) for f in picked])
     return arrays, f"{root}, {len(picked)} of {len(files)} images"
 
 
-def calibration_arrays(card: ModelCard, source: str | Path | None, size: int) -> tuple[np.ndarray, str]:
-    """Up to `size` preprocessed calibration images (training data only), and where from."""
+def calibration_arrays(card: ModelCard, source: str | Path | None, size: int,
+                       splits: Splits | None = None) -> tuple[np.ndarray, str]:
+    """Up to `size` preprocessed calibration images (training data only), and where from
+    (`splits`: the card's own, when already made)."""
     prep = card.preprocessing
     if source is None:
         if card.data is None:
             raise OptimizeError(f"{card.name}: the card records no data set to calibrate on; "
                                 "pass --calib-data digits or a directory of images")
-        source, splits = card.data.source, splits_for(card.data)
+        source, splits = card.data.source, splits or splits_for(card.data)
     elif str(source) == "digits":
         splits = _same_split_as_card(card.data, "digits")
     else:
@@ -78,23 +77,15 @@ def _same_split_as_card(spec: DataSpec | None, source: str) -> Splits:
     return load_splits(source)
 
 
-def validation_arrays(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+def validation_arrays(art: Artifact) -> tuple[np.ndarray, np.ndarray]:
     """The validation split (never trained on, not the test split) for the search; its labels are
     -1 where the data has none (the search then measures agreement with fp32)."""
+    card = art.card
     if card.data is None:
         raise OptimizeError(f"{card.name}: accuracy control needs a validation split, but the card records "
                             "no data set; pass --max-drop none, or --calib-data DIR (any folder of images)")
-    val = splits_for(card.data).val
+    val = art.splits().val
     if len(val) == 0:
         raise OptimizeError(f"{card.name}: the validation split is empty; accuracy control needs one "
                             "(pass --max-drop none to quantize without it)")
     return val.arrays(card.preprocessing), val.labels
-
-
-def validation_samples(card: ModelCard, n: int = 64) -> np.ndarray:
-    """Up to `n` real preprocessed validation images (random ones when the card has no data),
-    for checks against fp32 and for latency measurements."""
-    if card.data is not None:
-        return _subset(splits_for(card.data).val, card.preprocessing, n)
-    size = card.input_size
-    return np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32)

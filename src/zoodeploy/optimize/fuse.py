@@ -8,7 +8,7 @@ the session that runs the model, never in a saved file.
 
 from __future__ import annotations
 
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +16,19 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from zoodeploy.card import GraphStats, Precision, Validation, Variant, load_card, variant_path
-from zoodeploy.errors import OptimizeError
-from zoodeploy.export.validate import Tolerance, check, compare_logits
-from zoodeploy.optimize.data import validation_samples
+from zoodeploy.artifact import FUSED, REFERENCE, Artifact
+from zoodeploy.card import GraphStats, Precision, Variant
+from zoodeploy.errors import OptimizeError, first_line
+from zoodeploy.export.metadata import set_card_metadata
+from zoodeploy.export.validate import TOLERANCES, compare, validation_samples
+from zoodeploy.onnx_graph import op_counts
 from zoodeploy.optimize.passes import PassContext
-from zoodeploy.optimize.quantize import op_counts
-from zoodeploy.optimize.record import Made, first_line, record_model, save_onnx
-from zoodeploy.runtime import RunOptions
+from zoodeploy.optimize.record import Made, record_model
 from zoodeploy.recipes import FuseRecipe
-from zoodeploy.runtime.ort import create_session
+from zoodeploy.runtime import RunOptions
+from zoodeploy.runtime.ort import OrtRunner
 
-FUSED = "fused"
+SAMPLES = 16  # validation images the fused graph is checked on against fp32
 OFFLINE_LEVELS = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
 
@@ -44,8 +45,11 @@ def slim(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def ort_offline(src: Path, dst: Path, level: str = "extended") -> None:
-    """Save ONNX Runtime's graph optimizations at a portable `level` (basic | extended)."""
+def ort_offline(model: onnx.ModelProto, dst: Path, level: str = "extended") -> None:
+    """Save ONNX Runtime's graph optimizations of `model` at a portable `level` (basic | extended).
+
+    The session reads the model from memory, not from a file written for it: on our VMs every
+    fresh page of a written file costs a fault to the hypervisor (~4 s for ResNet-152's 240 MB)."""
     if level not in OFFLINE_LEVELS:
         raise OptimizeError(f"offline optimization level must be one of {', '.join(OFFLINE_LEVELS)}, got {level!r}")
     so = ort.SessionOptions()
@@ -53,9 +57,10 @@ def ort_offline(src: Path, dst: Path, level: str = "extended") -> None:
     so.optimized_model_filepath = str(dst)
     so.log_severity_level = 3
     try:
-        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise OptimizeError(f"ONNX Runtime could not optimize {src.name}: {first_line(e)}") from None
+        raise OptimizeError(f"ONNX Runtime could not optimize {model.graph.name or 'the model'}: "
+                            f"{first_line(e)}") from None
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -101,62 +106,54 @@ def batchnorm_to_affine(model: onnx.ModelProto) -> int:
     return len(todo)
 
 
-def optimized_graph(src: Path, dst: Path, level: str = "basic") -> tuple[dict[str, int], onnx.ModelProto]:
+def optimized_graph(src: Path, dst: Path, level: str = "basic",
+                    stamp: Callable[[onnx.ModelProto], object] | None = None) -> tuple[dict[str, int], onnx.ModelProto]:
     """onnxslim, ORT offline optimization, then the BatchNorms left as Mul + Add, from `src`
-    into `dst`: (op counts before, the result)."""
+    into `dst`: (op counts before, the result). `stamp` edits the model before ORT writes it (ORT
+    keeps its metadata_props), so that the file is written once, not rewritten to stamp it."""
     model = onnx.load(str(src))
     before = op_counts(model)  # now: onnxslim edits the graph it is given
-    with tempfile.TemporaryDirectory(prefix="zoodeploy-fuse-") as tmp:
-        slimmed = Path(tmp) / "slim.onnx"
-        onnx.save(slim(model), str(slimmed))
-        del model
-        ort_offline(slimmed, dst, level)
+    slimmed = slim(model)
+    del model
+    if stamp is not None:
+        stamp(slimmed)
+    ort_offline(slimmed, dst, level)
+    del slimmed
     after = onnx.load(str(dst))
     if batchnorm_to_affine(after):
         onnx.save(after, str(dst))
     return before, after
 
 
-def compare_with(reference: Path, candidate: Path, x: np.ndarray, what: str,
-                 tol: Tolerance | None = None, samples: str = "") -> Validation:
-    """Logits of `candidate` vs `reference` on real images; raise one error listing every failure."""
-    outs = []
-    for path in (reference, candidate):
-        session = create_session(path, RunOptions(threads=1))
-        name = session.get_inputs()[0].name
-        outs.append(np.concatenate([session.run(None, {name: x[i:i + 32]})[0] for i in range(0, len(x), 32)]))
-    comparison = compare_logits(outs[1], outs[0], batch=32)
-    runtime = f"onnxruntime {ort.__version__} CPU"
-    if tol is None:  # measured, not gated
-        return Validation(reference=reference.name, samples=samples, runtime=runtime, comparisons=[comparison])
-    return check([comparison], tol, what, reference=reference.name, samples=samples, runtime=runtime)
-
-
-def fuse(artifact: str | Path, level: str = "basic", samples: np.ndarray | None = None) -> Variant:
-    """Make ARTIFACT/fused.onnx, check it against fp32 on `samples`, record its op counts.
+def fuse(artifact: Artifact | str | Path, level: str = "basic") -> Variant:
+    """Make ARTIFACT/fused.onnx, check it against fp32 on validation images, record its op counts.
 
     `basic` (the default) folds BatchNorm and constants and drops dead nodes, keeping standard
     ONNX ops that every runtime takes; `extended` adds ORT-only fusions (com.microsoft
     FusedConv & co) that an ORT session would otherwise derive at load time anyway.
     """
-    card = load_card(artifact)
-    fp32 = variant_path(artifact, card.variant("fp32"))
-    samples, where = (validation_samples(card, 16), "val split") if samples is None else (samples, "given")
+    art = Artifact.of(artifact)
+    card = art.card
+    fp32 = art.file(REFERENCE)
+    samples = validation_samples(art, SAMPLES)
 
     def write(out: Path) -> Made:
-        before, after = optimized_graph(fp32, out, level)
+        before, after = optimized_graph(fp32, out, level, stamp=lambda m: set_card_metadata(m, card, variant=FUSED))
         graph = GraphStats(nodes=len(after.graph.node), op_counts=op_counts(after),
                            nodes_before=sum(before.values()), op_counts_before=before)
-        save_onnx(after, out, artifact, FUSED)
-        return Made(compare_with(fp32, out, samples, f"{card.name} fused ONNX", Tolerance(),
-                                 samples=f"{len(samples)} images ({where})"), graph)
+        one = RunOptions(threads=1)
+        with OrtRunner(out, FUSED, one) as fused, OrtRunner(fp32, REFERENCE, one) as reference:
+            validation = compare(fused, reference, samples.x, f"{card.name} fused ONNX", tol=TOLERANCES[Precision.fp32],
+                                 against=fp32.name, samples_from=samples.source,
+                                 runtime=f"onnxruntime {ort.__version__} CPU")
+        return Made(validation, graph)
 
-    return record_model(artifact, FUSED, write, precision=Precision.fp32, stamped=True,
+    return record_model(art, FUSED, write, precision=Precision.fp32, stamped=True,
                         made_by=f"onnxslim + ONNX Runtime offline optimization (ORT_ENABLE_{level.upper()}) "
                                 "of fp32.onnx",
                         recipe=FuseRecipe(ort_level=f"ORT_ENABLE_{level.upper()}", onnxruntime=ort.__version__))
 
 
-def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
+def run_pass(artifact: Artifact, ctx: PassContext, name: str) -> Variant:
     """The `fuse` pass."""
     return fuse(artifact)

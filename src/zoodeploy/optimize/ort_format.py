@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,11 +18,12 @@ from typing import Any
 
 import onnxruntime as ort
 
-from zoodeploy.card import Variant, load_card, variant_path
-from zoodeploy.errors import OptimizeError
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import Variant
+from zoodeploy.errors import OptimizeError, first_line
 from zoodeploy.fileio import atomic_path, sha256_file
-from zoodeploy.optimize.passes import PassContext
-from zoodeploy.optimize.record import first_line, record_model
+from zoodeploy.optimize.passes import PASSES, PassContext
+from zoodeploy.optimize.record import record_model
 from zoodeploy.recipes import OrtFormatRecipe
 
 COREML_CONFIGS = {"CoreML NeuralNetwork": "coreml_supported_neuralnetwork_ops.md",
@@ -115,28 +117,32 @@ def mobile_usability(model_path: Path) -> dict[str, Any]:
     return report
 
 
-def to_ort_format(artifact: str | Path, source: str = "int8") -> Variant:
+def to_ort_format(artifact: Artifact | str | Path, source: str = "int8") -> Variant:
     """Convert variant `source` to ORT format as variant `{source}-ort`, keeping the minimal-build
-    operator config beside it and the mobile usability report in the card."""
-    card = load_card(artifact)
-    src = variant_path(artifact, card.variant(source))
+    operator config beside it and the mobile usability report in the card.
+
+    The converter writes into a staging folder inside the artifact directory, so its files are
+    renamed into place, not copied: each is written once."""
+    art = Artifact.of(artifact)
+    card = art.card
+    src = art.file(source)
     if src.suffix != ".onnx":
         raise OptimizeError(f"variant {source!r} is {src.name}, not an ONNX model; convert an ONNX variant")
     platform = target_platform(card.target_isa)
-    with tempfile.TemporaryDirectory(prefix="zoodeploy-ort-") as tmp:
+    with tempfile.TemporaryDirectory(dir=art.path, prefix=".zoodeploy-ort-") as tmp:
         ort_file, config = convert(src, Path(tmp), platform)
         config_name = f"{src.stem}.required_operators.config"
-        with atomic_path(Path(artifact) / config_name) as dst:
-            shutil.copyfile(config, dst)
+        with atomic_path(art.path / config_name) as dst:
+            os.replace(config, dst)
         report = mobile_usability(src)
         return record_model(
-            artifact, f"{source}-ort", lambda out: shutil.copyfile(ort_file, out), file=f"{src.stem}.ort",
+            art, f"{source}-ort", lambda out: os.replace(ort_file, out), file=f"{src.stem}.ort",
             precision=card.variant(source).precision,
             made_by=f"onnxruntime.tools.convert_onnx_models_to_ort (fixed optimizations, level all "
                     f"without NCHWc, target platform {platform or 'default'}) of {src.name}",
             recipe=OrtFormatRecipe(source=source, target_platform=platform, required_operators_config=config_name,
-                                   required_operators_config_sha256=sha256_file(Path(artifact) / config_name),
-                                   required_operators=_ops(config), mobile_usability=report,
+                                   required_operators_config_sha256=sha256_file(art.path / config_name),
+                                   required_operators=_ops(art.path / config_name), mobile_usability=report,
                                    onnxruntime=ort.__version__))
 
 
@@ -145,6 +151,6 @@ def _ops(config: Path) -> list[str]:
     return [ln.strip() for ln in config.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
 
 
-def run_pass(artifact: Path, ctx: PassContext, name: str) -> Variant:
-    """The `ort-format` pass: the int8 variant in ORT format."""
-    return to_ort_format(artifact, "int8")
+def run_pass(artifact: Artifact, ctx: PassContext, name: str) -> Variant:
+    """The `ort-format` pass: its source variant (int8) in ORT format."""
+    return to_ort_format(artifact, PASSES.get(name).source)

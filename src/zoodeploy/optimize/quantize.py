@@ -5,6 +5,9 @@
 once on training data, quantize, record the variant in the card (the orchestrator measures its
 accuracy and drift). The `Quantizer` keeps the pre-processed model and the calibration ranges,
 so accuracy control re-quantizes without re-calibrating.
+
+The card essentials go into the model's metadata before pre-processing: ORT's optimizer and
+quantize_static keep metadata_props, so the quantized file is written once, already stamped.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -23,11 +26,14 @@ import onnx
 import onnxruntime as ort
 from tqdm.auto import tqdm
 
-from zoodeploy.card import ModelCard, Precision, Variant, load_card, update_card, variant_path
-from zoodeploy.errors import OptimizeError
+from zoodeploy.artifact import FUSED, REFERENCE, Artifact
+from zoodeploy.card import ModelCard, Precision, Variant
+from zoodeploy.errors import OptimizeError, first_line
+from zoodeploy.export.metadata import set_card_metadata
 from zoodeploy.optimize.data import calibration_arrays
-from zoodeploy.optimize.isa import Isa, TargetIsa, detect_isa, resolve_target, scheme_for_target, target_isa
-from zoodeploy.optimize.record import first_line, record_model
+from zoodeploy.optimize.isa import scheme_for_target
+from zoodeploy.target import Isa, TargetIsa, detect_isa, resolve_target, target_isa
+from zoodeploy.optimize.record import record_model
 from zoodeploy.recipes import FuseRecipe, QuantRecipe
 
 CALIB_BATCH = 8  # images per calibration run: bounds the memory of collected activations
@@ -158,15 +164,6 @@ class _Sink:
         pass
 
 
-def op_counts(model: onnx.ModelProto) -> dict[str, int]:
-    """Nodes per op type (domain-qualified when not the default ONNX domain), sorted by name."""
-    counts: dict[str, int] = {}
-    for node in model.graph.node:
-        key = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
-        counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items()))
-
-
 def keep_in_float(qdq: onnx.ModelProto, float_model: onnx.ModelProto, names: set[str]) -> None:
     """Give the nodes `names` of a QDQ model their float inputs (tensors and weights) back.
 
@@ -246,7 +243,7 @@ class Quantizer:
     op_types: Sequence[str] | None = None
 
     def __init__(self, source: Path, cfg: QuantConfig, calib: np.ndarray, input_name: str,
-                 optimized: bool = False):
+                 optimized: bool = False, stamp: Callable[[onnx.ModelProto], object] | None = None):
         from onnxruntime.quantization import QuantType
         self.cfg = cfg
         self.scheme, self.scheme_reason = cfg.resolved()
@@ -260,10 +257,13 @@ class Quantizer:
         self.dir = Path(self._tmp.name)
         self.prepared = self.dir / "prepared.onnx"
         self.cache = self.dir / "calibration.json"
-        self._prepare(source, optimized)
+        # `stamp` edits the source model's metadata, which pre-processing and quantize_static keep:
+        # the quantized file needs no second write to stamp it
+        self.stamped = stamp is not None
+        self._prepare(source, optimized, stamp)
         self.concat_groups = concat_groups(onnx.load(str(self.prepared), load_external_data=False))
 
-    def _prepare(self, source: Path, optimized: bool) -> None:
+    def _prepare(self, source: Path, optimized: bool, stamp: Callable[[onnx.ModelProto], object] | None) -> None:
         """quant_pre_process: ORT's BASIC optimizations and ONNX shape inference. A source that
         holds the BASIC optimizations already (`fused`) is used as it is: quantize_static and its
         calibrator each run ONNX shape inference themselves, so pre-processing would only load,
@@ -273,28 +273,41 @@ class Quantizer:
         The prepared model keeps its weights beside the graph (ONNX external data): the shape
         inference quantize_static and its calibrator run through files then parses, infers and
         writes the graph alone, not every weight twice (VGG-11: 9.9 -> 0.2 s on one core)."""
+        data = self.prepared.name + ".data"  # the weights, beside the graph
         if optimized:
-            onnx.save(onnx.load(str(source)), str(self.prepared), save_as_external_data=True,
-                      all_tensors_to_one_file=True, location=self.prepared.name + ".data", size_threshold=1024)
+            model = onnx.load(str(source))
+            if stamp is not None:
+                stamp(model)
+            onnx.save(model, str(self.prepared), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=data, size_threshold=1024)
             return
         from onnxruntime.quantization.shape_inference import quant_pre_process
         try:
             with quiet_ort_quantization():
-                quant_pre_process(str(source), str(self.prepared), skip_symbolic_shape=True)
+                quant_pre_process(str(source), str(self.prepared), skip_symbolic_shape=True, save_as_external_data=True,
+                                  all_tensors_to_one_file=True, external_data_location=data,
+                                  external_data_size_threshold=1024)
         except Exception as e:
             raise OptimizeError(f"quant_pre_process failed on {source}: {first_line(e)}") from None
         if not self.prepared.is_file():
             raise OptimizeError(f"quant_pre_process wrote nothing for {source}; is it a valid ONNX model?")
+        if stamp is not None:  # the graph alone is rewritten: its weights stay in the .data file beside it
+            model = onnx.load(str(self.prepared), load_external_data=False)
+            stamp(model)
+            onnx.save(model, str(self.prepared))
 
     def write(self, out: Path, nodes_to_exclude: Sequence[str] = ()) -> None:
         """Quantize the pre-processed model into `out` (calibrating on the first call only)."""
         if not self.cache.exists():
             self._calibrate()
-        self._quantize(out, nodes_to_exclude)
-        if nodes_to_exclude:
-            model = onnx.load(str(out))
-            keep_in_float(model, onnx.load(str(self.prepared)), set(nodes_to_exclude))
-            onnx.save(model, str(out))
+        if not nodes_to_exclude:
+            self._quantize(out, nodes_to_exclude)
+            return
+        quantized = self.dir / "quantized.onnx"  # rewired below: `out` is written once, complete
+        self._quantize(quantized, nodes_to_exclude)
+        model = onnx.load(str(quantized))
+        keep_in_float(model, onnx.load(str(self.prepared)), set(nodes_to_exclude))
+        onnx.save(model, str(out))
 
     def _calibrate(self) -> None:
         """Activation ranges, collected once with ORT's own calibrator over the op types
@@ -373,42 +386,49 @@ class Quantizer:
         self.close()
 
 
-def quantization_source(artifact: str | Path, card: ModelCard) -> tuple[Path, bool]:
+def quantization_source(artifact: Artifact | str | Path, card: ModelCard) -> tuple[Path, bool]:
     """The model to quantize: `fused` when it holds ORT's BASIC optimizations (what
     quant_pre_process would do again), else fp32; and whether it is already optimized."""
-    fused = card.variants.get("fused")
+    art = Artifact.of(artifact)
+    fused = card.variants.get(FUSED)
     if fused is not None and isinstance(fused.recipe, FuseRecipe) and fused.recipe.ort_level == "ORT_ENABLE_BASIC":
-        return variant_path(artifact, fused), True
-    return variant_path(artifact, card.variant("fp32")), False
+        return art.file(fused), True
+    return art.file(card.variant(REFERENCE)), False
 
 
-def open_quantizer(artifact: str | Path, card: ModelCard, cfg: QuantConfig) -> tuple[Quantizer, str]:
-    """A Quantizer for the artifact's model and its calibration data (and where it came from)."""
-    source, optimized = quantization_source(artifact, card)
-    calib, desc = calibration_arrays(card, cfg.calib_data, cfg.calib_size)
-    return Quantizer(source, cfg, calib, card.input_name, optimized), desc
+def open_quantizer(artifact: Artifact | str | Path, card: ModelCard, cfg: QuantConfig,
+                   variant: str | None = None) -> tuple[Quantizer, str]:
+    """A Quantizer for the artifact's model and its calibration data (and where it came from);
+    with `variant`, what it writes carries the card essentials for that variant name."""
+    art = Artifact.of(artifact)
+    source, optimized = quantization_source(art, card)
+    own_splits = art.splits() if cfg.calib_data is None and card.data is not None else None
+    calib, desc = calibration_arrays(card, cfg.calib_data, cfg.calib_size, own_splits)
+    stamp = None if variant is None else (lambda m: set_card_metadata(m, card, variant=variant))
+    return Quantizer(source, cfg, calib, card.input_name, optimized, stamp), desc
 
 
-def quantize(artifact: str | Path, cfg: QuantConfig | None = None, variant_name: str = "int8") -> Variant:
+def quantize(artifact: Artifact | str | Path, cfg: QuantConfig | None = None, variant_name: str = "int8") -> Variant:
     """Quantize the artifact's fp32 model and record it (the orchestrator measures its accuracy).
 
     `quantize(artifact, QuantConfig(scheme=Scheme.tensorrt), variant_name="int8-trt-qdq")` gives
     the symmetric S8S8 QDQ model TensorRT builds explicit-quantization engines from.
     """
     cfg = cfg or QuantConfig()
-    card = load_card(artifact)
-    quantizer, desc = open_quantizer(artifact, card, cfg)
+    art = Artifact.of(artifact)
+    quantizer, desc = open_quantizer(art, art.card, cfg, variant_name)
     with quantizer:
-        variant = record_model(artifact, variant_name, lambda out: quantizer.write(out, cfg.nodes_to_exclude),
+        variant = record_model(art, variant_name, lambda out: quantizer.write(out, cfg.nodes_to_exclude),
+                               stamped=quantizer.stamped,
                                precision=Precision.mixed if cfg.nodes_to_exclude else Precision.int8,
                                made_by=quantizer.made_by(desc),
                                recipe=quantizer.recipe(desc, nodes_to_exclude=list(cfg.nodes_to_exclude)))
-    record_target_isa(artifact, cfg)
+    record_target_isa(art, cfg)
     return variant
 
 
-def record_target_isa(artifact: str | Path, cfg: QuantConfig) -> None:
+def record_target_isa(artifact: Artifact | str | Path, cfg: QuantConfig) -> None:
     """The card's `target_isa`: the CPU class int8 was quantized for (`host` named as its class),
     beside the build host's own ISA in the variant's recipe."""
-    with update_card(artifact) as card:
+    with Artifact.of(artifact).update() as card:
         card.target_isa = resolve_target(cfg.target_isa, cfg.isa).value

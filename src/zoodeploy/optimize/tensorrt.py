@@ -23,17 +23,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
-from zoodeploy.card import ModelCard, Validation, Variant, add_variant, load_card, make_variant, variant_path
+from zoodeploy.artifact import REFERENCE, Artifact
+from zoodeploy.card import ModelCard, Precision, Validation, Variant
 from zoodeploy.errors import OptimizeError
-from zoodeploy.export.validate import Tolerance, check, compare_logits
+from zoodeploy.export.validate import TOLERANCES, compare, validation_samples
 from zoodeploy.fileio import atomic_path, write_bytes
-from zoodeploy.optimize.data import validation_samples
-from zoodeploy.recipes import TensorRTRecipe
-from zoodeploy.runtime import EAGER, open_runner
-from zoodeploy.runtime.gpu import (EngineTarget, ProfileShapes, cache_dir, current_target, import_tensorrt,
-                                   profile_shapes)
+from zoodeploy.recipes import EngineTarget, TensorRTRecipe
+from zoodeploy.runtime import EAGER, RunOptions, open_runner
+from zoodeploy.runtime.backends import runner_factory
+from zoodeploy.runtime.gpu import ProfileShapes, cache_dir, current_target, import_tensorrt, profile_shapes
 
 TRT_SCHEME = "tensorrt"  # the quantization scheme that makes TensorRT's explicit QDQ graph
 QDQ_VARIANT = "int8-trt-qdq"  # the name it gets when compile makes it
@@ -45,20 +43,7 @@ class Backend(str, Enum):
     torch_tensorrt = "torch-tensorrt"  # torch_tensorrt on the exported program -> .pt2
 
 
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-# what a built variant must match against PyTorch on validation images before it is recorded
-# (a sanity gate; compile_variant then measures accuracy and drift on the held-out test split)
-ENGINE_TOLERANCE = {
-    Precision.fp32: Tolerance(atol=5e-3, rtol=1e-3, min_top1_agreement=98.0, min_top5_agreement=95.0),
-    Precision.fp16: Tolerance(atol=float("inf"), rtol=3e-2, min_top1_agreement=95.0, min_top5_agreement=90.0),
-    Precision.int8: Tolerance(atol=float("inf"), rtol=float("inf"), min_top1_agreement=90.0,
-                              min_top5_agreement=80.0),
-}
+ENGINE_PRECISIONS = (Precision.fp32, Precision.fp16, Precision.int8)  # what the GPU backends build
 
 
 @dataclass
@@ -75,8 +60,11 @@ class CompileConfig:
     def __post_init__(self):
         try:
             self.backend, self.precision = Backend(self.backend), Precision(self.precision)
+            if self.precision not in ENGINE_PRECISIONS:
+                raise ValueError(f"{self.precision.value!r} is not an engine precision")
         except ValueError as e:
-            raise OptimizeError(f"{e}; backends: tensorrt, torch-tensorrt; precisions: fp32, fp16, int8") from None
+            raise OptimizeError(f"{e}; backends: tensorrt, torch-tensorrt; precisions: "
+                                f"{', '.join(ENGINE_PRECISIONS)}") from None
         if self.max_batch < 1:
             raise OptimizeError(f"--max-batch must be at least 1, got {self.max_batch}")
         if self.opt_batch is not None and not 1 <= self.opt_batch <= self.max_batch:
@@ -157,7 +145,7 @@ def plan_build(card: ModelCard, precision: Precision, caps: TrtCaps, source: str
     if source is not None and _onnx_source(card, source).precision in QDQ_PRECISIONS:
         raise OptimizeError(f"--source {source!r} is an int8 QDQ graph; build it with --precision int8")
     if precision is Precision.fp32:
-        return BuildPlan(precision, source or _onnx_source(card, "fp32").name,
+        return BuildPlan(precision, source or _onnx_source(card, REFERENCE).name,
                          strongly_typed=caps.strongly_typed, tf32=False)
     fp16_graph = source or next((n for n, v in card.variants.items()
                                  if v.precision == "fp16" and v.runtime == "onnxruntime"), None)
@@ -166,7 +154,7 @@ def plan_build(card: ModelCard, precision: Precision, caps: TrtCaps, source: str
     if not caps.weak_typing:
         raise OptimizeError(f"{card.name}: this TensorRT builds only strongly typed networks, so fp16 needs an "
                             "fp16 ONNX graph; make it with `zoodeploy optimize` (fp16) first")
-    return BuildPlan(precision, fp16_graph or _onnx_source(card, "fp32").name, strongly_typed=False,
+    return BuildPlan(precision, fp16_graph or _onnx_source(card, REFERENCE).name, strongly_typed=False,
                      flags=("FP16",))
 
 
@@ -300,63 +288,52 @@ def serialize_engine(trt: ModuleType, onnx_path: Path, plan: BuildPlan, profile:
 
 # --- verify, record ----------------------------------------------------------------------------------
 
-def validate_against_eager(artifact: Path, card: ModelCard, variant: Variant, batches: tuple[int, ...],
-                           tol: Tolerance) -> Validation:
-    """Run the new variant and the PyTorch checkpoint (CPU) on the same images; one error if off."""
-    samples = validation_samples(card)
-    source = f"{card.data.source} val split" if card.data is not None else "random normal inputs (no data)"
-    with_variant = card.model_copy(update={"variants": {**card.variants, variant.name: variant}})
-    runner, eager = open_runner(artifact, variant.name, card=with_variant), open_runner(artifact, EAGER, card=card)
-    try:
-        comparisons = []
-        for b in sorted(set(batches)):
-            n = max(len(samples) // b, 1) * b
-            xs = np.resize(samples, (n, *samples.shape[1:]))
-            cand = np.concatenate([runner.run(xs[i:i + b]) for i in range(0, n, b)])
-            ref = np.concatenate([eager.run(xs[i:i + b]) for i in range(0, n, b)])
-            comparisons.append(compare_logits(cand, ref, b))
-    finally:
-        runner.close()
-        eager.close()
-    return check(comparisons, tol, f"{card.name} {variant.name}", reference="PyTorch (CPU)", samples=source,
-                 runtime=str(variant.runtime))
+def validate_against_eager(art: Artifact, variant: Variant, batches: tuple[int, ...]) -> Validation:
+    """Run the new variant (not in the card yet) and the PyTorch checkpoint (CPU) on the same
+    images, judged by its precision's tolerance; one error if off."""
+    samples = validation_samples(art)
+    with_variant = art.card.model_copy(update={"variants": {**art.card.variants, variant.name: variant}})
+    open_candidate = runner_factory(str(variant.runtime), variant.name)
+    with open_candidate(art, with_variant, variant.name, RunOptions()) as runner, open_runner(art, EAGER) as eager:
+        return compare(runner, eager, samples.x, f"{art.card.name} {variant.name}", tol=TOLERANCES[variant.precision],
+                       batches=batches, against="PyTorch (CPU)", samples_from=samples.source,
+                       runtime=str(variant.runtime))
 
 
-def record_verified(artifact: Path, card: ModelCard, name: str, suffix: str, write: Callable[[Path], Any],
-                    precision: Precision, batches: tuple[int, ...], **fields: Any) -> Variant:
+def record_verified(art: Artifact, name: str, suffix: str, write: Callable[[Path], Any], precision: Precision,
+                    batches: tuple[int, ...], **fields: Any) -> Variant:
     """`write(path)` the model file atomically, validate it in place against PyTorch, then add it
     to the card as variant `name`; nothing lands unless validation passes."""
     final = f"{name}{suffix}"
-    with atomic_path(Path(artifact) / final) as tmp:
+    with atomic_path(art.path / final) as tmp:
         write(tmp)
-        variant = make_variant(artifact, name, tmp.name, precision=precision.value, **fields)
+        variant = art.new_variant(name, tmp.name, precision=precision, **fields)
         # validated in place, before it lands: an engine that disagrees with PyTorch is never recorded
-        variant.validation = validate_against_eager(Path(artifact), card, variant, batches,
-                                                    ENGINE_TOLERANCE[precision])
+        variant.validation = validate_against_eager(art, variant, batches)
     variant.file = final  # same bytes, renamed into place
-    add_variant(artifact, variant)
-    return variant
+    return art.add_variant(variant)
 
 
 # --- entry point -------------------------------------------------------------------------------------
 
-def compile_tensorrt(artifact: Path, card: ModelCard, cfg: CompileConfig) -> Variant:
+def compile_tensorrt(artifact: Artifact | Path, card: ModelCard, cfg: CompileConfig) -> Variant:
     """A serialized engine from the ONNX variant the precision rules pick, verified and recorded."""
+    art = Artifact.of(artifact)
     trt = import_tensorrt()  # GPU first, then TensorRT: the message names the one missing
     if cfg.precision is Precision.int8 and cfg.source is None and tensorrt_qdq_variant(card) is None:
-        card = _make_tensorrt_qdq(artifact, cfg.progress)
+        card = _make_tensorrt_qdq(art, cfg.progress)
     plan = plan_build(card, cfg.precision, TrtCaps.of(trt), cfg.source)
     source = card.variants[plan.source]
-    onnx_path = variant_path(artifact, source)
+    onnx_path = art.file(source)
     profile = profile_shapes(onnx_input(onnx_path)[1], cfg.max_batch, cfg.opt_batch)
     target = current_target(trt.__version__)
     cache = cfg.timing_cache or default_timing_cache(target)
     engine, built = serialize_engine(trt, onnx_path, plan, profile, cfg, cache)
     recipe = TensorRTRecipe(source=plan.source, source_sha256=source.sha256, strongly_typed=plan.strongly_typed,
                             flags=list(plan.flags), tf32=plan.tf32, profile=profile.to_dict(),
-                            workspace_gb=cfg.workspace_gb, target=target.to_dict(), **built)
+                            workspace_gb=cfg.workspace_gb, target=target, **built)
     return record_verified(
-        artifact, card, cfg.variant_name, ".engine", lambda path: path.write_bytes(engine), cfg.precision,
+        art, cfg.variant_name, ".engine", lambda path: path.write_bytes(engine), cfg.precision,
         profile_batches(profile), runtime="tensorrt", recipe=recipe,
         made_by=f"TensorRT {trt.__version__} builder from {source.file} ({plan.describe()}) on {target.gpu}")
 
@@ -366,11 +343,10 @@ def profile_batches(profile: ProfileShapes) -> tuple[int, ...]:
     return tuple(sorted(set(profile.batches)))
 
 
-def _make_tensorrt_qdq(artifact: Path, progress: bool) -> ModelCard:
+def _make_tensorrt_qdq(art: Artifact, progress: bool) -> ModelCard:
     """Quantize with the TensorRT scheme (symmetric S8S8 QDQ, calibrated on the train split)."""
     from zoodeploy.optimize.quantize import QuantConfig, Scheme, quantize
-    quantize(artifact, QuantConfig(scheme=Scheme.tensorrt, progress=progress), variant_name=QDQ_VARIANT)
-    card = load_card(artifact)
-    if tensorrt_qdq_variant(card) is None:
-        raise OptimizeError(f"{artifact}: quantizing with the {TRT_SCHEME} scheme recorded no int8 QDQ variant")
-    return card
+    quantize(art, QuantConfig(scheme=Scheme.tensorrt, progress=progress), variant_name=QDQ_VARIANT)
+    if tensorrt_qdq_variant(art.card) is None:
+        raise OptimizeError(f"{art}: quantizing with the {TRT_SCHEME} scheme recorded no int8 QDQ variant")
+    return art.card

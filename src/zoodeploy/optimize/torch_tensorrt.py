@@ -12,11 +12,11 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from zoodeploy.card import ModelCard, Variant, variant_path
-from zoodeploy.errors import OptimizeError
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import ModelCard, Precision, Variant
+from zoodeploy.errors import OptimizeError, first_line
+from zoodeploy.optimize.tensorrt import CompileConfig, default_timing_cache, profile_batches, record_verified
 from zoodeploy.recipes import TorchTensorRTRecipe
-from zoodeploy.optimize.tensorrt import (CompileConfig, Precision, default_timing_cache, profile_batches,
-                                         record_verified)
 from zoodeploy.runtime.gpu import ProfileShapes, current_target, profile_shapes
 from zoodeploy.runtime.torch_tensorrt import import_torch_tensorrt, tensorrt_version
 
@@ -73,8 +73,7 @@ def _compile(torch_tensorrt: Any, program: Any, profile: ProfileShapes, cfg: Com
                           min_block_size=1, timing_cache_path=str(cache),
                           **precision_kwargs(inspect.signature(compile_fn).parameters, cfg.precision))
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise OptimizeError(f"torch_tensorrt could not compile the exported program: {first}") from None
+        raise OptimizeError(f"torch_tensorrt could not compile the exported program: {first_line(e)}") from None
 
 
 def _save(torch_tensorrt: Any, module: Any, profile: ProfileShapes, path: Path) -> None:
@@ -88,9 +87,10 @@ def _save(torch_tensorrt: Any, module: Any, profile: ProfileShapes, path: Path) 
                             retrace=True)
 
 
-def compile_torch_tensorrt(artifact: Path, card: ModelCard, cfg: CompileConfig) -> Variant:
+def compile_torch_tensorrt(artifact: Artifact | Path, card: ModelCard, cfg: CompileConfig) -> Variant:
     """Compile the card's exported program with torch_tensorrt, verify and record it."""
     import torch
+    art = Artifact.of(artifact)
     torch_tensorrt = import_torch_tensorrt()  # GPU first, then the package
     source = cfg.source or exported_program_variant(card)
     if source is None:
@@ -99,7 +99,7 @@ def compile_torch_tensorrt(artifact: Path, card: ModelCard, cfg: CompileConfig) 
     src = card.variant(source)
     if not src.file.endswith(EXPORTED_PROGRAM_SUFFIX):
         raise OptimizeError(f"--source {source!r} is {src.file}, not an exported program (.pt2)")
-    program = torch.export.passes.move_to_device_pass(torch.export.load(str(variant_path(artifact, src))), "cuda")
+    program = torch.export.passes.move_to_device_pass(torch.export.load(str(art.file(src))), "cuda")
     profile = profile_shapes(program_input_dims(program), cfg.max_batch, cfg.opt_batch)
     target = current_target(tensorrt_version())
     cache = cfg.timing_cache or default_timing_cache(target)
@@ -107,9 +107,9 @@ def compile_torch_tensorrt(artifact: Path, card: ModelCard, cfg: CompileConfig) 
     module = _compile(torch_tensorrt, program, profile, cfg, cache)
     recipe = TorchTensorRTRecipe(source=source, source_sha256=src.sha256, profile=profile.to_dict(),
                                  workspace_gb=cfg.workspace_gb, timing_cache=str(cache),
-                                 torch_tensorrt=torch_tensorrt.__version__, target=target.to_dict())
+                                 torch_tensorrt=torch_tensorrt.__version__, target=target)
     return record_verified(
-        artifact, card, cfg.variant_name, EXPORTED_PROGRAM_SUFFIX,
+        art, cfg.variant_name, EXPORTED_PROGRAM_SUFFIX,
         lambda path: _save(torch_tensorrt, module, profile, path), cfg.precision, profile_batches(profile),
         runtime="torch-tensorrt", recipe=recipe,
         made_by=f"torch_tensorrt {torch_tensorrt.__version__} (TensorRT {target.tensorrt}) from {src.file} "

@@ -2,8 +2,8 @@
 
 Importing this module needs neither a GPU nor any GPU package: each check runs when called and
 reports what is missing with how to install it (GPU first, then the package). An engine is tied
-to the GPU model and TensorRT version that built it; the card records both (`EngineTarget`) and
-a mismatched engine is refused with the command that rebuilds it. Used by the TensorRT and
+to the GPU model and TensorRT version that built it; the card records both (the recipe's
+`EngineTarget`) and a mismatched engine is refused with the command that rebuilds it. Used by the TensorRT and
 Torch-TensorRT runners and compilers and by ONNX Runtime's TensorRT provider.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -19,7 +19,8 @@ import numpy as np
 
 from zoodeploy.card import Variant
 from zoodeploy.errors import ArtifactError, MissingDependencyError
-from zoodeploy.runtime.base import GPU_RUNTIMES
+from zoodeploy.recipes import EngineTarget
+from zoodeploy.target import GPU_RUNTIMES
 
 GPU_EXTRA = "pip install 'zoodeploy[gpu]'"
 
@@ -67,28 +68,13 @@ def cache_dir(kind: str) -> Path:
 
 # --- where an engine may run ---------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class EngineTarget:
-    """The GPU model and TensorRT version an engine was built for (stored as the recipe's `target`)."""
-
-    tensorrt: str
-    gpu: str
-    compute_capability: str  # "9.0"
-
-    def describe(self) -> str:
-        return f"TensorRT {self.tensorrt} on {self.gpu} (sm_{self.compute_capability.replace('.', '')})"
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-    @classmethod
-    def of_variant(cls, variant: Variant) -> EngineTarget:
-        target = getattr(variant.recipe, "target", None)
-        try:
-            return cls(**target.model_dump())
-        except (TypeError, AttributeError):
-            raise ArtifactError(f"variant {variant.name!r} records no valid TensorRT target (GPU and "
-                                f"TensorRT version) in the card; {rebuild_hint(variant)}") from None
+def engine_target(variant: Variant) -> EngineTarget:
+    """The target an engine variant was built for, as its recipe records it."""
+    target = getattr(variant.recipe, "target", None)
+    if not isinstance(target, EngineTarget):
+        raise ArtifactError(f"variant {variant.name!r} records no valid TensorRT target (GPU and "
+                            f"TensorRT version) in the card; {rebuild_hint(variant)}")
+    return target
 
 
 def current_target(tensorrt_version: str, device: int | None = None) -> EngineTarget:
@@ -108,7 +94,7 @@ def rebuild_hint(variant: Variant, artifact: str | Path = "ARTIFACT") -> str:
 
 def check_engine_target(variant: Variant, here: EngineTarget, artifact: str | Path = "ARTIFACT") -> None:
     """Refuse an engine built for another GPU model or TensorRT version, saying how to rebuild it."""
-    built = EngineTarget.of_variant(variant)
+    built = engine_target(variant)
     if built == here:
         return
     what = [w for w, differs in (("TensorRT version", built.tensorrt != here.tensorrt),

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from zoodeploy.card import ModelCard, variant_path
-from zoodeploy.errors import ArtifactError
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import ModelCard
+from zoodeploy.errors import ArtifactError, first_line
 from zoodeploy.recipes import OpenVinoRecipe
-from zoodeploy.runtime.base import RunOptions, check_input
+from zoodeploy.runtime.base import Closing, RunOptions, check_input
 
 DEVICE = "CPU"
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}  # card spelling -> OpenVINO's
@@ -38,9 +39,9 @@ def ov_config(threads: int, precision: str = "f32", hint: str = "LATENCY", strea
 def read_error(path: Path, e: BaseException) -> str:
     """OpenVINO's reason a model cannot be read or compiled, as one line: the line that names the
     operation where there is one (its messages run to dozens of lines of C++ context)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    lines = (ln.strip() for ln in str(e).splitlines())
     op = next((ln for ln in lines if "operation" in ln.lower() or "op " in ln.lower()), None)
-    return f"OpenVINO {VERSION} cannot run {path.name}: {(op or (lines[0] if lines else type(e).__name__))[:300]}"
+    return f"OpenVINO {VERSION} cannot run {path.name}: {op[:300] if op else first_line(e)}"
 
 
 def compile_onnx(path: Path, config: dict[str, str], core: ov.Core | None = None) -> ov.CompiledModel:
@@ -78,7 +79,7 @@ def in_effect(compiled: ov.CompiledModel) -> dict[str, str]:
     return out
 
 
-class OpenVinoRunner:
+class OpenVinoRunner(Closing):
     """One compiled model and one infer request: synchronous, the latency path."""
 
     def __init__(self, path: Path, name: str, options: RunOptions, precision: str = "f32",
@@ -107,9 +108,9 @@ class OpenVinoRunner:
         self.request = self.compiled = None
 
 
-def open_variant(artifact: Path, card: ModelCard, variant: str, options: RunOptions) -> OpenVinoRunner:
+def open_variant(artifact: Artifact | Path, card: ModelCard, variant: str, options: RunOptions) -> OpenVinoRunner:
     v = card.variants[variant]
     r = v.recipe if isinstance(v.recipe, OpenVinoRecipe) else None  # another kind: OpenVINO's f32 latency path
-    return OpenVinoRunner(variant_path(artifact, v), variant, options,
+    return OpenVinoRunner(Artifact.of(artifact).file(v), variant, options,
                           precision=r.inference_precision if r else "f32",
                           hint=r.performance_hint if r else "LATENCY", streams=r.num_streams if r else None)

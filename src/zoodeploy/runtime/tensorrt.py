@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from zoodeploy.card import ModelCard, variant_path
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import ModelCard
 from zoodeploy.errors import ArtifactError, ValidationError
-from zoodeploy.runtime.base import RunOptions, check_input
+from zoodeploy.runtime.base import Closing, RunOptions, check_input
 from zoodeploy.runtime.gpu import check_engine_target, current_target, import_tensorrt, run_chunked
 
 
@@ -40,15 +41,15 @@ def _torch_dtype(trt: ModuleType, dtype: Any):
     return table[dtype]
 
 
-class TensorRTRunner:
+class TensorRTRunner(Closing):
     """Runs a serialized engine with TensorRT 10's named-tensor API on torch CUDA buffers."""
 
-    def __init__(self, artifact: Path, card: ModelCard, name: str, options: RunOptions):
+    def __init__(self, artifact: Artifact | Path, card: ModelCard, name: str, options: RunOptions):
         import torch
         variant = card.variants[name]
         trt = import_tensorrt()
         check_engine_target(variant, current_target(trt.__version__), artifact)
-        path = variant_path(artifact, variant)
+        path = Artifact.of(artifact).file(variant)
         self.name = name
         self.input_shape = (3, card.input_size, card.input_size)
         self.logger = trt.Logger(trt.Logger.WARNING)

@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoodeploy.artifact import Artifact
 from zoodeploy.card import ModelCard
+from zoodeploy.errors import ArtifactError
 from zoodeploy.models.artifact import load_model
-from zoodeploy.runtime.base import RunOptions, check_input
+from zoodeploy.runtime.base import Closing, RunOptions, check_input
 
 
-class TorchRunner:
+class TorchRunner(Closing):
     def __init__(self, artifact: Path, card: ModelCard, name: str, options: RunOptions):
         self.name = name
         self.device = torch.device(options.device)
@@ -34,14 +36,12 @@ class TorchRunner:
         self.model = None
 
 
-class ProgramRunner:
+class ProgramRunner(Closing):
     """A saved torch.export program (`export --format exported-program`), loaded from its file."""
 
-    def __init__(self, artifact: Path, card: ModelCard, name: str, options: RunOptions):
-        from zoodeploy.card import variant_path
-        from zoodeploy.errors import ArtifactError
+    def __init__(self, artifact: Artifact | Path, card: ModelCard, name: str, options: RunOptions):
         variant = card.variants[name]
-        path = variant_path(artifact, variant)
+        path = Artifact.of(artifact).file(variant)
         try:
             program = torch.export.load(str(path))
             if options.device != "cpu":

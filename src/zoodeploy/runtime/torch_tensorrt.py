@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from zoodeploy.card import ModelCard, variant_path
-from zoodeploy.errors import ArtifactError
-from zoodeploy.runtime.base import RunOptions, check_input
+from zoodeploy.artifact import Artifact
+from zoodeploy.card import ModelCard
+from zoodeploy.errors import ArtifactError, first_line
+from zoodeploy.runtime.base import Closing, RunOptions, check_input
 from zoodeploy.runtime.gpu import (ProfileShapes, check_engine_target, current_target, import_gpu_package,
                                    require_cuda, run_chunked)
 
@@ -27,18 +28,17 @@ def tensorrt_version() -> str:
     return import_gpu_package("tensorrt", "TensorRT").__version__
 
 
-class TorchTensorRTRunner:
-    def __init__(self, artifact: Path, card: ModelCard, name: str, options: RunOptions):
+class TorchTensorRTRunner(Closing):
+    def __init__(self, artifact: Artifact | Path, card: ModelCard, name: str, options: RunOptions):
         import torch
         variant = card.variants[name]
         torch_tensorrt = import_torch_tensorrt()
         check_engine_target(variant, current_target(tensorrt_version()), artifact)
-        path = variant_path(artifact, variant)
+        path = Artifact.of(artifact).file(variant)
         try:
             self.module = torch.export.load(str(path)).module()
         except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise ArtifactError(f"cannot load {path} with torch.export.load: {first}; rebuild it with "
+            raise ArtifactError(f"cannot load {path} with torch.export.load: {first_line(e)}; rebuild it with "
                                 "`zoodeploy compile ARTIFACT --backend torch-tensorrt`") from None
         self.name = name
         self.input_shape = (3, card.input_size, card.input_size)
