@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from zoodeploy.serve import RequestError
-from zoodeploy.serve.oip import HEADER_LENGTH, ModelSpec, encode_infer, parse_infer
+from zoodeploy.serve.oip import HEADER_LENGTH, InferenceModel, encode_infer, parse_infer
 
 th = pytest.importorskip("tritonclient.http")
 from tritonclient.http._utils import _get_inference_request  # noqa: E402  (what InferenceServerClient.infer sends)
 
-SPEC = ModelSpec("lenet5", "onnxruntime_onnx", "input", (3, 8, 8), "logits", tuple(f"c{i}" for i in range(5)))
+SPEC = InferenceModel("lenet5", "onnxruntime_onnx", "input", (3, 8, 8), "logits", tuple(f"c{i}" for i in range(5)))
 X = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8) / 100
 LOGITS = np.array([[0.5, 3.25, -1.0, 2.0, 0.0], [1.0, 0.0, 4.5, 4.5, -2.0]], np.float32)
 

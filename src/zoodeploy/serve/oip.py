@@ -49,7 +49,7 @@ class ProtocolError(RequestError):
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class InferenceModel:
     """What `/v2/models/{name}` describes: the served variant's one input and one output."""
 
     name: str
@@ -61,7 +61,7 @@ class ModelSpec:
     version: str = VERSION
 
     @classmethod
-    def from_card(cls, card: ModelCard, variant: str) -> ModelSpec:
+    def from_card(cls, card: ModelCard, variant: str) -> InferenceModel:
         runtime = card.variants[variant].runtime
         return cls(card.name, PLATFORMS.get(runtime, runtime), card.input_name,
                    (3, card.input_size, card.input_size), card.output_name, tuple(card.labels))
@@ -92,7 +92,7 @@ def server_metadata() -> dict[str, Any]:
 
 # --- decoding a request ---------------------------------------------------------------------
 
-def parse_infer(body: bytes, header_length: str | None, spec: ModelSpec, max_rows: int) -> InferRequest:
+def parse_infer(body: bytes, header_length: str | None, spec: InferenceModel, max_rows: int) -> InferRequest:
     """An infer request body (JSON, or JSON header + binary tensors) as a checked InferRequest."""
     header, binary = _split(body, header_length)
     doc = _json_object(header)
@@ -132,7 +132,7 @@ def _params(obj: dict[str, Any], what: str) -> dict[str, Any]:
     return params
 
 
-def _input(inputs: Any, binary: bytes, spec: ModelSpec) -> np.ndarray:
+def _input(inputs: Any, binary: bytes, spec: InferenceModel) -> np.ndarray:
     """The one input tensor, from its JSON `data` or from the binary part of the body."""
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise ProtocolError(f"`inputs` must be a list of one tensor, `{spec.input_name}`")
@@ -156,7 +156,7 @@ def _input(inputs: Any, binary: bytes, spec: ModelSpec) -> np.ndarray:
     return x.reshape(shape)
 
 
-def _shape(shape: Any, spec: ModelSpec) -> list[int]:
+def _shape(shape: Any, spec: InferenceModel) -> list[int]:
     wanted = f"[N, {', '.join(map(str, spec.input_shape))}]"
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise ProtocolError(f"input `{spec.input_name}` needs a `shape` of integers, {wanted}")
@@ -190,7 +190,7 @@ def _binary_tensor(size: Any, binary: bytes, count: int, name: str, has_data: bo
     return np.frombuffer(binary, dtype="<f4").astype(np.float32)
 
 
-def _outputs(doc: dict[str, Any], spec: ModelSpec) -> tuple[Output, ...]:
+def _outputs(doc: dict[str, Any], spec: InferenceModel) -> tuple[Output, ...]:
     every_binary = _params(doc, "the request").get("binary_data_output", False)
     if not isinstance(every_binary, bool):
         raise ProtocolError("`binary_data_output` must be true or false")
@@ -204,7 +204,7 @@ def _outputs(doc: dict[str, Any], spec: ModelSpec) -> tuple[Output, ...]:
     return (_output(requested[0], every_binary, spec),)
 
 
-def _output(o: dict[str, Any], every_binary: bool, spec: ModelSpec) -> Output:
+def _output(o: dict[str, Any], every_binary: bool, spec: InferenceModel) -> Output:
     if o.get("name") != spec.output_name:
         raise ProtocolError(f"unknown output {o.get('name')!r}; this model has one output, `{spec.output_name}`")
     params = _params(o, f"output `{spec.output_name}`")
@@ -230,7 +230,7 @@ def serialize_bytes(values: np.ndarray) -> bytes:
     return b"".join(len(v).to_bytes(4, "little") + v for v in values.reshape(-1))
 
 
-def encode_infer(spec: ModelSpec, request: InferRequest, logits: np.ndarray) -> tuple[bytes, dict[str, str]]:
+def encode_infer(spec: InferenceModel, request: InferRequest, logits: np.ndarray) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers: JSON alone, or a JSON header then the binary outputs."""
     outputs, blobs = [], []
     for o in request.outputs:
@@ -263,7 +263,7 @@ Infer = Callable[[np.ndarray], Awaitable[np.ndarray]]
 class OpenInference:
     """Starlette routes of the protocol around `infer` (the service's batcher) and `ready`."""
 
-    def __init__(self, spec: ModelSpec, infer: Infer, ready: Callable[[], bool], max_rows: int, max_bytes: int):
+    def __init__(self, spec: InferenceModel, infer: Infer, ready: Callable[[], bool], max_rows: int, max_bytes: int):
         self.spec, self._infer, self._ready = spec, infer, ready
         self.max_rows, self.max_bytes = max_rows, max_bytes
 

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from zoodeploy.serve.batching import Batcher
 from zoodeploy.serve.config import ServeConfig, bento_arguments
 from zoodeploy.serve.guard import UploadGuard
-from zoodeploy.serve.oip import ModelSpec, OpenInference
+from zoodeploy.serve.oip import InferenceModel, OpenInference
 from zoodeploy.serve.served import (Plan, RequestError, ServedModel, essentials, image_pixels, images_to_tensor,
                                     resources_for, tensor_input, top_k)
 
@@ -62,7 +62,7 @@ async def _v2_infer(x: np.ndarray) -> np.ndarray:
     return await bentoml.get_current_service().infer(x)  # the batcher /classify and /predict use
 
 
-V2 = OpenInference(ModelSpec.from_card(PLAN.card, PLAN.variant), _v2_infer, _loaded,
+V2 = OpenInference(InferenceModel.from_card(PLAN.card, PLAN.variant), _v2_infer, _loaded,
                    max_rows=CONFIG.max_images, max_bytes=CONFIG.max_upload_mb * 2**20)
 ROUTES = Starlette(routes=[Route("/metadata", _get_metadata, methods=["GET"]), *V2.routes()])
 
