@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 from pathlib import Path
 
@@ -38,12 +37,6 @@ def test_tested_versions_pass(version):
 
 
 def test_the_internal_names_still_resolve_and_mean_the_same():
-    dispatcher = bentoml_compat.CorkDispatcher
-    params = inspect.signature(dispatcher).parameters
-    # batching.Batcher calls CorkDispatcher(max_latency_ms, max_batch_size, fallback=, get_batch_size=)
-    assert list(params)[:2] == ["max_latency_in_ms", "max_batch_size"], list(params)
-    assert {"fallback", "get_batch_size"} <= set(params)
-    assert callable(dispatcher(100, 4, fallback=lambda: None, get_batch_size=len))
     store = Path(bentoml_compat.model_store_dir())
     assert store.name == "models"
 

@@ -1,8 +1,8 @@
 """The one place zoodeploy reaches into BentoML's private modules, checked against its version.
 
-Two things serving needs have no public API in BentoML 1.4: the CORK dispatcher that BentoML
-puts in front of a batchable API (`zoodeploy.serve.batching` runs it in the API process), and
-where the model store lives (for error messages). Private names can move in any release, so
+One thing serving needs has no public API in BentoML 1.4: where the model store lives (for
+error messages). (Adaptive batching no longer uses BentoML's CORK dispatcher: zoodeploy.serve.batching
+says why.) Private names can move in any release, so
 importing this module checks the installed version against the range these names were written
 and tested for, and refuses any other with a message saying what to do.
 """
@@ -15,8 +15,7 @@ from zoodeploy.errors import ZoodeployError
 
 # pyproject.toml pins bentoml>=1.4,<1.5; tests/serve/test_bentoml_compat.py holds both ends
 TESTED = ((1, 4), (1, 5))  # [lowest, first untested): compared on (major, minor)
-USED = ("bentoml._internal.marshal.dispatcher.CorkDispatcher",
-        "bentoml._internal.configuration.containers.BentoMLContainer.model_store_dir")
+USED = ("bentoml._internal.configuration.containers.BentoMLContainer.model_store_dir",)
 
 
 class BentoMLVersionError(ZoodeployError):
@@ -46,7 +45,6 @@ check_version(_installed())
 
 # after the check: on an untested release these imports may fail or mean something else
 from bentoml._internal.configuration.containers import BentoMLContainer  # noqa: E402
-from bentoml._internal.marshal.dispatcher import CorkDispatcher  # noqa: E402
 
 
 def model_store_dir() -> str:
@@ -54,4 +52,4 @@ def model_store_dir() -> str:
     return BentoMLContainer.model_store_dir.get()
 
 
-__all__ = ["TESTED", "BentoMLVersionError", "CorkDispatcher", "check_version", "model_store_dir"]
+__all__ = ["TESTED", "BentoMLVersionError", "check_version", "model_store_dir"]
