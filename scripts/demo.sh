@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main command: install into .venv, build the default model if it is missing,
-# write held-out sample images, then serve it with BentoML on http://localhost:3000.
+# write held-out sample images, then serve it with BentoML (http://localhost:3000 unless --port).
 #
 #   curl -F image=@artifacts/samples/digit-7.png localhost:3000/classify
 #
@@ -19,5 +19,14 @@ fi
 # serve exactly the default artifact, whatever the calling shell has set
 export ZOODEPLOY_ARTIFACT="$ARTIFACT"
 unset ZOODEPLOY_MODEL ZOODEPLOY_VARIANT
-echo "==> serving $ARTIFACT; try: curl -F image=@artifacts/samples/digit-7.png localhost:3000/classify" >&2
+# the port the server will listen on, for the hint below: bentoml's --port / -p, else 3000
+port=3000
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --port | -p) port="${args[i + 1]:-$port}" ;;
+    --port=*) port="${args[i]#--port=}" ;;
+  esac
+done
+echo "==> serving $ARTIFACT; try: curl -F image=@artifacts/samples/digit-7.png localhost:$port/classify" >&2
 exec .venv/bin/bentoml serve "$@"
