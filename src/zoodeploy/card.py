@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from zoodeploy.errors import ArtifactError
-from zoodeploy.fileio import sha256_file, write_json
+from zoodeploy.fileio import write_json
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.recipes import Recipe, parse_recipe
 
@@ -24,7 +24,8 @@ CARD_FILE = "card.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 CARD_LOCK = ".card.lock"  # the lock every card update takes (kept: removing it would race)
 ONNX_METADATA_KEY = "zoodeploy.card"
-SCHEMA_VERSION = 2  # 1: free-form recipe / validation / settings dicts (migrated on read)
+SCHEMA_VERSION = 3  # 1: free-form recipe / validation / settings dicts; 2: square preprocessing
+# (`input_size`) without channels, scale, layout or dtype (both migrated on read: card_migrate.py)
 
 
 class _Model(BaseModel):
@@ -43,6 +44,9 @@ class DataSpec(_Model):
     labelled: bool = True  # False: a folder of images without classes (every label -1)
     skipped: int = 0  # unreadable images left out (counted, never silently)
     class_to_label: dict[str, int] | None = None  # class folder -> model label index (matched by name)
+    # how the folder's top-level folders met the model's labels, e.g. "4 of 4 folders match the model's
+    # labels" or "0 of 2 folders match the model's labels: read as unlabelled images"
+    labels_match: str | None = None
 
 
 class SourceSpec(_Model):
@@ -117,6 +121,10 @@ class Accuracy(_Model):
     @property
     def what(self) -> str:
         return "top-1" if self.kind == "labelled" else "top-1 agreement with fp32 (no labels)"
+
+    def change(self) -> str:
+        """The drop as the one signed change every table and line prints: 0.28 pt lost -> `-0.28`."""
+        return "-" if self.drop_pt is None else f"{0.0 - self.drop_pt:+.2f}"
 
     def summary(self) -> str:
         """`97.21% top-1` or `99.44% top-1 agreement with fp32 (no labels)`."""
@@ -275,6 +283,8 @@ class BuildRecord(_Model):
     weights: str | None = None
     passes: list[str] = Field(default_factory=list)
     rule: str = "fastest p50 within max_drop of fp32 top-1"
+    why: list[str] = Field(default_factory=list)  # what the selection left out and why, a fallback taken
+    not_made: dict[str, str] = Field(default_factory=dict)  # pass -> why it was skipped or failed, one line
 
 
 class ExportFailure(_Model):
@@ -309,7 +319,13 @@ class ModelCard(_Model):
     name: str  # zoo architecture
     num_classes: int
     labels: list[str]
+    # where the labels came from: "--labels FILE", "zoodeploy metadata", "metadata_props['names']",
+    # "torchvision weights", "class folders in sorted order (--labels folders)", "none: class_<i>"
+    labels_source: str | None = None
     preprocessing: Preprocessing
+    # where each preprocessing value came from: user, model input, model metadata, torchvision weights,
+    # zoo entry, default (a model deployed from a source; empty for one trained here)
+    preprocessing_from: dict[str, str] = Field(default_factory=dict)
     input_name: str = "input"
     output_name: str = "logits"
     weights: str | None = None  # where the starting weights came from
@@ -335,7 +351,13 @@ class ModelCard(_Model):
 
     @property
     def input_size(self) -> int:
+        """The side of a square input (a non-square model's card raises: use `input_shape`)."""
         return self.preprocessing.input_size
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One image's input tensor shape, (C, H, W) or (H, W, C)."""
+        return self.preprocessing.input_shape
 
     def essentials(self) -> dict[str, Any]:
         """What a lone model file carries to stay self-describing (ONNX metadata_props)."""
@@ -347,7 +369,7 @@ class ModelCard(_Model):
             "preprocessing": self.preprocessing.to_dict(),
             "input_name": self.input_name,
             "output_name": self.output_name,
-            "input_shape": ["N", 3, self.input_size, self.input_size],
+            "input_shape": ["N", *self.input_shape],
             "source_sha256": self.checkpoint_sha256,
         }
 

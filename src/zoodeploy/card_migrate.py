@@ -1,5 +1,6 @@
-"""Cards written by schema 1 (free-form recipe / validation / settings / provenance dicts),
-rewritten as schema 2 on read. Pure dict work; `ModelCard` validates the result."""
+"""Cards of older schemas rewritten as the current one on read: schema 1 (free-form recipe /
+validation / settings / provenance dicts) and schema 2 (square-only preprocessing). Pure dict work;
+`ModelCard` validates the result."""
 
 from __future__ import annotations
 
@@ -11,6 +12,25 @@ _SETTINGS_RENAMES = {"threads": "intra_op_threads"}
 
 
 def migrate(card: dict[str, Any]) -> dict[str, Any]:
+    """Any older card as the current schema, one step at a time."""
+    if card.get("schema_version", 1) < 2:
+        card = _v1_to_v2(card)
+    return _v2_to_v3(card)
+
+
+def _v2_to_v3(card: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2's square `input_size` becomes `size` [H, W]; the fields it lacked take the values it
+    always meant (crop, RGB, [0, 1], NCHW float32): `Preprocessing`'s defaults."""
+    card = {**card, "schema_version": 3}
+    prep = dict(card.get("preprocessing") or {})
+    if "input_size" in prep:
+        side = prep.pop("input_size")
+        prep.setdefault("size", [side, side])
+    card["preprocessing"] = prep
+    return card
+
+
+def _v1_to_v2(card: dict[str, Any]) -> dict[str, Any]:
     card = {**card, "schema_version": 2}
     card["variants"] = {n: _variant(v) for n, v in (card.get("variants") or {}).items()}
     card["eager_latency"] = {b: _latency(s) for b, s in (card.get("eager_latency") or {}).items()}

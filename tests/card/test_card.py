@@ -22,7 +22,7 @@ def test_a_schema1_card_loads_typed_with_every_figure(tmp_path):
     old = json.loads(SCHEMA1.read_text())
     assert old["schema_version"] == 1
     card = ModelCard.model_validate(old)
-    assert card.schema_version == 2 and list(card.variants) == ["fp32", "fused", "int8", "int8-ort"]
+    assert card.schema_version == 3 and list(card.variants) == ["fp32", "fused", "int8", "int8-ort"]
     fp32, fused, int8, ort = (card.variants[n] for n in card.variants)
     assert isinstance(fp32.recipe, ExportRecipe) and fp32.recipe.batch == "dynamic" and fp32.recipe.opset == 18
     assert [c.batch for c in fp32.validation.comparisons] == [1, 8] and fp32.graph.nodes > 0 and fp32.seconds > 0
@@ -36,11 +36,11 @@ def test_a_schema1_card_loads_typed_with_every_figure(tmp_path):
         assert all(s.settings.runtime == "onnxruntime" and s.settings.run_id for s in v.latency.values())
     assert card.provenance.build.target == "mobile" and card.provenance.versions["torch"]
     assert card.eager_latency["1"].settings.runtime == "torch"
-    # and it saves as schema 2, which loads back equal
+    # and it saves as the current schema, which loads back equal
     (tmp_path / "a").mkdir()
     save_card(tmp_path / "a", card)
     again = load_card(tmp_path / "a")
-    assert again == card and json.loads((tmp_path / "a" / "card.json").read_text())["schema_version"] == 2
+    assert again == card and json.loads((tmp_path / "a" / "card.json").read_text())["schema_version"] == 3
 
 
 def test_recipes_are_typed_by_kind_and_refuse_unknown_keys():

@@ -9,7 +9,6 @@ from torch import nn
 from zoodeploy.artifact import Artifact
 from zoodeploy.card import ModelCard, load_card
 from zoodeploy.errors import ArtifactError, ExportError, UnknownNameError, ValidationError
-from zoodeploy.artifact import Artifact
 from zoodeploy.evaluate.accuracy import accuracy_of
 from zoodeploy.export import (FP32_FILE, PROGRAM, PROGRAM_FILE, ExportConfig, ExportFormat, Tolerance,
                               export_artifact, export_model, export_source, read_card_metadata)
@@ -128,7 +127,7 @@ class TwoOutputNet(nn.Module):
 
 def tiny_card(name):
     return ModelCard(name=name, num_classes=3, labels=["a", "b", "c"],
-                     preprocessing=Preprocessing(input_size=8, resize=8))
+                     preprocessing=Preprocessing(size=8, resize=8))
 
 
 def test_unsupported_operator_is_named_with_the_model(tmp_path):

@@ -33,7 +33,7 @@ def variant(name, precision, runtime="onnxruntime", file=None, scheme=None):
 
 def card(*variants):
     return ModelCard(name="lenet5", num_classes=10, labels=[str(i) for i in range(10)],
-                     preprocessing=Preprocessing(input_size=32, resize=32),
+                     preprocessing=Preprocessing(size=32, resize=32),
                      variants={v.name: v for v in variants})
 
 

@@ -143,7 +143,7 @@ def test_a_package_that_cannot_load_its_libraries_is_reported(tmp_path, monkeypa
 @pytest.mark.parametrize("runtime", ["tensorrt", "torch-tensorrt"])
 def test_opening_an_engine_without_a_gpu_says_so(tmp_path, runtime):
     c = ModelCard(name="lenet5", num_classes=10, labels=[str(i) for i in range(10)],
-                  preprocessing=Preprocessing(input_size=32, resize=32))
+                  preprocessing=Preprocessing(size=32, resize=32))
     (tmp_path / "trt-fp16.engine").write_bytes(b"not run")
     v = Artifact(tmp_path).new_variant("trt-fp16", "trt-fp16.engine", precision="fp16", runtime=runtime,
                                        made_by="test", recipe=engine_recipe(H100))

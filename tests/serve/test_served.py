@@ -19,7 +19,7 @@ from zoodeploy.serve import (Plan, RequestError, ServeConfig, ServeConfigError, 
                              provider_for, resources_for, run_options, tensor_input, top_k)
 from zoodeploy.serve.store import import_artifact
 
-PREP = Preprocessing(input_size=32, resize=32)
+PREP = Preprocessing(size=32, resize=32)
 
 
 def png(img: Image.Image, fmt: str = "PNG") -> bytes:

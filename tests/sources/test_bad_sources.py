@@ -63,9 +63,23 @@ def test_labels_of_the_wrong_length(tmp_path, net):
 @pytest.mark.parametrize("spec, needle", [
     ("resize=abc", "invalid literal"),
     ("crop224", "is not KEY=VALUE"),
-    ("mean=0.5,0.5", "mean needs 3 values"),
+    ("mean=0.5,0.5", "mean needs 3 value(s)"),
     ("gamma=2", "unknown key(s) gamma"),
-    ("interpolation=lanczos", "interpolation must be one of"),
+    ("interpolation=cubic", "interpolation must be one of"),
+    # a record that would run and answer NaN, or write a card that cannot be read back (#30)
+    ("std=0,0,0", "std must not be 0"),
+    ("std=0.2,0,0.2", "std must not be 0"),
+    ("mean=nan,nan,nan", "mean must be finite"),
+    ("std=inf,1,1", "std must be finite"),
+    ("size=0", "size must be H or HxW"),
+    ("size=16x0", "size must be H or HxW"),
+    ("size=16,resize=8", "resize must be at least"),
+    ("mode=stretch", "mode must be one of"),
+    ("pad=0,0,300", "pad must be 3 whole pixel values"),
+    ("channels=gray,mean=0.5,0.5,0.5", "mean needs 1 value(s) for channels=gray"),
+    ("dtype=uint8,mean=0,0,0", "dtype=uint8 feeds raw"),
+    ("scale=100", "scale must be one of"),
+    ("size=16,crop=16", "one setting"),
 ])
 def test_malformed_preprocessing(tmp_path, net, spec, needle):
     assert_one_line_error(_export(tmp_path, f"{net}:good", "--preprocessing", spec), needle)
@@ -88,7 +102,7 @@ def test_onnx_with_two_inputs_or_no_image_input(tmp_path, unlabelled):
     two = _onnx(tmp_path / "two.onnx", [image, helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])])
     ids = _onnx(tmp_path / "ids.onnx", [helper.make_tensor_value_info("x", TensorProto.INT64, ["N", 3, 8, 8])])
     flat = _onnx(tmp_path / "flat.onnx", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 10])])
-    for model, needle in ((two, "has 2 inputs"), (ids, "is INT64"), (flat, "need (N, 3, S, S)")):
+    for model, needle in ((two, "has 2 inputs"), (ids, "is INT64"), (flat, "need (N, C, H, W)")):
         r = invoke_cli("optimize", model, "--calib-data", unlabelled, "--no-bench")
         assert_one_line_error(r, needle)
         assert not (tmp_path / f"{model.stem}-artifact").exists()

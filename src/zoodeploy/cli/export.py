@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from zoodeploy.card import Variant
-from zoodeploy.cli.common import (SOURCE_HELP, CalibDataOpt, EvalDataOpt, JsonFlag, LabelsOpt, PreprocessingOpt,
-                                  console, print_json, say_skipped)
+from zoodeploy.cli.common import (SOURCE_HELP, CalibDataOpt, EvalDataOpt, JsonFlag, LabelsOpt, NameOpt,
+                                  PreprocessingOpt, console, print_json, say_skipped)
 from zoodeploy.export import PROGRAM_FILE, ExportConfig, ExportFormat, export_source
 from zoodeploy.export.onnx_export import DEFAULT_OPSET
 from zoodeploy.models.sources import SourceConfig
@@ -38,12 +38,13 @@ def export(
     preprocessing: PreprocessingOpt = None,
     calib_data: CalibDataOpt = None,
     eval_data: EvalDataOpt = None,
+    name: NameOpt = None,
     json: JsonFlag = False,
 ) -> None:
     """Export to ONNX (torch.onnx dynamo exporter), check it and validate it against PyTorch."""
     cfg = ExportConfig(opset=opset, batch=batch, input_size=input_size, format=format)
     src = SourceConfig(source, weights=weights, labels=labels, preprocessing=preprocessing, calib_data=calib_data,
-                       eval_data=eval_data)
+                       eval_data=eval_data, name=name)
     artifact, variant = export_source(src, out, cfg, progress=True)
     if json:
         print_json({"artifact": str(artifact), **variant.model_dump(mode="json")})

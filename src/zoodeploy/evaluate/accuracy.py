@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from zoodeploy.artifact import REFERENCE, Artifact
 from zoodeploy.card import Accuracy, DataSpec, ModelCard
-from zoodeploy.errors import ArtifactError, DataError
+from zoodeploy.errors import ArtifactError
 from zoodeploy.models.data import Splits, load_splits, splits_for
 from zoodeploy.runtime import RunOptions, open_runner
 from zoodeploy.target import needs_gpu
@@ -85,10 +85,9 @@ def same_data(a: DataSpec | None, b: DataSpec | None) -> bool:
 
 
 def eval_splits(card: ModelCard, data: str | Path | None = None) -> Splits:
-    """The splits to evaluate on: the card's own data, or `data` (digits or an ImageFolder tree).
-
-    Other data must have the card's classes, in the same order, or every figure would be wrong.
-    """
+    """The splits to evaluate on: the card's own data, or `data` (digits or an ImageFolder tree whose
+    class folders are matched to the card's labels by name, in any order; a folder that is no label is
+    refused: a guessed class order would make every figure wrong)."""
     if data is None:
         if card.data is None:
             raise ArtifactError(f"{card.name}: the card records no labelled data set to measure accuracy on; "
@@ -97,15 +96,7 @@ def eval_splits(card: ModelCard, data: str | Path | None = None) -> Splits:
     source = "digits" if str(data) == "digits" else str(Path(data).resolve())
     if card.data is not None and source == card.data.source:
         return splits_for(card.data)  # the same seed and fractions as training
-    splits = load_splits(data)
-    if splits.labels != card.labels:
-        raise DataError(f"{data} has classes {_short(splits.labels)} but {card.name} was trained on "
-                        f"{_short(card.labels)}; evaluate on data with the model's classes")
-    return splits
-
-
-def _short(names: list[str]) -> str:
-    return "[" + ", ".join(names[:5]) + (f", … {len(names)} in all]" if len(names) > 5 else "]")
+    return load_splits(data, labels=card.labels)  # class folders matched to the model's labels by name
 
 
 def runnable_variants(card: ModelCard, device: str = "cpu") -> list[str]:

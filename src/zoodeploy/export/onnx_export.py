@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from zoodeploy.artifact import REFERENCE, Artifact
+from zoodeploy.artifact import REFERENCE, Artifact, put_variant
 from zoodeploy.card import ExportFailure, GraphStats, ModelCard, Validation, Variant
 from zoodeploy.errors import ExportError, ZoodeployError
 from zoodeploy.export.metadata import set_card_metadata
@@ -185,7 +185,7 @@ def to_onnx(program: torch.export.ExportedProgram, example: torch.Tensor, cfg: E
     proto = onnx_program.model_proto
     if cfg.batch is None:
         _name_batch_dim(proto)
-    shape = [cfg.batch or "batch", 3, card.input_size, card.input_size]
+    shape = [cfg.batch or "batch", *card.preprocessing.input_shape]
     return set_card_metadata(proto, card, variant=FP32, input_shape=shape, opset=cfg.opset)
 
 
@@ -207,7 +207,7 @@ def check_graph(path: Path, model: onnx.ModelProto, card: ModelCard, cfg: Export
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset != cfg.opset:
         raise ExportError(f"{card.name}: asked for opset {cfg.opset} but the exporter wrote {opset}")
-    want_in = [cfg.batch or "batch", 3, card.input_size, card.input_size]
+    want_in = [cfg.batch or "batch", *card.preprocessing.input_shape]
     want_out = [cfg.batch or "batch", card.num_classes]
     got = [(v.name, _dims(v)) for v in (*model.graph.input, *model.graph.output)]
     if got != [(INPUT, want_in), (OUTPUT, want_out)]:
@@ -285,20 +285,18 @@ def export_artifact(artifact: Artifact | str | Path, cfg: ExportConfig | None = 
 
 def resized(card: ModelCard, size: int | None, artifact: Path) -> ModelCard:
     """The card for an export at `size` px: same preprocessing, scaled (crop fraction kept)."""
-    if size is None or size == card.input_size:
+    if size is None or (size, size) == card.preprocessing.size:
         return card
     if card.source is None or card.source.kind == "zoo":  # other sources are checked by running them
         from zoodeploy.models.zoo import get_spec
-        spec = get_spec(card.name)
+        spec = get_spec(card.source.ref if card.source else card.name)  # --name may rename a zoo model
         if size < spec.min_input_size:
             raise ExportError(f"{card.name} needs an input of at least {spec.min_input_size}px, got --input-size {size}")
     others = sorted(set(card.variants) - {FP32, PROGRAM})
     if others:
-        raise ExportError(f"{artifact} has variants made at {card.input_size}px ({', '.join(others)}); export "
+        raise ExportError(f"{artifact} has variants made at {card.preprocessing.size_text} ({', '.join(others)}); export "
                           f"at {size}px into a new artifact directory with -o OUT")
-    p = card.preprocessing
-    prep = replace(p, input_size=size, resize=max(size, round(size * p.resize / p.input_size)))
-    return card.model_copy(update={"preprocessing": prep})
+    return card.model_copy(update={"preprocessing": card.preprocessing.at_size(size)})
 
 
 def _record(art: Artifact, exported: ModelCard, variants: list[Variant]) -> None:
@@ -308,7 +306,7 @@ def _record(art: Artifact, exported: ModelCard, variants: list[Variant]) -> None
         card.preprocessing = exported.preprocessing
         card.provenance.export_failure = None
         for v in variants:
-            card.variants[v.name] = v
+            put_variant(card, v)
 
 
 def _drop(artifact: Path, card: ModelCard, name: str) -> None:

@@ -46,8 +46,8 @@ def export_source(source: str | Path | SourceConfig, out: str | Path | None = No
     cfg = cfg or ExportConfig()
     src = source if isinstance(source, SourceConfig) else SourceConfig(str(source), weights=weights)
     if Path(src.source).is_dir():
-        if src.weights is not None or src.labels or src.preprocessing:
-            raise ExportError(f"--weights / --labels / --preprocessing are for a new SOURCE; {src.source} is an "
+        if src.weights is not None or src.labels or src.preprocessing or src.name:
+            raise ExportError(f"--weights / --labels / --preprocessing are for a new SOURCE (so is --name); {src.source} is an "
                               "artifact with its own checkpoint and card")
         return _export_existing(Path(src.source), None if out is None else Path(out), cfg, progress)
     from zoodeploy.models.sources import resolve_source
@@ -55,8 +55,9 @@ def export_source(source: str | Path | SourceConfig, out: str | Path | None = No
         raise ArtifactError(f"artifact directory {src.source} does not exist; make one with `zoodeploy train` "
                             "or pass a model SOURCE (see `zoodeploy export --help`)")
     resolved = resolve_source(src.source)
-    target = Path(out) if out else DEFAULT_ROOT / resolved.name
-    plain_zoo = resolved.kind == "zoo" and not (src.labels or src.preprocessing or src.calib_data or src.eval_data)
+    target = Path(out) if out else DEFAULT_ROOT / (src.name or resolved.name)
+    plain_zoo = resolved.kind == "zoo" and not (src.labels or src.preprocessing or src.calib_data or src.eval_data
+                                                or src.name)
     if plain_zoo:  # as zoo names always exported: zoo preprocessing, checkpoint labels
         return _export_zoo(resolved.name, target, cfg, src.weights or IMAGENET, progress)
     src.input_size = cfg.input_size or src.input_size

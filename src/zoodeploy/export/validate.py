@@ -22,6 +22,7 @@ import numpy as np
 
 from zoodeploy.card import Comparison, ModelCard, Precision, ToleranceSpec, Validation
 from zoodeploy.errors import ValidationError
+from zoodeploy.preprocess import synthetic_batch
 
 if TYPE_CHECKING:
     from zoodeploy.artifact import Artifact
@@ -184,8 +185,7 @@ def validation_samples(artifact: Artifact, n: int = 64, card: ModelCard | None =
     (an export at another input size)."""
     card = card or artifact.card
     if card.data is None:
-        size = card.input_size
-        x = np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32)
+        x = synthetic_batch(card.preprocessing, n)
         return Samples(x, "random normal inputs (the card records no data set)")
     images = artifact.splits().val
     x = images.some_arrays(spread(len(images), n), card.preprocessing)

@@ -89,20 +89,32 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
 
 
-def _class_files(root: Path) -> dict[str, list[Path]] | list[Path]:
-    """An ImageFolder's class folder -> image files, or the images of a folder without classes."""
+def _class_files(root: Path, images_only: bool = False) -> dict[str, list[Path]] | list[Path]:
+    """An ImageFolder's class folder -> image files, or the images of a folder without classes
+    (`images_only`: every image under root, sub-folders or not)."""
     if not root.exists():
         raise DataError(f"data directory {root} does not exist; pass `digits`, an ImageFolder directory "
                         "(one sub-folder of images per class) or a folder of images")
     if not root.is_dir():
         raise DataError(f"{root} is not a directory; pass an ImageFolder directory or a folder of images")
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if subdirs:
+    if subdirs and not images_only:
         return {d.name: _images_under(d) for d in subdirs}
     files = _images_under(root)
     if not files:
         raise DataError(f"{root} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); add some")
     return files
+
+
+def class_folders(source: str | Path) -> list[str]:
+    """The top-level sub-folder names of a data folder (digits: its classes `0`..`9`), sorted; [] when
+    it holds none (or does not exist: loading it says so)."""
+    if str(source) == "digits":
+        return [str(i) for i in range(10)]
+    root = Path(source)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _images_under(root: Path) -> list[Path]:
@@ -129,7 +141,7 @@ def class_map(classes: list[str], labels: list[str], where: str) -> dict[str, in
     if unknown:
         shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
         raise DataError(f"{where}: class folder(s) {shown} are not labels of the model "
-                        f"({len(labels)} labels, e.g. {', '.join(labels[:3])}); rename them to the model's "
+                        f"({len(labels)} classes, e.g. {', '.join(labels[:3])}); rename them to the model's "
                         "labels, or pass a folder of images without class folders")
     return {c: index[c] for c in classes}
 
@@ -194,23 +206,27 @@ def _split_indices(groups: np.ndarray, seed: int, val_fraction: float,
 
 def load_splits(source: str | Path, *, seed: int = 0, val_fraction: float = 0.15,
                 test_fraction: float = 0.2, labels: list[str] | None = None,
-                class_to_label: dict[str, int] | None = None) -> Splits:
+                class_to_label: dict[str, int] | None = None, images_only: bool = False) -> Splits:
     """Load `digits`, an ImageFolder directory or a folder of images, and split it deterministically.
 
     With `labels` (the model's), class folders are matched to them by name, whatever their order;
     `class_to_label` is such a match already made (from a recorded DataSpec). A folder with images
     but no class sub-folders is unlabelled: every label -1. Unreadable images are skipped and
     counted in the spec. val_fraction + test_fraction >= 1 keeps no train split (evaluation only).
+    `images_only` reads a folder as a bag of images, recursively, whatever its sub-folders are called.
     """
     skipped, num_files, labelled = 0, None, True
     if str(source) == "digits":  # in the data set's own order, as every recorded digits split
         items, groups, classes = _digits()
-        mapping = class_to_label or (class_map(classes, labels, "digits") if labels is not None else None)
-        y_all = groups if mapping is None else np.asarray([mapping[classes[k]] for k in groups], np.int64)
-        names = labels if labels is not None else (classes if mapping is None else _names(mapping))
+        if images_only:  # a model whose labels are not the digits: the images, without their classes
+            labelled, mapping, y_all, names = False, None, np.full(len(items), -1, np.int64), labels or []
+        else:
+            mapping = class_to_label or (class_map(classes, labels, "digits") if labels is not None else None)
+            y_all = groups if mapping is None else np.asarray([mapping[classes[k]] for k in groups], np.int64)
+            names = labels if labels is not None else (classes if mapping is None else _names(mapping))
     else:
         where = str(Path(source))
-        found = _class_files(Path(source))
+        found = _class_files(Path(source), images_only)
         labelled = isinstance(found, dict)
         files = [f for fs in found.values() for f in fs] if labelled else found
         num_files = len(files)
@@ -239,7 +255,8 @@ def load_splits(source: str | Path, *, seed: int = 0, val_fraction: float = 0.15
 def splits_for(spec: DataSpec, labels: list[str] | None = None) -> Splits:
     """Re-create the exact splits a card records (`labels`: the card's, for the label names)."""
     splits = load_splits(spec.source, seed=spec.seed, val_fraction=spec.val_fraction,
-                         test_fraction=spec.test_fraction, class_to_label=spec.class_to_label)
+                         test_fraction=spec.test_fraction, class_to_label=spec.class_to_label,
+                         images_only=not spec.labelled)
     if splits.spec.counts != spec.counts or splits.spec.labelled != spec.labelled:
         raise DataError(f"data at {spec.source} changed since it was recorded (split sizes "
                         f"{splits.spec.counts} vs {spec.counts}); pass the data explicitly")
@@ -250,4 +267,4 @@ def splits_for(spec: DataSpec, labels: list[str] | None = None) -> Splits:
 
 def digits_preprocessing(image_size: int) -> Preprocessing:
     """Digits are tightly framed 8x8 images: scale to the input size, no crop."""
-    return Preprocessing(input_size=image_size, resize=image_size)
+    return Preprocessing(size=image_size, resize=image_size)

@@ -18,22 +18,27 @@ import json
 import re
 import shutil
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from zoodeploy.card import CHECKPOINT_FILE, ModelCard, SourceSpec, Variant, provenance, save_card
-from zoodeploy.errors import DataError, SourceError, UnknownNameError, ZoodeployError
+from zoodeploy.errors import SourceError, UnknownNameError, ZoodeployError
 from zoodeploy.fileio import sha256_file
-from zoodeploy.models.data import Splits, digits_preprocessing, load_splits
+from zoodeploy.models.data import Splits, class_folders, load_splits
 from zoodeploy.models.saved_program import gist, load_program
 from zoodeploy.models.weights import IMAGENET
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.registry import Registry
 
+if TYPE_CHECKING:
+    from zoodeploy.onnx_graph import GraphIO
+
 NO_WEIGHTS = "none"
+FOLDERS = "folders"  # --labels folders: the evaluation folder's class folders, sorted, as outputs 0..N-1
 PROGRAM_FILE = "source.pt2"  # the user's exported program, the artifact's eager model
 FP32_ONNX = "fp32.onnx"
 EVAL_ONLY = (0.25, 0.75)  # val / test fractions of an evaluation folder given beside --calib-data
@@ -49,6 +54,8 @@ class Source:
     labels: tuple[str, ...] | None = None  # its own labels (torchvision categories, ONNX metadata)
     preprocessing: Preprocessing | None = None  # its own preprocessing
     input_size: int | None = None  # fixed by the file (ONNX graph, exported program)
+    labels_from: str | None = None  # where its own labels were found
+    graph: GraphIO | None = None  # an ONNX source's input and output
 
     @property
     def has_module(self) -> bool:
@@ -140,7 +147,8 @@ class ZooKind(SourceKind):
         if spec.weights_enum:
             import torchvision
             labels = tuple(torchvision.models.get_weight(spec.weights_enum).meta["categories"])
-        return Source("zoo", spec.name, spec.name, labels, spec.preprocessing)
+        return Source("zoo", spec.name, spec.name, labels, spec.preprocessing,
+                      labels_from=f"torchvision weights {spec.weights_enum}" if labels else None)
 
     def module(self, source: Source, weights: str | None, num_classes: int | None) -> nn.Module:
         from zoodeploy.models.zoo import build_model
@@ -162,7 +170,8 @@ class TorchvisionKind(SourceKind):
 
     def resolve(self, text: str) -> Source:
         enum = _default_weights(text)
-        return Source("torchvision", text, text, tuple(enum.meta["categories"]), weights_preprocessing(enum))
+        return Source("torchvision", text, text, tuple(enum.meta["categories"]), weights_preprocessing(enum),
+                      labels_from=f"torchvision weights {enum}")
 
     def module(self, source: Source, weights: str | None, num_classes: int | None) -> nn.Module:
         import torchvision.models as tvm
@@ -191,7 +200,7 @@ def _default_weights(name: str):
 def weights_preprocessing(enum) -> Preprocessing:
     """A torchvision weight enum's ImageClassification transform as typed preprocessing."""
     t = enum.transforms()
-    return Preprocessing(input_size=int(t.crop_size[0]), resize=int(t.resize_size[0]), mean=tuple(t.mean),
+    return Preprocessing(size=int(t.crop_size[0]), resize=int(t.resize_size[0]), mean=tuple(t.mean),
                          std=tuple(t.std), interpolation=t.interpolation.value)
 
 
@@ -362,15 +371,15 @@ class OnnxKind(SourceKind):
         return _file_claims(text, ".onnx")
 
     def resolve(self, text: str) -> Source:
-        from zoodeploy.onnx_graph import graph_io, load_onnx, onnx_metadata
+        from zoodeploy.onnx_graph import graph_io, load_onnx, model_labels, onnx_metadata
         path = _existing(text, "ONNX model")
         model = load_onnx(path)
         io = graph_io(model, path)
         meta = onnx_metadata(model)
-        if meta:
-            return Source("onnx", str(path), meta.get("name", path.stem), tuple(meta["labels"]),
-                          Preprocessing.from_dict(meta["preprocessing"]), io.input_size)
-        return Source("onnx", str(path), path.stem, input_size=io.input_size)
+        labels, labels_from = model_labels(model, io.classes) or (None, None)
+        prep = Preprocessing.from_dict(meta["preprocessing"]) if meta else None
+        return Source("onnx", str(path), meta.get("name", path.stem) if meta else path.stem,
+                      tuple(labels) if labels else None, prep, io.input_size, labels_from, io)
 
 
 # ---- labels and preprocessing ---------------------------------------------------------------
@@ -401,35 +410,83 @@ def read_labels(spec: str) -> list[str]:
     return labels
 
 
-_PREP_KEYS = {"resize": "resize", "crop": "input_size", "input_size": "input_size", "mean": "mean",
-              "std": "std", "interpolation": "interpolation"}
+# --preprocessing keys -> Preprocessing fields (crop and input_size: a square size, as before H x W)
+_PREP_KEYS = {"size": "size", "crop": "size", "input_size": "size", "resize": "resize", "mode": "mode",
+              "pad": "pad", "align": "align", "interpolation": "interpolation", "channels": "channels",
+              "scale": "scale", "mean": "mean", "std": "std", "layout": "layout", "dtype": "dtype"}
+_MULTI = ("mean", "std", "pad")  # keys whose value is a comma-separated list
+_PREP_EXAMPLE = ("size=224 or size=32x96,resize=256,mode=crop|squash|pad,pad=0,0,0,align=center|topleft,"
+                 "interpolation=bilinear|bicubic|nearest|lanczos,channels=rgb|bgr|gray,scale=1|255,"
+                 "mean=R,G,B,std=R,G,B,layout=nchw|nhwc,dtype=float32|uint8")
+
+
+def preprocessing_fields(spec: str | None) -> dict[str, object]:
+    """The fields a --preprocessing spec (KEY=VALUE,... or a JSON file) sets, typed, not yet applied."""
+    if spec is None:
+        return {}
+    raw = _prep_json(spec) if spec.endswith(".json") or Path(spec).is_file() else _prep_text(spec)
+    unknown = sorted(set(raw) - set(_PREP_KEYS))
+    if unknown:
+        raise SourceError(f"--preprocessing: unknown key(s) {', '.join(unknown)}; use {', '.join(_PREP_KEYS)}")
+    if len({_PREP_KEYS[k] for k in raw}) != len(raw):
+        raise SourceError(f"--preprocessing {spec!r}: size, crop and input_size are one setting; give one")
+    try:
+        return {_PREP_KEYS[k]: _typed(_PREP_KEYS[k], v) for k, v in raw.items()}
+    except (TypeError, ValueError) as e:
+        raise SourceError(f"--preprocessing {spec!r}: {e}") from None
+
+
+def _typed(field: str, value: object) -> object:
+    if field == "size":
+        text = str(value).lower()
+        parts = text.split("x") if isinstance(value, str) else (list(value) if isinstance(value, list) else [value])
+        size = tuple(int(p) for p in parts)
+        if len(size) not in (1, 2):
+            raise ValueError(f"size is H or HxW, got {value!r}")
+        return size * 2 if len(size) == 1 else size
+    if field in ("resize", "scale"):
+        return int(value)
+    if field in ("mean", "std"):
+        return tuple(float(x) for x in (value if isinstance(value, list) else [value]))
+    if field == "pad":
+        return tuple(int(x) for x in (value if isinstance(value, list) else [value]))
+    return str(value).lower()
 
 
 def parse_preprocessing(spec: str | None, default: Preprocessing) -> Preprocessing:
-    """`resize=256,crop=224,interpolation=bicubic,mean=R,G,B,std=R,G,B`, or a JSON file of the
-    same keys, over `default`. A crop without a resize keeps the default's crop fraction."""
-    if spec is None:
-        return default
-    fields = _prep_json(spec) if spec.endswith(".json") or Path(spec).is_file() else _prep_text(spec)
-    unknown = sorted(set(fields) - set(_PREP_KEYS))
-    if unknown:
-        raise SourceError(f"--preprocessing: unknown key(s) {', '.join(unknown)}; use {', '.join(_PREP_KEYS)}")
-    values = {_PREP_KEYS[k]: v for k, v in fields.items()}
+    """`--preprocessing` over `default`: any of the keys in `_PREP_KEYS`, or a JSON file of them.
+    A size without a resize keeps the default's crop fraction; channels without mean / std convert
+    the default's (gray: their average, bgr: reversed); dtype uint8 takes raw pixels (no mean / std)."""
+    return apply_preprocessing(preprocessing_fields(spec), default, spec or "")
+
+
+def apply_preprocessing(fields: dict[str, object], default: Preprocessing, spec: str = "") -> Preprocessing:
+    values = dict(fields)
     try:
-        for key in ("resize", "input_size"):
-            if key in values:
-                values[key] = int(values[key])
-        for key in ("mean", "std"):
-            if key in values:
-                values[key] = tuple(float(x) for x in values[key])
-                if len(values[key]) != 3:
-                    raise ValueError(f"{key} needs 3 values (R,G,B)")
-        if "input_size" in values and "resize" not in values:
-            values["resize"] = max(values["input_size"],
-                                   round(values["input_size"] * default.resize / default.input_size))
-        return replace(default, **values)
+        base = default.at_size(values["size"]) if "size" in values and "resize" not in values else default
+        channels = values.get("channels", base.channels)
+        if channels != base.channels:
+            for key in ("mean", "std"):
+                if key not in values:
+                    values[key] = _convert(getattr(base, key), base.channels, channels)
+        if values.get("dtype", base.dtype) == "uint8":
+            given = [k for k in ("mean", "std", "scale") if k in fields]
+            if given:
+                raise ValueError(f"dtype=uint8 feeds raw 0..255 pixels: drop {', '.join(given)}")
+            n = 1 if channels == "gray" else 3
+            values.update(mean=(0.0,) * n, std=(1.0,) * n, scale=255)
+        return replace(base, **values)
     except (TypeError, ValueError) as e:
-        raise SourceError(f"--preprocessing {spec!r}: {e}") from None
+        raise SourceError(f"--preprocessing {spec!r}: {e}" if spec else f"preprocessing: {e}") from None
+
+
+def _convert(values: tuple[float, ...], old: str, new: str) -> tuple[float, ...]:
+    """Per-channel mean / std for another channel order or count."""
+    if new == "gray":
+        return (round(sum(values) / len(values), 6),)
+    if old == "gray":
+        return values * 3
+    return tuple(reversed(values))  # rgb <-> bgr
 
 
 def _prep_text(spec: str) -> dict[str, object]:
@@ -441,12 +498,11 @@ def _prep_text(spec: str) -> dict[str, object]:
             key, _, value = token.partition("=")
             key = key.strip()
             fields[key] = [value.strip()]
-        elif key in ("mean", "std") and token:
+        elif key in _MULTI and token:
             fields[key].append(token)
         else:
-            raise SourceError(f"--preprocessing {spec!r}: {token!r} is not KEY=VALUE; e.g. "
-                              "resize=256,crop=224,interpolation=bilinear,mean=0.485,0.456,0.406,std=0.229,0.224,0.225")
-    return {k: (v if k in ("mean", "std") else v[0]) for k, v in fields.items()}
+            raise SourceError(f"--preprocessing {spec!r}: {token!r} is not KEY=VALUE; keys: {_PREP_EXAMPLE}")
+    return {k: (v if k in _MULTI else v[0]) for k, v in fields.items()}
 
 
 def _prep_json(spec: str) -> dict[str, object]:
@@ -455,7 +511,7 @@ def _prep_json(spec: str) -> dict[str, object]:
     except (OSError, json.JSONDecodeError) as e:
         raise SourceError(f"--preprocessing {spec}: not a readable JSON file ({e})") from None
     if not isinstance(fields, dict):
-        raise SourceError(f"--preprocessing {spec}: a JSON object of resize, crop, interpolation, mean, std")
+        raise SourceError(f"--preprocessing {spec}: a JSON object of {', '.join(_PREP_KEYS)}")
     return fields
 
 
@@ -474,6 +530,7 @@ class SourceConfig:
     calib_data: str | None = None  # any folder of images (or an ImageFolder, or digits)
     eval_data: str | None = None  # an ImageFolder (classes matched by name) or a folder of images
     seed: int = 0
+    name: str | None = None  # the card's (and the served model's) name; None: the source's own
 
     @property
     def separate_calibration(self) -> str | None:
@@ -491,27 +548,41 @@ def _same_place(a: str, b: str) -> bool:
 
 def make_artifact(cfg: SourceConfig, out: Path, *, source: Source | None = None) -> ModelCard:
     """Write `cfg`'s model into the (new, empty) directory `out`: card plus checkpoint, program or
-    ONNX file. Every check (outputs, labels, preprocessing, data) runs before anything is written."""
+    ONNX file. Every check (outputs, labels, preprocessing, data) runs before anything is written.
+
+    Labels: --labels, else the model's own; class folders are matched to them by name, never taken
+    in sorted order unless the user says so (`--labels folders`)."""
     source = source or resolve_source(cfg.source)
-    given = read_labels(cfg.labels) if cfg.labels else None
+    given = read_labels(cfg.labels) if cfg.labels and cfg.labels != FOLDERS else None
     model = source_module(source, cfg.weights, len(given) if given else None) if source.has_module else None
-    prep = _preprocessing(cfg, source)
-    classes = output_classes(model, prep.input_size, source) if model is not None else _onnx_classes(source)
+    prep, prep_from = _preprocessing(cfg, source)
+    classes = output_classes(model, prep, source) if model is not None else source.graph.classes
     pretrained = source.kind in ("onnx", "exported-program") or cfg.weights in (None, IMAGENET)
-    own = list(source.labels) if pretrained and source.labels and len(source.labels) == classes else None
-    splits = data_splits(cfg, given or own)
-    labels = given or own or (splits.labels if splits and splits.spec.labelled else None) \
-        or [f"class_{i}" for i in range(classes)]
+    own = list(source.labels) if pretrained and source.labels and len(source.labels) == classes \
+        and cfg.labels != FOLDERS else None
+    known, labels_source = (given, f"--labels {cfg.labels}") if given else \
+        (own, source.labels_from or "the model's own") if own else (None, None)
+    splits = data_splits(cfg, known, source.name)
+    if known:
+        labels = known
+    elif splits is not None and splits.spec.labelled:
+        labels = splits.labels
+        labels_source = ("class folders in sorted order (--labels folders)" if cfg.labels == FOLDERS
+                         else "the digits data set's classes 0-9")
+    else:
+        labels, labels_source = [f"class_{i}" for i in range(classes)], "none (class_<i>; name them with --labels)"
     if len(labels) != classes:
         where = f"--labels {cfg.labels}" if given else f"the class folders of {splits.spec.source}"
         raise SourceError(f"{source.name} outputs {classes} classes but {where} names {len(labels)}; "
                           "pass labels for every output")
     if splits is not None and splits.spec.source == "digits" and cfg.preprocessing is None \
-            and source.preprocessing is None:
-        prep = digits_preprocessing(prep.input_size)
-    card = ModelCard(name=source.name, num_classes=classes, labels=labels, preprocessing=prep,
-                     weights=_weights_text(source, cfg.weights), data=splits.spec if splits else None,
-                     source=source_spec(source, cfg.weights), provenance=provenance())
+            and source.preprocessing is None and prep.height == prep.width:
+        prep = replace(prep, resize=prep.height)  # digits are tightly framed: scale to the size, no crop
+        prep_from["resize"] = "digits (no crop)"
+    card = ModelCard(name=cfg.name or source.name, num_classes=classes, labels=labels, labels_source=labels_source,
+                     preprocessing=prep, preprocessing_from=prep_from, weights=_weights_text(source, cfg.weights),
+                     data=splits.spec if splits else None, source=source_spec(source, cfg.weights),
+                     provenance=provenance())
     _write_model(out, card, source, model)
     return card
 
@@ -520,25 +591,69 @@ def source_module(source: Source, weights: str | None, num_classes: int | None) 
     return SOURCE_KINDS.get(source.kind).module(source, weights, num_classes).eval()
 
 
-def _preprocessing(cfg: SourceConfig, source: Source) -> Preprocessing:
-    size = cfg.input_size or source.input_size
-    default = source.preprocessing or Preprocessing.for_size(size or 224)
-    if size and size != default.input_size:
-        default = replace(default, input_size=size, resize=max(size, round(size * default.resize / default.input_size)))
-    prep = parse_preprocessing(cfg.preprocessing, default)
-    if source.input_size and prep.input_size != source.input_size:
-        raise SourceError(f"{source.ref} takes {source.input_size}px images; --preprocessing crops "
-                          f"{prep.input_size}px")
-    return prep
+def _preprocessing(cfg: SourceConfig, source: Source) -> tuple[Preprocessing, dict[str, str]]:
+    """The preprocessing in force, and where each value came from: the user (--preprocessing,
+    --image-size), the model's input (an ONNX graph's channels, layout, dtype and fixed size), its own
+    record (zoodeploy metadata, torchvision weights) or zoodeploy's default (ImageNet's). A value the
+    model's input contradicts is refused."""
+    user = preprocessing_fields(cfg.preprocessing)
+    if cfg.input_size and "size" not in user:
+        user["size"] = (cfg.input_size, cfg.input_size)
+    own = {"onnx": "model metadata", "zoo": "zoo entry"}.get(source.kind, "torchvision weights")
+    graph = source.graph
+    fixed = graph.size if graph else ((source.input_size,) * 2 if source.input_size else None)
+    base = source.preprocessing or Preprocessing.for_size(fixed or 224)  # the user's size: applied below
+    origin = {f.name: (own if source.preprocessing else "default") for f in fields(Preprocessing)}
+    facts: dict[str, object] = {}
+    if graph is not None:
+        colour = base.channels if base.channels != "gray" else "rgb"  # rgb or bgr: the graph cannot tell
+        facts = {"layout": graph.layout, "dtype": graph.dtype, "channels": "gray" if graph.channels == 1 else colour}
+    if fixed:
+        facts["size"] = fixed
+    elif graph is not None and "size" not in user:
+        raise SourceError(f"{source.ref} takes images of any height and width (input {graph.input_name} "
+                          f"has dynamic H, W): say the size it runs at with --preprocessing size=HxW")
+    for key, value in facts.items():
+        if key in user and _differs(key, user[key], value):
+            raise SourceError(f"{source.ref}: its input takes {key} {_show(value)}, but --preprocessing says "
+                              f"{_show(user[key])}; drop it or make it {_show(value)}")
+    origin.update({k: "model input" for k in facts})
+    changed = {k: v for k, v in facts.items() if _differs(k, getattr(base, k), v)}
+    base = apply_preprocessing(changed, base)
+    origin.update({"resize": "model input"} if "size" in changed else {})
+    prep = apply_preprocessing(user, base, cfg.preprocessing or f"size={cfg.input_size}")
+    origin.update({k: "user" for k in user})
+    return prep, origin
 
 
-def output_classes(model: nn.Module, size: int, source: Source) -> int:
-    """The class count of `model`, checked: its output on (2, 3, size, size) must be (2, classes)."""
+def preprocessing_origin(origin: dict[str, str]) -> str:
+    """`user: size, mode; model input: layout, dtype; default: the rest` from a card's record."""
+    groups: dict[str, list[str]] = {}
+    for key, where in origin.items():
+        groups.setdefault(where, []).append(key)
+    common = max(groups, key=lambda w: len(groups[w]), default=None)
+    parts = [f"{w}: {', '.join(keys)}" for w, keys in groups.items() if w != common]
+    return "; ".join(parts + ([f"{common}: the rest"] if common else []))
+
+
+def _differs(key: str, a: object, b: object) -> bool:
+    if key == "channels":  # rgb and bgr are both 3 channels: the graph cannot tell them apart
+        return (a == "gray") != (b == "gray")
+    return tuple(a) != tuple(b) if isinstance(a, tuple) else a != b
+
+
+def _show(value: object) -> str:
+    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def output_classes(model: nn.Module, prep: Preprocessing, source: Source) -> int:
+    """The class count of `model`, checked: its output on a batch of 2 inputs must be (2, classes)."""
+    shape = (2, *prep.input_shape)
     try:
         with torch.inference_mode():
-            out = model(torch.zeros(2, 3, size, size))
+            out = model(torch.zeros(shape, dtype=torch.uint8 if prep.dtype == "uint8" else torch.float32))
     except Exception as e:  # noqa: BLE001 - a model that cannot run on images fails in its own way
-        raise SourceError(f"{source.name} does not run on a (2, 3, {size}, {size}) image batch: {gist(e)}") from None
+        raise SourceError(f"{source.name} does not run on a {shape} image batch: {gist(e)}") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise SourceError(f"{source.name} returns {shape} for a batch of 2 images; an image classifier "
@@ -546,22 +661,62 @@ def output_classes(model: nn.Module, size: int, source: Source) -> int:
     return int(out.shape[1])
 
 
-def _onnx_classes(source: Source) -> int:
-    from zoodeploy.onnx_graph import graph_io, load_onnx
-    return graph_io(load_onnx(Path(source.ref)), Path(source.ref)).classes
-
-
-def data_splits(cfg: SourceConfig, labels: list[str] | None) -> Splits | None:
+def data_splits(cfg: SourceConfig, labels: list[str] | None, name: str = "the model") -> Splits | None:
     """The card's data: one folder split deterministically (calibration = train, evaluation = test),
-    or, beside a separate --calib-data folder, the --eval-data folder as val + test only."""
-    if cfg.eval_data and cfg.separate_calibration:
-        return _load(cfg.eval_data, labels, cfg.seed, EVAL_ONLY)
-    folder = cfg.eval_data or cfg.calib_data
-    return None if folder is None else _load(folder, labels, cfg.seed, (0.15, 0.2))
+    or, beside a separate --calib-data folder, the --eval-data folder as val + test only.
+
+    --calib-data alone is a bag of images, read recursively (`digits` excepted: its classes are
+    matched like an evaluation folder's); --eval-data is labelled only where its top-level folders are
+    the model's labels (`labels`; None: the model names none)."""
+    if cfg.labels == FOLDERS and not cfg.eval_data:
+        raise SourceError("--labels folders names the outputs after the class folders of --eval-data; pass "
+                          "--eval-data DIR (one folder per class)")
+    if cfg.eval_data:
+        fractions = EVAL_ONLY if cfg.separate_calibration else (0.15, 0.2)
+        return _labelled_or_not(cfg.eval_data, labels, cfg, fractions, name)
+    if cfg.calib_data is None:
+        return None
+    if cfg.calib_data == "digits":
+        return _labelled_or_not("digits", labels, cfg, (0.15, 0.2), name)
+    return _load(cfg.calib_data, labels, cfg.seed, (0.15, 0.2), images_only=True)
 
 
-def _load(folder: str, labels: list[str] | None, seed: int, fractions: tuple[float, float]) -> Splits:
-    return load_splits(folder, labels=labels, seed=seed, val_fraction=fractions[0], test_fraction=fractions[1])
+def _labelled_or_not(folder: str, labels: list[str] | None, cfg: SourceConfig, fractions: tuple[float, float],
+                     name: str) -> Splits:
+    """`folder` as an ImageFolder when its top-level folders are the model's labels (matched by name),
+    as unlabelled images when none is; refused when only some are, or when the model names no labels
+    (unless `--labels folders` says to take the folders in sorted order)."""
+    folders = class_folders(folder)
+    if not folders:
+        return _load(folder, labels, cfg.seed, fractions, images_only=True)
+    n, shown = len(folders), ", ".join(folders[:4]) + (f" and {len(folders) - 4} more" if len(folders) > 4 else "")
+    if labels is None:
+        if cfg.labels != FOLDERS and folder != "digits":
+            raise SourceError(f"{folder} has {n} class folder(s) ({shown}) but {name} carries no labels to match "
+                              "them to its outputs: pass --labels FILE (one label a line, in output order), or "
+                              "--labels folders to take the folders in sorted order as outputs 0..N-1")
+        splits = _load(folder, None, cfg.seed, fractions)
+        splits.spec.labels_match = f"{n} folders taken in sorted order as the outputs"
+        return splits
+    known = set(labels)
+    missing = [f for f in folders if f not in known]
+    if len(missing) == n:
+        splits = _load(folder, labels, cfg.seed, fractions, images_only=True)
+        splits.spec.labels_match = f"0 of {n} folders match {name}'s labels: read as unlabelled images"
+        return splits
+    if missing:
+        raise SourceError(f"{folder}: {n - len(missing)} of {n} folders match {name}'s labels, but "
+                          f"{', '.join(missing[:4])} do not (labels e.g. {', '.join(labels[:4])}); rename or "
+                          "remove those folders")
+    splits = _load(folder, labels, cfg.seed, fractions)
+    splits.spec.labels_match = f"{n} of {n} folders match {name}'s labels by name"
+    return splits
+
+
+def _load(folder: str, labels: list[str] | None, seed: int, fractions: tuple[float, float],
+          images_only: bool = False) -> Splits:
+    return load_splits(folder, labels=labels, seed=seed, val_fraction=fractions[0], test_fraction=fractions[1],
+                       images_only=images_only)
 
 
 def _weights_text(source: Source, weights: str | None) -> str:
@@ -581,17 +736,7 @@ def source_spec(source: Source, weights: str | None) -> SourceSpec:
 
 def _write_model(out: Path, card: ModelCard, source: Source, model: nn.Module | None) -> None:
     if source.kind == "onnx":
-        from zoodeploy.recipes import CopyRecipe
-        shutil.copyfile(source.ref, out / FP32_ONNX)
-        from zoodeploy.onnx_graph import graph_io, load_onnx
-        io = graph_io(load_onnx(out / FP32_ONNX), Path(source.ref))
-        card.input_name, card.output_name = io.input_name, io.output_name
-        card.variants["fp32"] = Variant(name="fp32", file=FP32_ONNX, sha256=sha256_file(out / FP32_ONNX),
-                                        precision="fp32", runtime="onnxruntime",
-                                        made_by=f"copied from the ONNX model {source.ref}",
-                                        recipe=CopyRecipe(source=source.ref))
-        card.provenance.source_onnx = source.ref
-        card.provenance.card_from = "onnx metadata" if source.labels else "graph + data"
+        _write_onnx(out, card, source)
     elif source.kind == "exported-program":
         shutil.copyfile(source.ref, out / PROGRAM_FILE)
         card.checkpoint, card.checkpoint_sha256 = PROGRAM_FILE, sha256_file(out / PROGRAM_FILE)
@@ -599,6 +744,27 @@ def _write_model(out: Path, card: ModelCard, source: Source, model: nn.Module | 
         torch.save(model.state_dict(), out / CHECKPOINT_FILE)
         card.checkpoint, card.checkpoint_sha256 = CHECKPOINT_FILE, sha256_file(out / CHECKPOINT_FILE)
     save_card(out, card)
+
+
+def _write_onnx(out: Path, card: ModelCard, source: Source) -> None:
+    """The ONNX source as the artifact's fp32.onnx: copied, or with its dynamic H, W fixed at the size
+    it is deployed at (the card records both)."""
+    from zoodeploy.onnx_graph import fix_spatial_dims, load_onnx
+    from zoodeploy.recipes import CopyRecipe
+    io, made_by = source.graph, f"copied from the ONNX model {source.ref}"
+    if io.size is None:
+        import onnx
+        size = card.preprocessing.size
+        onnx.save(fix_spatial_dims(load_onnx(Path(source.ref)), io, size), str(out / FP32_ONNX))
+        made_by += f", its dynamic height and width fixed at {size[0]}x{size[1]}"
+    else:
+        shutil.copyfile(source.ref, out / FP32_ONNX)
+    card.input_name, card.output_name = io.input_name, io.output_name
+    card.variants["fp32"] = Variant(name="fp32", file=FP32_ONNX, sha256=sha256_file(out / FP32_ONNX),
+                                    precision="fp32", runtime="onnxruntime", made_by=made_by,
+                                    recipe=CopyRecipe(source=source.ref))
+    card.provenance.source_onnx = source.ref
+    card.provenance.card_from = "onnx metadata" if source.labels else "graph + data"
 
 
 def rebuild_module(spec: SourceSpec, checkpoint: Path, num_classes: int) -> nn.Module:

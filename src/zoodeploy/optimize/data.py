@@ -24,11 +24,6 @@ def _subset(images: ImageSet, prep: Preprocessing, size: int) -> np.ndarray:
     return images.some_arrays(spread(len(images), size), prep)
 
 
-def _is_image_folder_tree(root: Path) -> bool:
-    subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return len(subdirs) >= 2
-
-
 def image_files(root: Path) -> list[Path]:
     """The images under `root`, or a DataError saying there are none."""
     if not root.is_dir():
@@ -42,11 +37,7 @@ def image_files(root: Path) -> list[Path]:
 
 
 def _folder_images(root: Path, prep: Preprocessing, size: int) -> tuple[np.ndarray, str]:
-    files = image_files(root)
-    if _is_image_folder_tree(root):  # labelled tree: calibrate on its training split only
-        splits = load_splits(root)
-        return (_subset(splits.train, prep, size),
-                f"{root} train split, {min(size, len(splits.train))} of {len(splits.train)} images")
+    files = image_files(root)  # a bag of images, whatever the sub-folders are called (#30)
     picked = [files[int(i)] for i in spread(len(files), size)]
     arrays = np.stack([preprocess(load_image(f), prep) for f in picked])
     return arrays, f"{root}, {len(picked)} of {len(files)} images"
@@ -64,6 +55,8 @@ def calibration_arrays(card: ModelCard, source: str | Path | None, size: int,
         source, splits = card.data.source, splits or splits_for(card.data)
     elif str(source) == "digits":
         splits = _same_split_as_card(card.data, "digits")
+    elif card.data is not None and Path(source).resolve() == Path(card.data.source):
+        splits = splits or splits_for(card.data)  # the card's own folder: its train split, never its test
     else:
         return _folder_images(Path(source), prep, size)
     train = splits.train

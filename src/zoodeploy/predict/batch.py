@@ -16,7 +16,7 @@ from zoodeploy.preprocess import Preprocessing, crop, load_image, normalize
 class Decoded:
     """A batch's images that could be read, as model input, and the reason for each that could not."""
 
-    x: np.ndarray  # float32 (len(ok), 3, H, W)
+    x: np.ndarray  # the model's input batch (len(ok), *prep.input_shape)
     ok: list[int]  # indices into the batch
     errors: list[str | None]  # one per file
 
@@ -32,7 +32,7 @@ def decode_batch(paths: Sequence[str], prep: Preprocessing) -> Decoded:
         ok.append(i)
         errors.append(None)
     if not crops:
-        return Decoded(np.zeros((0, 3, prep.input_size, prep.input_size), np.float32), ok, errors)
+        return Decoded(np.zeros((0, *prep.input_shape), prep.np_dtype), ok, errors)
     return Decoded(normalize(np.stack(crops), prep), ok, errors)
 
 

@@ -1,4 +1,5 @@
-"""One small interface to run a variant: a Runner maps float32 NCHW input to logits.
+"""One small interface to run a variant: a Runner maps the model's input tensor (float32 NCHW, or
+what the card's preprocessing says: NHWC, uint8, one channel, H != W) to logits.
 
 This module holds what every runner shares: the `Runner` protocol and `RunOptions`;
 `runtime/backends.py` holds the `RUNTIMES` registry (which module opens each runtime's variants,
@@ -57,7 +58,7 @@ def available_cores() -> int:
 
 class Runner(Protocol):
     name: str  # variant name
-    input_shape: tuple[int, int, int]  # (C, H, W); batch is free
+    input_shape: tuple[int, int, int]  # (C, H, W), or (H, W, C) for an NHWC model; batch is free
     settings: dict[str, Any]  # what the figures were measured with
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
@@ -82,11 +83,15 @@ class Closing:
 RunnerFactory = Callable[[Path, ModelCard, str, RunOptions], Runner]
 
 
-def check_input(x: np.ndarray, shape: tuple[int, int, int], batch: int | None = None) -> np.ndarray:
-    """Refuse anything but float32 (N, C, H, W) with the model's C, H, W (and N = `batch` if fixed)."""
-    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+def check_input(x: np.ndarray, shape: tuple[int, int, int], batch: int | None = None,
+                dtype: type = np.float32) -> np.ndarray:
+    """Refuse anything but the model's input: `dtype` (float32, or uint8 for a model that takes raw
+    pixels), shape (N, *shape) in its layout ((C, H, W) or (H, W, C), from the card's preprocessing
+    or the graph), and N = `batch` if fixed."""
+    want = np.dtype(dtype)
+    if not isinstance(x, np.ndarray) or x.dtype != want:
         got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
-        raise InputError(f"input must be a float32 array, got {got}")
+        raise InputError(f"input must be a {want} array, got {got}")
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape) or x.shape[0] < 1:
         raise InputError(f"input must have shape (N, {', '.join(map(str, shape))}) with N >= 1, "
                          f"got {tuple(x.shape)}")

@@ -94,13 +94,14 @@ class OpenVinoRunner(Closing):
         shape = inp.get_partial_shape()
         self.input_shape = tuple(int(d.get_length()) for d in list(shape)[1:])
         self.batch = int(shape[0].get_length()) if shape[0].is_static else None  # a fixed-batch export
+        self.dtype = np.uint8 if inp.get_element_type().get_type_name() == "u8" else np.float32
         self.request = self.compiled.create_infer_request()
         self.settings: dict[str, Any] = {
             "runtime": "openvino", "version": VERSION, "device": DEVICE, "intra_op_threads": options.num_threads,
             "precision": config["INFERENCE_PRECISION_HINT"], "config": in_effect(self.compiled)}
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        x = check_input(x, self.input_shape, self.batch)
+        x = check_input(x, self.input_shape, self.batch, self.dtype)
         self.request.infer({0: x})
         return self.request.get_output_tensor(0).data.copy()  # the request reuses its buffer
 

@@ -94,6 +94,7 @@ class OrtRunner(Closing):
         self.input_name = inp.name
         self.input_shape = tuple(int(d) for d in inp.shape[1:])
         self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None  # a fixed-batch export
+        self.dtype = np.uint8 if inp.type == "tensor(uint8)" else np.float32
         self.settings: dict[str, Any] = {
             "runtime": "onnxruntime", "version": ort.__version__,
             "providers": self.session.get_providers(), "intra_op_threads": options.num_threads,
@@ -101,7 +102,7 @@ class OrtRunner(Closing):
             **({"provider_options": provider_options} if provider_options else {})}
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        x = check_input(x, self.input_shape, self.batch)
+        x = check_input(x, self.input_shape, self.batch, self.dtype)
         return self.session.run(None, {self.input_name: x})[0]
 
     def close(self) -> None:
@@ -113,6 +114,6 @@ def open_variant(artifact: Artifact, card: ModelCard, variant: str, options: Run
     ep_options = None
     if TENSORRT in options.extra_providers:
         cache_dir("ort-tensorrt").mkdir(parents=True, exist_ok=True)
-        dims = ["N", 3, card.input_size, card.input_size]
+        dims = ["N", *card.input_shape]
         ep_options = {TENSORRT: tensorrt_ep_options(v.precision, card.input_name, dims)}
     return OrtRunner(Artifact.of(artifact).file(v), variant, options, ep_options)

@@ -51,7 +51,7 @@ class TensorRTRunner(Closing):
         check_engine_target(variant, current_target(trt.__version__), artifact)
         path = Artifact.of(artifact).file(variant)
         self.name = name
-        self.input_shape = (3, card.input_size, card.input_size)
+        self.input_shape = card.input_shape
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)  # kept: TensorRT objects must outlive what they made
         self.engine = deserialize_engine(trt, self.runtime, path)

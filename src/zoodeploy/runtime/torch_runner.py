@@ -21,14 +21,15 @@ class TorchRunner(Closing):
         self.device = torch.device(options.device)
         self.model = load_model(artifact, card).to(self.device)
         torch.set_num_threads(options.num_threads)
-        self.input_shape = (3, card.input_size, card.input_size)
+        self.input_shape = card.input_shape
+        self.dtype = card.preprocessing.np_dtype
         self.settings: dict[str, Any] = {"runtime": "torch", "version": torch.__version__,
                                          "device": options.device, "intra_op_threads": options.num_threads,
                                          "mode": "eager"}
 
     @torch.inference_mode()
     def run(self, x: np.ndarray) -> np.ndarray:
-        x = check_input(x, self.input_shape)
+        x = check_input(x, self.input_shape, dtype=self.dtype)
         out = self.model(torch.from_numpy(x).to(self.device))
         return out.float().cpu().numpy()
 
@@ -53,7 +54,8 @@ class ProgramRunner(Closing):
         self.name = name
         self.device = torch.device(options.device)
         torch.set_num_threads(options.num_threads)
-        self.input_shape = (3, card.input_size, card.input_size)
+        self.input_shape = card.input_shape
+        self.dtype = card.preprocessing.np_dtype
         fixed = getattr(variant.recipe, "batch", None)  # an int for a fixed-batch export, else "dynamic"
         self.batch = fixed if isinstance(fixed, int) else None
         self.settings: dict[str, Any] = {"runtime": "torch-export", "version": torch.__version__,
@@ -62,7 +64,7 @@ class ProgramRunner(Closing):
 
     @torch.inference_mode()
     def run(self, x: np.ndarray) -> np.ndarray:
-        x = check_input(x, self.input_shape, self.batch)
+        x = check_input(x, self.input_shape, self.batch, self.dtype)
         return self.module(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
 
     def close(self) -> None:

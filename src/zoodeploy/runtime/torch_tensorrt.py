@@ -41,7 +41,7 @@ class TorchTensorRTRunner(Closing):
             raise ArtifactError(f"cannot load {path} with torch.export.load: {first_line(e)}; rebuild it with "
                                 "`zoodeploy compile ARTIFACT --backend torch-tensorrt`") from None
         self.name = name
-        self.input_shape = (3, card.input_size, card.input_size)
+        self.input_shape = card.input_shape
         self.batch_range = ProfileShapes.from_dict(variant.recipe.profile.model_dump()).batches[::2]
         self.device = torch.device("cuda", torch.cuda.current_device())
         self.settings: dict[str, Any] = {

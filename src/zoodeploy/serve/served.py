@@ -118,7 +118,7 @@ class Plan:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return (3, self.card.input_size, self.card.input_size)
+        return self.card.input_shape
 
 
 # --- the worker's state ----------------------------------------------------------------------
@@ -133,7 +133,7 @@ class ServedModel:
         self.plan = plan
         self.runner: Runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider))
         self._check_providers()
-        x = np.zeros((1, *plan.input_shape), np.float32)
+        x = np.zeros((1, *plan.input_shape), plan.card.preprocessing.np_dtype)
         times = []
         for _ in range(WARMUP_RUNS):
             start = time.perf_counter()
@@ -164,7 +164,7 @@ def _describe(settings: dict[str, Any]) -> str:
 # --- requests ------------------------------------------------------------------------------------
 
 def images_to_tensor(blobs: Sequence[bytes], prep: Preprocessing, max_pixels: int) -> np.ndarray:
-    """Decode and preprocess uploaded images as `zoodeploy evaluate` does: float32 (N, 3, H, W)."""
+    """Decode and preprocess uploaded images as `zoodeploy evaluate` does: the model's input batch."""
     arrays = []
     for i, blob in enumerate(blobs):
         try:

@@ -98,7 +98,7 @@ def store_labels(card: ModelCard, variant: str) -> dict[str, str]:
     """Labels to find models by (`bentoml models list`); BentoML wants strings."""
     v = card.variants[variant]
     labels = {"framework": "zoodeploy", "arch": card.name, "variant": v.name, "precision": v.precision,
-              "runtime": v.runtime, "classes": str(card.num_classes), "input_size": str(card.input_size)}
+              "runtime": v.runtime, "classes": str(card.num_classes), "input_size": card.preprocessing.size_text.removesuffix("px")}
     if v.accuracy is not None:
         labels["top1" if v.accuracy.kind == "labelled" else "agreement"] = f"{v.accuracy.score:.2f}"
     if card.data is not None:

@@ -263,7 +263,7 @@ def inception_resnet_v2(*, num_classes: int = 1000) -> InceptionResNetV2:
 _PAPER = ("Inception-v4, Inception-ResNet and the Impact of Residual Connections on "
           "Learning")
 # Google's checkpoints expect [-1, 1] inputs; 299 cropped from 342 (crop fraction 0.875)
-_PREPROCESSING = Preprocessing(input_size=299, resize=342, mean=(0.5, 0.5, 0.5),
+_PREPROCESSING = Preprocessing(size=299, resize=342, mean=(0.5, 0.5, 0.5),
                                std=(0.5, 0.5, 0.5), interpolation="bicubic")
 _SOURCE = ("the paper gives no parameter count; {}M is the count of the reference TF-slim "
            "checkpoint ({}), as quoted by the TF-slim model table and timm's port")

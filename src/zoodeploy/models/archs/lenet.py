@@ -44,7 +44,7 @@ register_model(ModelSpec(
     paper="Gradient-Based Learning Applied to Document Recognition",
     builder=lenet5, head="classifier.2", input_size=32, min_input_size=32,
     train_epochs=20,  # tanh + average pooling learn slowly; its epochs cost well under a second
-    preprocessing=Preprocessing(input_size=32, resize=32),
+    preprocessing=Preprocessing(size=32, resize=32),
     # The paper's ~60,000 (Sec. II-B; 60,840 summed over its layers) is for 1-channel input
     # and 10 classes. This RGB build has 62,006: +300 for the RGB C1, +900 for the full C3
     # wiring, -44 for parameter-free pooling, +10 for output biases. The paper gives 340,908

@@ -175,7 +175,7 @@ register_model(ModelSpec(
     paper="Learning Transferable Architectures for Scalable Image Recognition",
     builder=nasnet_a_mobile, head="fc", min_input_size=3,
     # the reference checkpoints expect [-1, 1] inputs
-    preprocessing=Preprocessing(input_size=224, resize=256, mean=(0.5, 0.5, 0.5),
+    preprocessing=Preprocessing(size=224, resize=256, mean=(0.5, 0.5, 0.5),
                                 std=(0.5, 0.5, 0.5), interpolation="bicubic"),
     published_params=5_300_000, published_macs=564_000_000,
     figures_source="Zoph et al. 2018, Table 2 (NASNet-A (4 @ 1056): 5.3M parameters, "

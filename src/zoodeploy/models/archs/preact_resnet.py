@@ -138,7 +138,7 @@ def preact_resnet164(*, num_classes: int = 10) -> PreActResNet:
 
 
 _PAPER = "Identity Mappings in Deep Residual Networks"
-_CIFAR = Preprocessing(input_size=32, resize=32)
+_CIFAR = Preprocessing(size=32, resize=32)
 # the paper gives no ImageNet figures for 18/50 layers; pre-activation moves BN and ReLU but
 # keeps every conv and the FC of the original networks, so these are the original ResNet
 # paper's (Table 1: 1.8 and 3.8 GFLOPs, which count multiply-adds) and the widely quoted
@@ -150,14 +150,14 @@ _ORIGINAL = ("He et al. 2016, 'Deep Residual Learning', Table 1 ({} GFLOPs = mul
 register_model(ModelSpec(
     name="preact_resnet18", family="ResNet", year=2016, paper=_PAPER,
     builder=preact_resnet18, head="fc", min_input_size=1,
-    preprocessing=Preprocessing(input_size=224, resize=256),
+    preprocessing=Preprocessing(size=224, resize=256),
     published_params=11_700_000, published_macs=1_800_000_000,
     figures_source=_ORIGINAL.format(1.8, 11.7, 18), train_epochs=16,
 ))
 register_model(ModelSpec(
     name="preact_resnet50", family="ResNet", year=2016, paper=_PAPER,
     builder=preact_resnet50, head="fc", min_input_size=1,
-    preprocessing=Preprocessing(input_size=224, resize=256),
+    preprocessing=Preprocessing(size=224, resize=256),
     published_params=25_600_000, published_macs=3_800_000_000,
     figures_source=_ORIGINAL.format(3.8, 25.6, 50),
 ))

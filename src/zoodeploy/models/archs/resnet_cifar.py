@@ -17,7 +17,7 @@ from zoodeploy.models.spec import ModelSpec, register_model
 from zoodeploy.preprocess import Preprocessing
 
 # CIFAR-10's per-channel statistics, what networks trained there expect
-CIFAR_PREPROCESSING = Preprocessing(input_size=32, resize=32, mean=(0.4914, 0.4822, 0.4465),
+CIFAR_PREPROCESSING = Preprocessing(size=32, resize=32, mean=(0.4914, 0.4822, 0.4465),
                                     std=(0.2470, 0.2435, 0.2616))
 
 

@@ -18,8 +18,8 @@ from zoodeploy.models.spec import ModelSpec, register_model
 from zoodeploy.preprocess import Preprocessing
 
 # the recipes behind the *_V2 enums evaluate at resize 232, the older ones at 256
-_V2 = Preprocessing(input_size=224, resize=232)
-_V1 = Preprocessing(input_size=224, resize=256)
+_V2 = Preprocessing(size=224, resize=232)
+_V1 = Preprocessing(size=224, resize=256)
 # GoogLeNet and Inception v3 are built with their auxiliary classifiers, which torchvision
 # runs only in train mode; init_weights makes the random initialisation the paper's.
 # transform_input (ImageNet normalisation -> the [-1, 1] scaling Google's weights expect) is
@@ -86,7 +86,7 @@ _ROWS = (
     _Row("inception_v3", "Inception", 2015,
          "Rethinking the Inception Architecture for Computer Vision", "fc",
          "Inception_V3_Weights.IMAGENET1K_V1", 27_161_264, 5.713, 75,
-         preprocessing=Preprocessing(input_size=299, resize=342), input_size=299,
+         preprocessing=Preprocessing(size=299, resize=342), input_size=299,
          build_kwargs=tuple(_AUX.items()), aux_heads=("AuxLogits.fc",), aux_loss_weight=0.3,
          # AuxLogits pools Mixed_6e's 17x17 map by 5x5/3 and then applies a 5x5 conv: below
          # 299 (Mixed_6e 16x16) train mode fails, so smaller inputs train without it
@@ -135,7 +135,7 @@ _ROWS = (
     _Row("efficientnet_b0", "EfficientNet", 2019,
          "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
          "classifier.1", "EfficientNet_B0_Weights.IMAGENET1K_V1", 5_288_548, 0.386, 1,
-         Preprocessing(input_size=224, resize=256, interpolation="bicubic"),
+         Preprocessing(size=224, resize=256, interpolation="bicubic"),
          # digits test top-1 after 12 epochs: 10.0% at 1e-2 (diverges), 71.0% at 1e-3, 89.7% at 3e-3
          train_lr=3e-3),
 )
