@@ -148,6 +148,9 @@ def test_too_old_runtime_names_the_version_to_install(device, bundles, tmp_path)
     old = tmp_path / "old-site" / "onnxruntime"
     old.mkdir(parents=True)
     (old / "__init__.py").write_text("__version__ = '1.10.0'\n")
+    info = old.parent / "onnxruntime-1.10.0.dist-info"  # versions are read from distribution metadata
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxruntime\nVersion: 1.10.0\n")
     env = {**_clean_env(), "PYTHONPATH": str(old.parent)}
     assert_one_line_error(_run(python, root, "--self-check", env=env),
                           f"onnxruntime 1.10.0 is older than {need}", f"pip install 'onnxruntime{need}'", code=3)

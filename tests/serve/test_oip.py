@@ -56,8 +56,8 @@ def test_classification_is_tritons_value_index_label(binary):
     result = round_trip(X, binary, [th.InferRequestedOutput("logits", binary_data=binary, class_count=2)])
     top = result.as_numpy("logits")
     assert top.shape == (2, 2)
-    assert [_text(s) for s in top[0]] == ["3.25:1:c1", "2:3:c3"]
-    assert [_text(s) for s in top[1]] == ["4.5:2:c2", "4.5:3:c3"]  # ties keep index order, as /classify
+    assert [_text(s) for s in top[0]] == ["3.250000:1:c1", "2.000000:3:c3"]
+    assert [_text(s) for s in top[1]] == ["4.500000:2:c2", "4.500000:3:c3"]  # ties keep index order, as /classify
 
 
 def test_classification_past_the_class_count_is_every_class():

@@ -13,6 +13,7 @@ from zoodeploy.cli.common import ArtifactArg, JsonFlag, console, print_json
 from zoodeploy.package import BundleReport
 from zoodeploy.package import verify_bundle as check_bundle
 from zoodeploy.package.formats import FORMATS, Format, PackageOptions, bundle_report_lines, package_as
+from zoodeploy.package.triton import InputKind
 from zoodeploy.target import Target
 
 
@@ -34,12 +35,19 @@ def package(
     runtime: Annotated[str | None, typer.Option(
         help="edge: `onnxruntime` or `openvino`: ship the variant's file on that runtime "
              "(default: the variant's own).")] = None,
+    sign: Annotated[Path | None, typer.Option(
+        help="edge: Ed25519 private key (PEM) to sign the manifest with (manifest.sig); "
+             "`openssl genpkey -algorithm ed25519 -out key.pem`.")] = None,
+    input: Annotated[InputKind, typer.Option(
+        "--input", help="triton/kserve: `tensor` (clients preprocess) or `image`: also an ensemble "
+                        "<model>_image that takes encoded image bytes and preprocesses them as the card says.")
+    ] = InputKind.tensor,
     json: JsonFlag = False,
 ) -> None:
     """Package one variant of ARTIFACT: an edge bundle, a Triton model repository or a KServe deployment."""
     from zoodeploy.device.expectations import target_outputs  # a mobile bundle expects its arm64 device's outputs
     options = PackageOptions(variant=variant, target=target, samples=samples, max_batch=max_batch, runtime=runtime,
-                             on_device=target_outputs)
+                             on_device=target_outputs, sign=sign, input=input.value)
     with console.status(f"packaging {artifact.name} ({variant}, {format.value})"):
         made = package_as(format.value, artifact, out, options)
     if json:
@@ -55,11 +63,17 @@ def package(
 def verify_bundle(
     bundle: Annotated[Path, typer.Argument(help="Bundle .tar.gz (or an extracted bundle folder).")],
     into: Annotated[Path | None, typer.Option(help="Extract into this new or empty folder and keep it.")] = None,
+    expect_sha256: Annotated[str | None, typer.Option(
+        help="The archive's sha256 from a trusted channel (`package` prints it); checked before extracting.")] = None,
+    key: Annotated[Path | None, typer.Option(
+        help="Ed25519 public key (PEM): the manifest's signature (manifest.sig) must verify with it.")] = None,
     json: JsonFlag = False,
 ) -> None:
-    """Check every file of BUNDLE against its manifest, run its samples and compare with the expected outputs."""
+    """Check every file of BUNDLE against its manifest, run its samples and compare with the expected outputs.
+
+    Without --expect-sha256 or --key this proves the bundle consistent, not authentic."""
     with console.status(f"verifying {bundle.name}"):
-        report = check_bundle(bundle, into)
+        report = check_bundle(bundle, into, expect_sha256=expect_sha256, key=key)
     if json:
         print_json(_report_dict(report))
         return
@@ -73,7 +87,7 @@ def _say(text: str, tag: str = "", color: str = "green") -> None:
 
 
 def _report_dict(r: BundleReport) -> dict:
-    return {**asdict(r), "ok": r.ok}
+    return {**asdict(r), "ok": r.ok, "authenticity": r.authenticity}
 
 
 def _print_report(r: BundleReport) -> None:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from zoodeploy.errors import ValidationError
+from zoodeploy.errors import ArtifactError, ValidationError
+from zoodeploy.fileio import owned_prefix, remove_orphans
 
 MAX_MEMBERS = 10_000
 MAX_BYTES = 16 << 30  # the largest zoo model is ~0.6 GB; anything near this is not a bundle
 EXECUTABLE = {"predict.py"}
+MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"  # as predict.py names them
+MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES = 16 << 20, 4096
+# uncompressed bytes per archive byte: ONNX weights barely compress (~1.1x), PNG samples not at all;
+# a member list that claims far more is a decompression bomb
+MAX_RATIO, RATIO_FLOOR = 50, 64 << 20
+MAX_UNLISTED_BYTES = 1 << 20
 
 
 def write_archive(root: Path, out: Path, mtime: int) -> None:
@@ -73,8 +84,57 @@ def check_members(archive: Path, members: list[tarfile.TarInfo]) -> str:
     return tops.pop()
 
 
+def _read_manifest(archive: Path, tar: tarfile.TarFile, members: list[tarfile.TarInfo], top: str) -> dict[str, Any]:
+    """The archive's manifest.json, read into memory (bounded) before anything is written."""
+    member = next((m for m in members if m.name == f"{top}/{MANIFEST}" and m.isfile()), None)
+    if member is None:
+        raise _refuse(archive, top, f"no {top}/{MANIFEST}")
+    if member.size > MAX_MANIFEST_BYTES:
+        raise _refuse(archive, member.name, f"a manifest of {member.size} bytes")
+    try:
+        manifest = json.loads(tar.extractfile(member).read(MAX_MANIFEST_BYTES))
+    except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError, ValueError) as e:
+        raise _refuse(archive, member.name, f"unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise _refuse(archive, member.name, "a manifest without a file list")
+    return manifest
+
+
+def check_sizes(archive: Path, members: list[tarfile.TarInfo], top: str, manifest: dict[str, Any]) -> int:
+    """Every file member no larger than the manifest records (a smaller one is named by the hash check
+    after), files the manifest lacks small (the check names them too), and the total bounded by the
+    archive's own size; returns the bytes extraction will write."""
+    files, total, unlisted = manifest["files"], 0, 0
+    for m in members:
+        if m.isdir():
+            continue
+        rel = m.name[len(top) + 1:]
+        entry = files.get(rel)
+        if rel in (MANIFEST, SIGNATURE):
+            limit = MAX_MANIFEST_BYTES if rel == MANIFEST else MAX_SIGNATURE_BYTES
+            if m.size > limit:
+                raise _refuse(archive, m.name, f"{m.size} bytes, over {limit}")
+        elif not isinstance(entry, dict):
+            unlisted += m.size
+            if unlisted > MAX_UNLISTED_BYTES:
+                raise _refuse(archive, m.name, f"files {MANIFEST} does not list, over {MAX_UNLISTED_BYTES} bytes")
+        elif not isinstance(entry.get("bytes"), int) or m.size > entry["bytes"]:
+            raise _refuse(archive, m.name, f"{m.size} bytes, but {MANIFEST} records {entry.get('bytes')!r}")
+        total += m.size
+    limit = max(RATIO_FLOOR, MAX_RATIO * archive.stat().st_size)
+    if total > limit:
+        raise _refuse(archive, top, f"{total} bytes uncompressed from a {archive.stat().st_size}-byte archive "
+                                    f"(over {MAX_RATIO}x: a decompression bomb)")
+    return total
+
+
 def safe_extract(archive: Path, dest: Path) -> Path:
-    """Extract `archive` into the empty or new folder `dest`; returns the bundle folder in it."""
+    """Extract `archive` into the empty or new folder `dest`; returns the bundle folder in it.
+
+    Every member is checked against the manifest (read first, into memory) before a byte is
+    written; extraction goes to a staging folder inside `dest`, renamed into place at the end, so a
+    failure (a full disk, a kill) leaves no half-extracted bundle.
+    """
     archive = Path(archive)
     try:
         tar = tarfile.open(archive, "r:*")
@@ -89,13 +149,35 @@ def safe_extract(archive: Path, dest: Path) -> Path:
         except (tarfile.TarError, OSError, EOFError) as e:
             raise ValidationError(f"{archive} is truncated or corrupt ({e}); copy it again") from None
         top = check_members(archive, members)
+        total = check_sizes(archive, members, top, _read_manifest(archive, tar, members, top))
+        if dest.exists():
+            remove_orphans(dest)  # a staging folder a killed extraction left
         if dest.exists() and any(dest.iterdir()):
             raise ValidationError(f"{dest} is not empty; extract into a new or empty folder")
-        dest.mkdir(parents=True, exist_ok=True)
-        # the stdlib's own "data" filter (Python >= 3.11.4) checks again as it extracts
-        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         try:
-            tar.extractall(dest, members=members, **extra)
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise ValidationError(f"{archive} could not be extracted ({e}); copy it again") from None
+            dest.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(dest).free
+        except OSError as e:
+            raise ArtifactError(f"cannot extract into {dest}: {e.strerror or e}") from None
+        if total > free:
+            raise ArtifactError(f"cannot extract {archive.name} into {dest}: it needs {total / 2**20:.1f} MiB, "
+                                f"{free / 2**20:.1f} MiB are free; nothing was extracted")
+        _extract_staged(archive, tar, members, dest, top)
     return dest / top
+
+
+def _extract_staged(archive: Path, tar: tarfile.TarFile, members: list[tarfile.TarInfo], dest: Path,
+                    top: str) -> None:
+    staging = dest / (owned_prefix(".extract") + os.urandom(4).hex())
+    # the stdlib's own "data" filter (Python >= 3.11.4) checks again as it extracts
+    extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    try:
+        staging.mkdir()
+        tar.extractall(staging, members=members, **extra)
+        os.rename(staging / top, dest / top)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise ValidationError(f"{archive} could not be extracted into {dest} ({why}); nothing was left "
+                              "there") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -20,9 +20,9 @@ only returns what it computed.
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,8 +34,8 @@ from PIL import Image
 
 from zoodeploy.artifact import Artifact
 from zoodeploy.card import CARD_FILE, ModelCard, Runtime, Variant, versions
-from zoodeploy.errors import ArtifactError, ZoodeployError
-from zoodeploy.fileio import atomic_path, sha256_file, write_json, write_text
+from zoodeploy.errors import ArtifactError, MissingDependencyError, ZoodeployError
+from zoodeploy.fileio import atomic_path, sha256_file, staging_dir, write_json, write_text
 from zoodeploy.package import mobile, predict
 from zoodeploy.package.archive import write_archive
 from zoodeploy.package.requirements import openvino_requirements, requirements_txt, runtime_requirements
@@ -79,6 +79,7 @@ class PackageConfig:
     target_isa: TargetIsa | str | None = None
     runtime: Runtime | None = None  # ship this runtime's path of the variant (default: the variant's own)
     on_device: RunOnTarget | None = None  # how to run the bundle on the target ISA's device; None: nowhere
+    sign: Path | None = None  # Ed25519 private key (PEM): write manifest.sig, a detached signature of the manifest
 
     def __post_init__(self):
         self.target = Target(self.target)
@@ -119,16 +120,52 @@ def package(artifact: Artifact | str | Path, out: str | Path, cfg: PackageConfig
     if card.data is None:
         raise ArtifactError(f"{card.name}: the card records no data set, so there is no test split to take "
                             "sample images from; re-train with `zoodeploy train`")
-    with tempfile.TemporaryDirectory(prefix="zoodeploy-package-") as tmp:
-        root = Path(tmp) / bundle_name(card, variant, cfg.target)
+    private_key = load_signing_key(cfg.sign) if cfg.sign else None  # a bad key fails before any work
+    with staging_dir("zoodeploy-package") as tmp:
+        root = tmp / bundle_name(card, variant, cfg.target)
         root.mkdir()
         manifest, target_notes = stage(art, variant, root, cfg)
+        if private_key is not None:
+            sign_manifest(root, private_key)
         notes = _notes(variant) + (target_notes if cfg.target_isa else [])  # asked for: say why there are none
         with atomic_path(out) as tmp_archive:
             write_archive(root, tmp_archive, mtime=int(time.time()))
-            report = verify_bundle(tmp_archive)  # the archive itself, exactly as it will land
+            # the archive itself, exactly as it will land (and its signature, with the key's public half)
+            report = (verify_bundle(tmp_archive, key=_public_pem(private_key)) if private_key
+                      else verify_bundle(tmp_archive))
     return Bundle(path=out, sha256=report.archive_sha256, bytes=out.stat().st_size, manifest=manifest,
                   report=report, notes=notes)
+
+
+def load_signing_key(path: Path):
+    """An Ed25519 private key from a PEM file (`openssl genpkey -algorithm ed25519 -out key.pem`)."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    except ImportError:
+        raise MissingDependencyError("signing bundles (cryptography)", "pip install cryptography") from None
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except OSError as e:
+        raise ArtifactError(f"cannot read the signing key {path}: {e.strerror or e}") from None
+    except (ValueError, TypeError) as e:
+        raise ArtifactError(f"{path} is not an unencrypted PEM private key ({e}); make one with "
+                            "`openssl genpkey -algorithm ed25519 -out key.pem`") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ArtifactError(f"{path} holds a {type(key).__name__}; bundles are signed with Ed25519 keys "
+                            "(`openssl genpkey -algorithm ed25519 -out key.pem`)")
+    return key
+
+
+def sign_manifest(root: Path, key) -> None:
+    """manifest.sig: the base64 Ed25519 signature of manifest.json's bytes, detached beside it."""
+    signature = key.sign((root / predict.MANIFEST).read_bytes())
+    write_text(root / predict.SIGNATURE, base64.b64encode(signature).decode() + "\n")
+
+
+def _public_pem(key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def bundle_name(card: ModelCard, variant: Variant, target: Target) -> str:
@@ -218,8 +255,8 @@ def _run_on_target(root: Path, manifest: dict[str, Any], images: list[str], isa:
     is written once, after)."""
     if cfg.on_device is None:
         return "no device was given to run the bundle on (zoodeploy.device.expectations.target_outputs)"
-    with tempfile.TemporaryDirectory(prefix="zoodeploy-on-target-") as tmp:
-        runnable = Path(tmp) / root.name
+    with staging_dir("zoodeploy-on-target") as tmp:
+        runnable = tmp / root.name
         shutil.copytree(root, runnable)
         write_json(runnable / predict.MANIFEST, {**manifest, "files": _file_table(runnable)})
         return cfg.on_device(runnable, images, isa, cfg.target_isa is not None)
@@ -335,13 +372,13 @@ def build_manifest(art: Artifact, variant: Variant, cfg: PackageConfig, model_na
     card = art.card
     made_from = placed.ort_made_from if placed else None
     measured_on = f"variant {variant.name!r} ({variant.file})" + (
-        f"; model.ort is converted from it and checked against its outputs on the samples" if made_from else "")
+        "; model.ort is converted from it and checked against its outputs on the samples" if made_from else "")
     manifest = {
         "format": predict.FORMAT, "format_version": predict.FORMAT_VERSION,
         "name": card.name, "variant": variant.name, "target": cfg.target.value, "model": model_name,
         "precision": str(variant.precision),
-        "input": {"name": card.input_name, "shape": ["N", 3, card.input_size, card.input_size],
-                  "dtype": "float32", "layout": "NCHW"},
+        "input": {"name": card.input_name, "shape": ["N", *card.input_shape],
+                  "dtype": card.preprocessing.dtype, "layout": card.preprocessing.layout.upper()},
         "output": {"name": card.output_name, "classes": card.num_classes},
         "runtime": runtime, "opset": runtime["opsets"].get("ai.onnx"),
         "accuracy": variant.accuracy.model_dump(mode="json") if variant.accuracy else None,

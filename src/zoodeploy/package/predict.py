@@ -32,12 +32,16 @@ from pathlib import Path, PurePosixPath  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
 
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"  # `zoodeploy package --sign KEY`: base64 Ed25519 signature of manifest.json's bytes
 FORMAT = "zoodeploy-bundle"
 FORMAT_VERSION = 1
 MODEL_INFO = "model.json"
 EXPECTED = "samples/expected.json"
-# distribution name -> import name; every one has a __version__
-IMPORT_NAMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "numpy": "numpy", "pillow": "PIL"}
+# the requirements a bundle may name -> the distributions that provide each (read from their
+# installed metadata: nothing a manifest names is ever imported to learn its version)
+DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml",
+                                 "onnxruntime-qnn", "ort-nightly"),
+                 "openvino": ("openvino",), "numpy": ("numpy",), "pillow": ("pillow", "Pillow", "pillow-simd")}
 EXIT_FAILED, EXIT_MISSING_RUNTIME = 1, 3
 
 if __package__:  # inside zoodeploy: part of its one error hierarchy
@@ -80,7 +84,23 @@ def load_manifest(root: Path) -> Dict[str, Any]:
                           f"predictor reads version {FORMAT_VERSION}: use the predict.py of the same bundle")
     if not isinstance(manifest.get("files"), dict) or not manifest["files"]:
         raise BundleError(f"{MANIFEST} lists no files; the bundle is corrupt: re-make it")
+    confine(manifest)
     return manifest
+
+
+def confine(manifest: Dict[str, Any]) -> None:
+    """Every path the manifest names is a plain relative path to a file it lists: nothing it
+    points at lies outside the bundle or escapes the hash check."""
+    listed = manifest["files"]
+    bad = [name for name in listed if not isinstance(name, str) or not _is_plain_relative(name)
+           or name in (MANIFEST, SIGNATURE) or not isinstance(listed[name], dict)]
+    model = manifest.get("model")
+    if not isinstance(model, str) or model not in listed or model in bad:
+        bad.append(f"model: {model!r}")
+    bad += [f"{MODEL_INFO} (required)"] if MODEL_INFO not in listed else []
+    if bad:
+        raise BundleError(f"{MANIFEST} names paths outside its file list or the bundle: {', '.join(map(str, bad))}; "
+                          "the bundle was tampered with: re-copy it from a trusted source")
 
 
 def _is_plain_relative(name: str) -> bool:
@@ -114,7 +134,8 @@ def check_files(root: Path, manifest: Dict[str, Any]) -> int:
             problems.append(f"{name} (not a regular file)")
         elif sha256_file(path) != entry.get("sha256"):
             problems.append(f"{name} (sha256 mismatch: tampered or corrupt)")
-    problems += [f"{name} (not in {MANIFEST})" for name in sorted(set(present) - set(listed) - {MANIFEST})]
+    problems += [f"{name} (not in {MANIFEST})"
+                 for name in sorted(set(present) - set(listed) - {MANIFEST, SIGNATURE})]
     if problems:
         raise BundleError(f"bundle files fail their check: {'; '.join(problems)}; re-copy the bundle "
                           "from a trusted source or re-make it with `zoodeploy package`")
@@ -152,14 +173,17 @@ def require_runtime(manifest: Dict[str, Any]) -> Dict[str, str]:
     if sys.version_info[:len(python_min)] < python_min:
         raise MissingRuntime(f"Python {sys.version.split()[0]} is too old for this bundle: it needs "
                              f"Python {runtime.get('python')}")
+    unknown = sorted(str(d) for d in requirements if d not in DISTRIBUTIONS)
+    if unknown or not all(isinstance(v, str) for v in requirements.values()):
+        raise BundleError(f"{MANIFEST} requires {', '.join(unknown) or 'a non-string version'}; a bundle needs only "
+                          f"{', '.join(DISTRIBUTIONS)}: the bundle was tampered with")
     versions, missing, old = {"python": sys.version.split()[0]}, [], []
     for dist, spec in requirements.items():
-        try:
-            module = __import__(IMPORT_NAMES.get(dist, dist))
-        except ImportError:
+        found = installed_version(dist)
+        if found is None:
             missing.append(dist)
             continue
-        versions[dist] = str(getattr(module, "__version__", "0"))
+        versions[dist] = found
         if version_tuple(versions[dist]) < version_tuple(spec.lstrip(">=")):
             old.append(dist)
     if missing or old:
@@ -168,6 +192,53 @@ def require_runtime(manifest: Dict[str, Any]) -> Dict[str, str]:
         raise MissingRuntime(f"{what}: {_pip_line(requirements, missing + old)} "
                              "(or pip install -r requirements.txt)")
     return versions
+
+
+def installed_version(requirement: str) -> Optional[str]:
+    """The installed version of a known requirement, from distribution metadata (never an import)."""
+    from importlib import metadata
+    for dist in DISTRIBUTIONS[requirement]:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+# ---------------------------------------------------------------- signature
+
+def verify_signature(root: Path, public_key: bytes) -> str:
+    """Check manifest.sig against manifest.json with an Ed25519 public key (PEM, or the 32 raw
+    bytes); returns the key's fingerprint. The manifest holds every file's sha256, so a valid
+    signature vouches for the whole bundle."""
+    import base64
+    import binascii
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:
+        raise MissingRuntime("checking a signature needs the cryptography package: pip install cryptography") from None
+    try:
+        key = (Ed25519PublicKey.from_public_bytes(public_key) if len(public_key) == 32
+               else serialization.load_pem_public_key(public_key))
+    except ValueError as e:
+        raise BundleError(f"the key is not an Ed25519 public key in PEM ({e})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise BundleError(f"the key is a {type(key).__name__}, not an Ed25519 public key")
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    fingerprint = "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
+    sig_path = root / SIGNATURE
+    if sig_path.is_symlink() or not sig_path.is_file():
+        raise BundleError(f"the bundle has no {SIGNATURE}: it is not signed, so it cannot be checked against key "
+                          f"{fingerprint}")
+    try:
+        signature = base64.b64decode(sig_path.read_bytes().strip(), validate=True)
+        key.verify(signature, (root / MANIFEST).read_bytes())
+    except (InvalidSignature, binascii.Error, ValueError):
+        raise BundleError(f"{SIGNATURE} does not match {MANIFEST} under key {fingerprint}: the bundle was altered "
+                          "after signing, or signed with another key") from None
+    return fingerprint
 
 
 def _preprocess_module():
@@ -190,6 +261,8 @@ class Predictor:
         import numpy as np
         self.np = np
         self.pre = _preprocess_module()
+        self.files = frozenset(manifest["files"])
+        self.signed_by: Optional[str] = None  # the key fingerprint open_bundle checked the signature with
         info = json.loads((root / MODEL_INFO).read_text(encoding="utf-8"))
         self.labels: List[str] = info["labels"]
         self.preprocessing = self.pre.Preprocessing.from_dict(info["preprocessing"])
@@ -200,7 +273,7 @@ class Predictor:
             self.session = _ort_session(root / manifest["model"], threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        self.input_dtype = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(inp.type, np.float32)
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
 
     def logits(self, x) -> Any:
@@ -274,12 +347,16 @@ class OpenVinoSession:
         return [self.request.get_output_tensor(0).data.copy()]
 
 
-def open_bundle(root: Path, threads: Optional[int] = None):
-    """Check a bundle's files and runtime, then load it: (manifest, versions, Predictor)."""
+def open_bundle(root: Path, threads: Optional[int] = None, key: Optional[bytes] = None):
+    """Check a bundle's files (and signature, given a public key) and runtime, then load it:
+    (manifest, versions, Predictor)."""
     manifest = load_manifest(root)
+    signed_by = verify_signature(root, key) if key is not None else None
     check_files(root, manifest)
     versions = require_runtime(manifest)
-    return manifest, versions, Predictor(root, manifest, threads)
+    predictor = Predictor(root, manifest, threads)
+    predictor.signed_by = signed_by
+    return manifest, versions, predictor
 
 
 def top_k(labels: List[str], probs, k: int) -> List[Dict[str, Any]]:
@@ -323,6 +400,11 @@ def check_samples(root: Path, predictor: Predictor) -> Dict[str, Any]:
     """Run the bundle's sample images; compare with samples/expected.json."""
     expected = json.loads((root / EXPECTED).read_text(encoding="utf-8"))
     samples, atol, where = expectations(expected)
+    listed = predictor.files
+    outside = [s.get("file") for s in samples if not isinstance(s.get("file"), str) or s["file"] not in listed]
+    if outside:
+        raise BundleError(f"{EXPECTED} names sample images that {MANIFEST} does not list: {outside[:3]}; the bundle "
+                          "was tampered with")
     probs = predictor.probabilities([root / s["file"] for s in samples])
     results = [compare_sample(s, p, atol) for s, p in zip(samples, probs)]
     return {"prob_atol": atol, "expected_from": where, "samples": results,
@@ -338,9 +420,9 @@ def sample_failures(check: Dict[str, Any], labels: List[str]) -> List[str]:
     return out
 
 
-def self_check(root: Path, threads: Optional[int] = None) -> Dict[str, Any]:
-    """Hashes, runtime, then the samples; raises BundleError naming what failed."""
-    manifest, versions, predictor = open_bundle(root, threads)
+def self_check(root: Path, threads: Optional[int] = None, key: Optional[bytes] = None) -> Dict[str, Any]:
+    """Signature (given a key), hashes, runtime, then the samples; raises BundleError naming what failed."""
+    manifest, versions, predictor = open_bundle(root, threads, key)
     check = check_samples(root, predictor)
     failures = sample_failures(check, predictor.labels)
     if failures:
@@ -350,7 +432,7 @@ def self_check(root: Path, threads: Optional[int] = None) -> Dict[str, Any]:
                           "model differently: install the versions in manifest.json's built_with")
     return {"ok": True, "name": manifest.get("name"), "variant": manifest.get("variant"),
             "target": manifest.get("target"), "files_checked": len(manifest["files"]),
-            "runtime": versions, **check}
+            "signed_by": predictor.signed_by, "runtime": versions, **check}
 
 
 # ---------------------------------------------------------------- command line
@@ -364,6 +446,8 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     ap.add_argument("--self-check", action="store_true",
                     help="check every file's sha256 and run the bundled samples")
+    ap.add_argument("--key", type=Path, default=None,
+                    help="Ed25519 public key (PEM): first check manifest.sig, the bundle's signature")
     args = ap.parse_args(argv)
     if not args.images and not args.self_check:
         ap.error("give image files to classify, or --self-check")
@@ -377,7 +461,8 @@ def _print_self_check(result: Dict[str, Any]) -> None:
     print(f"ok: {result['name']} {result['variant']} ({result['target']}): "
           f"{result['files_checked']} files match manifest.json; {ok}/{len(result['samples'])} "
           f"samples match (max |dp| {result['max_abs_diff']:.2g} <= {result['prob_atol']:g}, expected "
-          f"outputs from the {result['expected_from']}) with {engine_of(result['runtime'])}")
+          f"outputs from the {result['expected_from']}) with {engine_of(result['runtime'])}"
+          + (f"; manifest signed by {result['signed_by']}" if result.get("signed_by") else ""))
 
 
 def engine_of(versions: Dict[str, str]) -> str:
@@ -386,8 +471,8 @@ def engine_of(versions: Dict[str, str]) -> str:
     return f"{name} {versions.get(name)}"
 
 
-def _predict(root: Path, args: argparse.Namespace) -> None:
-    _, _, predictor = open_bundle(root, args.threads)
+def _predict(root: Path, args: argparse.Namespace, key: Optional[bytes]) -> None:
+    _, _, predictor = open_bundle(root, args.threads, key)
     logits = predictor.image_logits(args.images)
     probs = predictor.pre.softmax(logits)
     k = min(args.top_k, len(predictor.labels))
@@ -407,14 +492,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(argv)
     root = Path(_HERE)
     try:
+        key = args.key.read_bytes() if args.key else None
         if args.self_check:
-            result = self_check(root, args.threads)
+            result = self_check(root, args.threads, key)
             if args.json:
                 print(json.dumps(result, indent=2))
             else:
                 _print_self_check(result)
         else:
-            _predict(root, args)
+            _predict(root, args, key)
     except (BundleError, OSError) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return EXIT_MISSING_RUNTIME if isinstance(e, MissingRuntime) else EXIT_FAILED

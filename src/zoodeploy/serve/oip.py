@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from zoodeploy import __version__
 from zoodeploy.card import ModelCard
+from zoodeploy.serve.guard import json_problem
 from zoodeploy.serve.served import RequestError, tensor_input
 
 log = logging.getLogger("bentoml.zoodeploy")
@@ -64,7 +65,7 @@ class InferenceModel:
     def from_card(cls, card: ModelCard, variant: str) -> InferenceModel:
         runtime = card.variants[variant].runtime
         return cls(card.name, PLATFORMS.get(runtime, runtime), card.input_name,
-                   (3, card.input_size, card.input_size), card.output_name, tuple(card.labels))
+                   card.input_shape, card.output_name, tuple(card.labels))
 
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name, "versions": [self.version], "platform": self.platform,
@@ -95,6 +96,10 @@ def server_metadata() -> dict[str, Any]:
 def parse_infer(body: bytes, header_length: str | None, spec: InferenceModel, max_rows: int) -> InferRequest:
     """An infer request body (JSON, or JSON header + binary tensors) as a checked InferRequest."""
     header, binary = _split(body, header_length)
+    # bounded before it is built: a value per input element, and room for the request's own fields
+    problem = json_problem(header, max_rows * math.prod(spec.input_shape) + 64)
+    if problem:
+        raise ProtocolError(problem[1], problem[0])
     doc = _json_object(header)
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
@@ -106,7 +111,7 @@ def parse_infer(body: bytes, header_length: str | None, spec: InferenceModel, ma
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
-    if not header_length.strip().isdigit():
+    if not (header_length.strip().isascii() and header_length.strip().isdigit()):  # "²".isdigit() is True
         raise ProtocolError(f"{HEADER_LENGTH} must be a byte count, got {header_length!r}")
     n = int(header_length)
     if n > len(body):
@@ -117,7 +122,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
 def _json_object(header: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(header)
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ProtocolError(f"the request is not valid JSON ({e}); binary tensors need the {HEADER_LENGTH} "
                             "header") from None
     if not isinstance(doc, dict):
@@ -219,9 +224,12 @@ def _output(o: dict[str, Any], every_binary: bool, spec: InferenceModel) -> Outp
 # --- encoding the answer --------------------------------------------------------------------
 
 def classification(logits: np.ndarray, labels: tuple[str, ...], k: int) -> np.ndarray:
-    """Triton's classification extension: per row the k highest values as b"value:index:label"."""
+    """Triton's classification extension: per row the k highest values as b"value:index:label".
+
+    The value is written as Triton writes it (C++ `std::to_string`, i.e. printf "%f": 6 decimals,
+    `-0.377683:8:8`), so a client comparing strings gets the same bytes from Triton and from here."""
     order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    return np.array([[f"{np.format_float_positional(row[i], trim='-')}:{i}:{labels[i]}".encode() for i in idx]
+    return np.array([[f"{float(row[i]):f}:{i}:{labels[i]}".encode() for i in idx]
                      for row, idx in zip(logits.astype(np.float32), order)], dtype=object).reshape(len(logits), k)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -129,9 +130,12 @@ def _json_responses(service) -> None:
 
 
 _json_responses(Classifier)
-Classifier.add_asgi_middleware(UploadGuard, limited=frozenset({"/predict"}),
+# every route's body bounded (the tensor routes' JSON by element count and depth), every error JSON
+Classifier.add_asgi_middleware(UploadGuard, limited=frozenset({"/predict", "/v2/models/*/infer"}),
                                uploads={"/classify": "image", "/classify_batch": "images"},
-                               values=frozenset({"top_k"}), max_bytes=CONFIG.max_upload_mb * 2**20)
+                               values=frozenset({"top_k"}), max_bytes=CONFIG.max_upload_mb * 2**20,
+                               max_json_elements=CONFIG.max_images * math.prod(PLAN.input_shape) + 64,
+                               max_parts=CONFIG.max_images + 8)
 
 
 # Decoding a small image (a digit, a thumbnail) takes ~0.15 ms, less than the hop to a thread and
