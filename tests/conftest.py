@@ -135,7 +135,7 @@ TIER_FIXTURES = {
     "server": {"server"},
     "zoo": {"zoo_artifact"},
 }
-SERVER_CALLS = {"start_server"}  # a test that starts a server itself, not through the fixture
+SERVER_CALLS = {"start_server", "ServerProcess", "TritonServer", "refusal"}  # a test that starts a server itself, not through the fixture
 # rough seconds on one core, for the order below: per test by its markers, and once per group
 # for what a module or session fixture makes (a server; the first trained model it waits for)
 ITEM_COST = {"slow": 60, "zoo": 10, "trains": 2}
@@ -274,3 +274,14 @@ def optimized(trained, tmp_path_factory):
         return out
 
     return get
+
+
+@pytest.fixture(scope="session")
+def triton_home():
+    """A real `tritonserver` (NVIDIA's PyTriton wheel, tests/triton_server.py), installed once per machine;
+    the test skips with the reason where it cannot be installed."""
+    from triton_server import TritonUnavailable, triton_install
+    try:
+        return triton_install()
+    except TritonUnavailable as e:
+        pytest.skip(str(e))

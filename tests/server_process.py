@@ -47,28 +47,33 @@ def _signal(p: psutil.Process, sig: int) -> None:
         pass
 
 
-class ServerProcess:
-    """`bentoml serve TARGET` with ZOODEPLOY_* settings; a context manager that waits for /readyz."""
+class ChildServer:
+    """A server in a child process of its own session: started, ready-checked by polling
+    `ready_url` with a timeout, its log's tail in every error; a context manager. Subclasses say
+    what to run (`_popen`), where readiness shows and how to stop it."""
 
-    def __init__(self, target: str = ".", *, cwd: str | Path, env: dict[str, str], log: str | Path,
-                 port: int | None = None, args: dict[str, str] | None = None, ready_timeout: float = 240.0):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    what = "server"
+    poll_seconds = 0.5
+
+    def __init__(self, log: str | Path, ready_timeout: float):
         self.log = Path(log)
         self.ready_timeout = ready_timeout
-        self.log_at_ready = ""  # the server log when /readyz first answered 200
-        bentoml = Path(sys.executable).with_name("bentoml")
-        extra = [a for k, v in (args or {}).items() for a in ("--arg", f"{k}={v}")]
-        self._cmd = [str(bentoml), "serve", target, "--host", "127.0.0.1", "--port", str(self.port), *extra]
-        self._cwd, self._env = str(cwd), {**os.environ, **env}
+        self.log_at_ready = ""  # the server log when it first answered ready
         self._proc: subprocess.Popen | None = None
         self._children: set[int] = set()
 
-    def start(self) -> ServerProcess:
+    @property
+    def ready_url(self) -> str:
+        raise NotImplementedError
+
+    def _popen(self) -> dict:
+        """Popen's arguments: args, and cwd / env as the server needs."""
+        raise NotImplementedError
+
+    def start(self):
         with open(self.log, "ab") as log:
-            self._proc = subprocess.Popen(self._cmd, cwd=self._cwd, env=self._env, stdout=log,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
+            self._proc = subprocess.Popen(**self._popen(), stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             self._wait_ready()
         except BaseException:
@@ -82,16 +87,16 @@ class ServerProcess:
         while time.monotonic() < deadline:
             self._remember_children()
             if self._proc.poll() is not None:
-                raise ServerError(f"bentoml serve exited with {self._proc.returncode}; see {self.log}:\n"
+                raise ServerError(f"{self.what} exited with {self._proc.returncode}; see {self.log}:\n"
                                   + self.tail())
             try:
-                if httpx.get(self.url + "/readyz", timeout=10).status_code == 200:
+                if httpx.get(self.ready_url, timeout=10).status_code == 200:
                     self.log_at_ready = self.log.read_text(errors="replace")
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.5)
-        raise ServerError(f"{self.url} not ready after {self.ready_timeout:.0f}s; see {self.log}:\n" + self.tail())
+            time.sleep(self.poll_seconds)
+        raise ServerError(f"{self.what} not ready after {self.ready_timeout:.0f}s; see {self.log}:\n" + self.tail())
 
     def _remember_children(self) -> None:
         try:
@@ -99,14 +104,46 @@ class ServerProcess:
         except psutil.NoSuchProcess:
             pass
 
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ServerProcess(ChildServer):
+    """`bentoml serve TARGET` with ZOODEPLOY_* settings; a context manager that waits for /readyz."""
+
+    what = "bentoml serve"
+
+    def __init__(self, target: str = ".", *, cwd: str | Path, env: dict[str, str], log: str | Path,
+                 port: int | None = None, args: dict[str, str] | None = None, ready_timeout: float = 240.0):
+        super().__init__(log, ready_timeout)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        bentoml = Path(sys.executable).with_name("bentoml")
+        extra = [a for k, v in (args or {}).items() for a in ("--arg", f"{k}={v}")]
+        self._cmd = [str(bentoml), "serve", target, "--host", "127.0.0.1", "--port", str(self.port), *extra]
+        self._cwd, self._env = str(cwd), {**os.environ, **env}
+
+    @property
+    def ready_url(self) -> str:
+        return self.url + "/readyz"
+
+    def _popen(self) -> dict:
+        return {"args": self._cmd, "cwd": self._cwd, "env": self._env}
+
     def worker_pids(self) -> list[int]:
         """The processes `bentoml serve` started (its workers), alive now."""
         self._remember_children()
         return [pid for pid in sorted(self._children) if psutil.pid_exists(pid)]
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM to the arbiter and, shortly after, to each worker it started; SIGKILL after `grace`."""
@@ -131,9 +168,3 @@ class ServerProcess:
             self._proc.wait()
         self._proc = None
         self._children.clear()
-
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

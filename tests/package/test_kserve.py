@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 from cli_support import run_cli
@@ -88,3 +89,23 @@ def test_cli_writes_a_deployment(selected, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "packaged lenet5 fp32 (onnxruntime_onnx, gpu)" in r.stderr and "InferenceService lenet5" in r.stderr
     assert "storageUri is a placeholder" in r.stderr
+
+
+def test_the_repository_loads_unmodified_on_a_real_triton_server(deployment, selected, tmp_path):
+    """What the InferenceService's Triton predictor loads: repository/ as written, on a real tritonserver."""
+    from triton_server import TritonServer, TritonUnavailable, triton_install
+    th = pytest.importorskip("tritonclient.http")
+    try:
+        install = triton_install()
+    except TritonUnavailable as e:
+        pytest.skip(str(e))
+    from zoodeploy.artifact import Artifact
+    from zoodeploy.evaluate.accuracy import variant_logits
+    from zoodeploy.package.triton import verify_repository
+    x = Artifact.of(selected).test_data()[0][:4]
+    with TritonServer(deployment.path / "repository", log=tmp_path / "triton.log", install=install) as server:
+        inp = th.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        logits = th.InferenceServerClient(server.url).infer("lenet5", [inp]).as_numpy("logits")
+    np.testing.assert_allclose(logits, variant_logits(selected, "fp32", x), atol=1e-5)
+    verify_repository(deployment.path / "repository")

@@ -28,6 +28,8 @@ class PackageOptions:
     max_batch: int | None = None  # triton / kserve: max_batch_size (default from the card)
     runtime: str | None = None  # edge: onnxruntime | openvino, that runtime's path of the variant
     on_device: RunOnTarget | None = None  # edge: runs the bundle on its target ISA's device (zoodeploy.device)
+    sign: Path | None = None  # edge: Ed25519 private key (PEM) to sign the manifest with
+    input: str = "tensor"  # triton / kserve: tensor, or image (an ensemble takes encoded image bytes)
 
 
 @dataclass
@@ -57,13 +59,15 @@ def _edge(artifact: Path, out: Path, options: PackageOptions) -> Packaged:
     from zoodeploy.package.bundle import PackageConfig, package
     bundle = package(artifact, out, PackageConfig(variant=options.variant, target=options.target or Target.cpu,
                                                   samples=options.samples, runtime=options.runtime,
-                                                  on_device=options.on_device))
+                                                  on_device=options.on_device, sign=options.sign))
     m, r = bundle.manifest, bundle.report
     acc = m["accuracy"]
     details = [f"  model {m['model']}: opset {m['opset']}, needs "
                + ", ".join(f"{k}{v}" for k, v in m["runtime"]["requirements"].items())
                + (f"; test top-1 {acc['top1']:.2f}% (n={acc['n']})" if acc and acc.get("top1") is not None else ""),
-               *bundle_report_lines(r), f"  sha256 {bundle.sha256}"]
+               *bundle_report_lines(r, authenticity=False),
+               *([f"  signed: manifest.sig by {r.signed_by}"] if r.signed_by else []), f"  sha256 {bundle.sha256} (pin it: verify-bundle --expect-sha256 "
+                                        f"{bundle.sha256})"]
     record = {"path": str(bundle.path), "sha256": bundle.sha256, "bytes": bundle.bytes, "manifest": m,
               "verification": {**asdict(r), "ok": r.ok}, "notes": bundle.notes}
     headline = (f"{m['name']} {m['variant']} ({m['target']}) -> {bundle.path} ({bundle.bytes / 1e6:.2f} MB, "
@@ -71,7 +75,7 @@ def _edge(artifact: Path, out: Path, options: PackageOptions) -> Packaged:
     return Packaged(bundle.path, headline, details, record, bundle.notes)
 
 
-def bundle_report_lines(r) -> list[str]:
+def bundle_report_lines(r, authenticity: bool = True) -> list[str]:
     """What `package` and `verify-bundle` say about a verified bundle (a BundleReport)."""
     from zoodeploy.package import predict
     lines = [f"  verified: {r.files_checked} files match manifest.json; {sum(s['ok'] for s in r.samples)}/"
@@ -79,13 +83,16 @@ def bundle_report_lines(r) -> list[str]:
              f"{r.prob_atol:g}) with {predict.engine_of(r.runtime)}"]
     if r.code_differs:
         lines.append(f"  note: {', '.join(r.code_differs)} differ from this zoodeploy's copy: the bundle was made "
-                     "by another version; the device runs the bundle's own code")
+                     "by another version, or altered; the device runs the bundle's own code")
+    if authenticity:
+        lines.append(f"  {r.authenticity}")
     return lines
 
 
 def _repository_config(options: PackageOptions):
     from zoodeploy.package.triton import RepositoryConfig
-    return RepositoryConfig(variant=options.variant, target=options.target, max_batch=options.max_batch)
+    return RepositoryConfig(variant=options.variant, target=options.target, max_batch=options.max_batch,
+                            input=options.input)
 
 
 def _triton(artifact: Path, out: Path, options: PackageOptions) -> Packaged:

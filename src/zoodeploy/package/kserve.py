@@ -65,7 +65,8 @@ def inference_service(repo: Repository, target: Target) -> dict[str, Any]:
         "kind": "InferenceService",
         "metadata": {"name": k8s_name(repo.model), "labels": {"app.kubernetes.io/part-of": "zoodeploy"},
                      "annotations": {"zoodeploy/model": repo.model, "zoodeploy/variant": repo.variant,
-                                     "zoodeploy/variant-sha256": m["source"]["variant_sha256"]}},
+                                     "zoodeploy/variant-sha256": m["source"]["variant_sha256"],
+                                     **({"zoodeploy/image-model": repo.image_model} if repo.image_model else {})}},
         "spec": {"predictor": {"model": {
             "modelFormat": {"name": "triton"},
             "protocolVersion": "v2",

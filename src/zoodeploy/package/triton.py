@@ -5,6 +5,10 @@
     DIR/<model>/labels.txt          one label a line: Triton's classification extension
     DIR/<model>/preprocessing.json  what a client must do to an image first (Triton does not)
     DIR/<model>/manifest.json       every other file's sha256, the variant's measured figures
+    --input image, beside it:
+    DIR/<model>_preprocess/         Python-backend model: image bytes -> the card's input tensor
+                                    (1/model.py, 1/preprocess.py: the bundles' copy, 1/preprocessing.json)
+    DIR/<model>_image/              the ensemble clients send image bytes to: preprocess, then <model>
 
 The model is named after the card, so a client calls `/v2/models/<model>/infer` on Triton,
 on KServe and on `bentoml serve` alike. Batching policy (max batch, preferred sizes, queue
@@ -19,6 +23,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,15 @@ DEFAULT_MAX_BATCH = 64
 MIN_GAIN = 1.10  # a larger preferred batch must raise measured throughput by 10% to be worth waiting for
 QUEUE_DELAY_US = (100, 5000, 500)  # clamp low, clamp high, default when nothing is measured
 TARGETS = (Target.cpu, Target.gpu)  # instance_group KIND_CPU, KIND_GPU
+PREPROCESS, IMAGE = "_preprocess", "_image"  # --input image: <model>_preprocess feeds <model> in ensemble <model>_image
+IMAGE_INPUT = "image"  # the ensemble's input: encoded image bytes (TYPE_STRING), one a row
+
+
+class InputKind(str, Enum):
+    """What a client sends: the preprocessed tensor, or encoded image bytes (an ensemble preprocesses)."""
+
+    tensor = "tensor"
+    image = "image"
 
 
 @dataclass
@@ -45,9 +59,11 @@ class RepositoryConfig:
     target: Target | None = None  # cpu | gpu instances; default: gpu for a TensorRT engine, else cpu
     max_batch: int | None = None  # default: DEFAULT_MAX_BATCH, or the largest measured batch if larger
     instances: int = 1  # model instances per device
+    input: InputKind = InputKind.tensor  # image: also the preprocessing model and the ensemble taking bytes
 
     def __post_init__(self):
         self.target = None if self.target is None else Target(self.target)
+        self.input = InputKind(self.input)
         if self.target is not None and self.target not in TARGETS:
             raise ZoodeployError(f"Triton instances run on --target {' or '.join(TARGETS)}, not {self.target}")
         if self.max_batch is not None and self.max_batch < 1:
@@ -64,6 +80,7 @@ class Repository:
     target: Target  # where its instances run: cpu or gpu
     manifest: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    image_model: str | None = None  # --input image: the ensemble clients send image bytes to
 
     @property
     def model_dir(self) -> Path:
@@ -120,15 +137,16 @@ def queue_delay_us(variant: Variant) -> int:
 def model_config(card: ModelCard, variant: Variant, platform: str, target: Target, max_batch: int,
                  fixed_batch: int | None, instances: int) -> dict[str, Any]:
     """config.pbtxt as data (see `to_pbtxt`), in the field names of Triton's ModelConfig."""
-    shape = [3, card.input_size, card.input_size]
+    shape, p = list(card.input_shape), card.preprocessing
+    dtype = Sym("TYPE_UINT8" if p.dtype == "uint8" else "TYPE_FP32")
     batched = max_batch > 0
     dims_in = shape if batched else [fixed_batch, *shape]
     dims_out = [card.num_classes] if batched else [fixed_batch, card.num_classes]
     config: dict[str, Any] = {
         "name": card.name, "platform": platform, "max_batch_size": max_batch,
         # FORMAT_NCHW: an image tensor; Triton allows it only on 3 dims (the batch dimension implicit)
-        "input": [{"name": card.input_name, "data_type": Sym("TYPE_FP32"),
-                   **({"format": Sym("FORMAT_NCHW")} if batched else {}), "dims": dims_in}],
+        "input": [{"name": card.input_name, "data_type": dtype,
+                   **({"format": Sym(f"FORMAT_{p.layout.upper()}")} if batched else {}), "dims": dims_in}],
         "output": [{"name": card.output_name, "data_type": Sym("TYPE_FP32"), "dims": dims_out,
                     "label_filename": LABELS}],
         "instance_group": [{"count": instances, "kind": Sym("KIND_GPU" if target is Target.gpu else "KIND_CPU")}],
@@ -137,7 +155,7 @@ def model_config(card: ModelCard, variant: Variant, platform: str, target: Targe
         config["dynamic_batching"] = {"preferred_batch_size": preferred_batch_sizes(variant, max_batch),
                                       "max_queue_delay_microseconds": queue_delay_us(variant)}
     config["model_warmup"] = [{"name": "zeros", "batch_size": 1, "inputs": [{
-        "key": card.input_name, "value": {"data_type": Sym("TYPE_FP32"), "dims": dims_in if batched else
+        "key": card.input_name, "value": {"data_type": dtype, "dims": dims_in if batched else
                                            [1, *shape], "zero_data": True}}]}]
     return config
 
@@ -220,9 +238,61 @@ def stage_repository(artifact: Artifact | str | Path, root: Path, cfg: Repositor
     write_text(model_dir / LABELS, "".join(f"{label}\n" for label in card.labels))
     write_json(model_dir / PREPROCESSING, preprocessing_record(card))
     manifest = repository_manifest(art, variant, platform, f"{VERSION}/{model_file}", config, target)
+    image_model = stage_image_models(card, root, max_batch, config) if cfg.input is InputKind.image else None
+    manifest["input"], manifest["image_model"] = cfg.input.value, image_model
     manifest["files"] = _file_table(model_dir)
     write_json(model_dir / MANIFEST, manifest)
-    return Repository(root, card.name, variant.name, target, manifest, _notes(variant, target))
+    notes = _notes(variant, target) + ([IMAGE_NOTE] if image_model else [])
+    return Repository(root, card.name, variant.name, target, manifest, notes, image_model)
+
+
+# --- --input image: a preprocessing model and an ensemble in front of the classifier -------------
+
+PREPROCESS_MODEL = Path(__file__).with_name("triton_preprocess.py")  # copied as model.py, never imported here
+IMAGE_NOTE = ("--input image: the preprocessing model runs in Triton's Python backend and needs numpy and Pillow "
+              "in its Python environment (pip install pillow in the Triton image)")
+
+
+def stage_image_models(card: ModelCard, root: Path, max_batch: int, classifier: dict[str, Any]) -> str:
+    """Write `<model>_preprocess` (image bytes -> the card's input tensor, by the bundles' preprocess.py)
+    and the ensemble `<model>_image` (bytes -> logits, labels for the classification extension)."""
+    if max_batch == 0:
+        raise ArtifactError(f"--input image needs a model with a dynamic batch dimension; {card.name}'s "
+                            "export has a fixed batch: re-export it, or use --input tensor")
+    from zoodeploy import preprocess
+    prep, image = card.name + PREPROCESS, card.name + IMAGE
+    tensor = classifier["input"][0]
+    bytes_in = {"name": IMAGE_INPUT, "data_type": Sym("TYPE_STRING"), "dims": [1]}
+    (root / prep / VERSION).mkdir(parents=True)
+    shutil.copyfile(PREPROCESS_MODEL, root / prep / VERSION / "model.py")
+    shutil.copyfile(preprocess.__file__, root / prep / VERSION / "preprocess.py")
+    write_json(root / prep / VERSION / PREPROCESSING, preprocessing_record(card))
+    _write_config(root / prep, {
+        "name": prep, "backend": "python", "max_batch_size": max_batch, "input": [bytes_in],
+        "output": [{"name": tensor["name"], "data_type": tensor["data_type"], "dims": tensor["dims"]}],
+        "instance_group": [{"count": 1, "kind": Sym("KIND_CPU")}],
+        "dynamic_batching": {"max_queue_delay_microseconds": classifier["dynamic_batching"]
+                             ["max_queue_delay_microseconds"]}})
+    (root / image / VERSION).mkdir(parents=True)
+    write_text(root / image / VERSION / "ENSEMBLE", "an ensemble has no model file; Triton needs the version folder\n")
+    write_text(root / image / LABELS, "".join(f"{label}\n" for label in card.labels))
+    _write_config(root / image, {
+        "name": image, "platform": "ensemble", "max_batch_size": max_batch, "input": [bytes_in],
+        "output": [classifier["output"][0]],
+        "ensemble_scheduling": {"step": [
+            {"model_name": prep, "model_version": -1, "input_map": [{"key": IMAGE_INPUT, "value": IMAGE_INPUT}],
+             "output_map": [{"key": tensor["name"], "value": "preprocessed"}]},
+            {"model_name": card.name, "model_version": -1, "input_map": [{"key": tensor["name"],
+                                                                           "value": "preprocessed"}],
+             "output_map": [{"key": card.output_name, "value": card.output_name}]}]}})
+    return image
+
+
+def _write_config(model_dir: Path, config: dict[str, Any]) -> None:
+    """config.pbtxt and a manifest of the folder's files, so `verify_repository` checks it too."""
+    write_text(model_dir / CONFIG, to_pbtxt(config) + "\n")
+    write_json(model_dir / MANIFEST, {"format": FORMAT, "format_version": FORMAT_VERSION, "name": config["name"],
+                                      "files": _file_table(model_dir)})
 
 
 def _platform(card: ModelCard, variant: Variant) -> tuple[str, str]:
@@ -251,8 +321,9 @@ def _copy_model(source: Path, dest: Path) -> None:
 
 def preprocessing_record(card: ModelCard) -> dict[str, Any]:
     """What a client does to an image before sending the FP32 tensor (Triton serves tensors only)."""
-    return {"input": {"name": card.input_name, "shape": ["N", 3, card.input_size, card.input_size],
-                      "datatype": "FP32", "layout": "NCHW"},
+    p = card.preprocessing
+    return {"input": {"name": card.input_name, "shape": ["N", *card.input_shape],
+                      "datatype": "UINT8" if p.dtype == "uint8" else "FP32", "layout": p.layout.upper()},
             "preprocessing": card.preprocessing.to_dict(), "labels": card.labels,
             "reference": "zoodeploy.preprocess.preprocess; an edge bundle (zoodeploy package) carries a runnable copy"}
 
