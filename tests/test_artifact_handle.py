@@ -122,3 +122,23 @@ def test_a_card_without_selection_gets_the_same_refusal_everywhere(artifact, tmp
         card.selected = "fp32"
     assert Plan.make(ServeConfig(artifact=str(art))).variant == "fp32"
     assert predict(art, [png], PredictConfig(out=tmp_path / "p.csv")).variant == "fp32"
+
+
+def test_remaking_a_variant_with_the_same_bytes_keeps_its_latency_rows(optimized, tmp_path):
+    """Re-running `optimize` re-times batch 1 only: the batch-8 row measured earlier for a variant
+    remade with the very same bytes stays; a file with other bytes starts with no figures."""
+    from zoodeploy.card import LatencyStats
+    from zoodeploy.optimize import Measure, OptimizeConfig, optimize
+    art = tmp_path / "lenet5"
+    shutil.copytree(optimized("lenet5"), art)
+    row = LatencyStats(batch=8, runs=50, p50_ms=1.0, p90_ms=1.1, p99_ms=1.2, mean_ms=1.0, throughput=8000.0)
+    with Artifact(art).update() as card:
+        card.variants["fused"].latency["8"] = row
+        before = card.variants["fused"].sha256
+    optimize(art, OptimizeConfig(passes=("fuse",), max_drop=None, bench=False, threads=1),
+             Measure(evaluate=False, bench=False))
+    fused = load_card(art).variants["fused"]
+    assert fused.sha256 == before and fused.latency["8"] == row
+    other = fused.model_copy(update={"sha256": "0" * 64, "latency": {}})
+    Artifact(art).add_variant(other)
+    assert load_card(art).variants["fused"].latency == {}

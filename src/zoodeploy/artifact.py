@@ -15,11 +15,15 @@ variant speed-ups are measured against, the word for "the card's pick".
 from __future__ import annotations
 
 import contextlib
+import difflib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoodeploy.card import Accuracy, ModelCard, Variant, load_card, save_card, update_card
+from zoodeploy.card import (Accuracy, LatencyStats, ModelCard, Precision, Variant, load_card, save_card,
+                            update_card)
 from zoodeploy.errors import ArtifactError, GateError
 from zoodeploy.fileio import sha256_file
 
@@ -89,9 +93,11 @@ class Artifact:
         return card
 
     def add_variant(self, variant: Variant) -> Variant:
-        """Record (or replace) a variant in the card."""
+        """Record (or replace) a variant in the card. A variant made again with the very same bytes
+        on the same runtime keeps the latency rows and device figures measured for it (a rerun of
+        `optimize` re-times batch 1 only; batch 8 and 32 stay); new bytes start with none."""
         with self.update() as card:
-            card.variants[variant.name] = variant
+            put_variant(card, variant)
         return variant
 
     def new_variant(self, name: str, file: str, **fields) -> Variant:
@@ -157,22 +163,74 @@ class Artifact:
 
     def resolve_variant(self, name: str | None = None) -> Variant:
         """The variant that runs when `name` is asked for: see `resolve_variant`."""
-        return resolve_variant(self.card, name)
+        return resolve_variant(self.card, name, where=self.path)
 
 
-def resolve_variant(card: ModelCard, name: str | None = None) -> Variant:
-    """Which variant runs: the one named, else the card's selection.
+def put_variant(card: ModelCard, variant: Variant) -> None:
+    """Put `variant` in the card, replacing one of its name; if that one has the very same bytes on
+    the same runtime, the latency rows and device figures measured for it are kept."""
+    old = card.variants.get(variant.name)
+    if old is not None and (old.sha256, old.runtime) == (variant.sha256, variant.runtime):
+        variant.latency = {**old.latency, **variant.latency}
+        variant.accuracy_on = {**old.accuracy_on, **variant.accuracy_on}
+    card.variants[variant.name] = variant
+
+
+def variant_name(card: ModelCard, name: str) -> str:
+    """The card's variant that `name` means: a variant name, `selected`, or the name of the pass
+    that made it (`ov-int8` -> `int8-ov`, `fuse` -> `fused`); else one line with a did-you-mean."""
+    if name == SELECTED or name in card.variants:
+        return name
+    by_pass = {v.recipe.made_by_pass: n for n, v in card.variants.items() if v.recipe.made_by_pass}
+    if name in by_pass:
+        return by_pass[name]
+    close = difflib.get_close_matches(name, [*card.variants, *by_pass], n=3, cutoff=0.5)
+    close = list(dict.fromkeys(by_pass.get(c, c) for c in close))
+    suggest = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ArtifactError(f"{card.name}: no variant {name!r}{suggest} (have: {', '.join(card.variants) or 'none'}); "
+                        "make it with `zoodeploy export` / `zoodeploy optimize`")
+
+
+def stale_reason(card: ModelCard, name: str, _seen: frozenset[str] = frozenset()) -> str | None:
+    """Why variant `name` no longer matches what it was made from (its source variant changed, or is
+    stale itself), or None. Variants made before sources were recorded are trusted, and so is one
+    whose source is not in the card (a model-store copy keeps the served variant alone): its own
+    file is still checked against its sha256 when it is opened."""
+    r = card.variants[name].recipe
+    src = r.source_variant or (getattr(r, "source", None) if r.source_sha256 else None)  # TensorRT's own fields
+    if not src or name in _seen or src not in card.variants:
+        return None
+    if r.source_sha256 and card.variants[src].sha256 != r.source_sha256:
+        return f"its source {src!r} was rebuilt after it was made"
+    upstream = stale_reason(card, src, _seen | {name})
+    return f"its source {src!r} is stale ({upstream})" if upstream else None
+
+
+def rebuild_command(card: ModelCard, name: str, where: str | Path = "ARTIFACT") -> str:
+    """The command that remakes variant `name` (and, first, any stale variant it is made from)."""
+    return f"zoodeploy optimize {where} --passes {card.variants[name].recipe.made_by_pass or name}"
+
+
+def resolve_variant(card: ModelCard, name: str | None = None, *, where: str | Path = "ARTIFACT") -> Variant:
+    """Which variant runs: the one named (a variant or the pass that makes it), else the card's selection.
 
     The one rule serve, predict, package, the model store and build share. A card that selects
-    nothing is refused in one line (the same line everywhere): nothing is guessed for a user.
+    nothing is refused in one line (the same line everywhere): nothing is guessed for a user. A
+    stale variant (its source changed since it was made) is refused with the command that remakes it.
     """
     if name and name != SELECTED:
-        return card.variant(name)
-    if not card.selected:
+        chosen = card.variant(variant_name(card, name))
+    elif not card.selected:
         raise ArtifactError(f"{card.name}: the card selects no variant; select one with `zoodeploy build`, or "
                             f"name one (--variant NAME; ZOODEPLOY_VARIANT for the service; have: "
                             f"{', '.join(card.variants) or 'none'})")
-    return card.variant(card.selected)
+    else:
+        chosen = card.variant(card.selected)
+    why = stale_reason(card, chosen.name)
+    if why:
+        raise ArtifactError(f"{card.name}: variant {chosen.name!r} is stale: {why}; rebuild it with "
+                            f"`{rebuild_command(card, chosen.name, where)}`")
+    return chosen
 
 
 def target_figures(card: ModelCard, name: str) -> tuple[str, Accuracy] | None:
@@ -190,18 +248,108 @@ def target_accuracy(card: ModelCard, name: str) -> Accuracy | None:
     return found[1] if found else card.variants[name].accuracy
 
 
-def select_variant(card: ModelCard, max_drop: float, batch: int) -> str:
-    """The fastest variant (p50 at `batch`) whose top-1 (agreement with fp32, without labels) is
-    within `max_drop` pt of fp32, judged by `target_accuracy`."""
-    acc = {n: target_accuracy(card, n) for n in card.variants}
-    ok = {n: v.latency[str(batch)].p50_ms for n, v in card.variants.items()
-          if acc[n] is not None and acc[n].drop_pt is not None and acc[n].drop_pt <= max_drop
-          and str(batch) in v.latency}
-    if not ok:
+class Objective(str, Enum):
+    """What a selection optimizes among the variants within the accuracy budget."""
+
+    latency = "latency"  # the lowest batch-1 (the select batch's) p50
+    throughput = "throughput"  # the most images/s at the best measured batch
+    size = "size"  # the smallest file, int8 first: for a target this host cannot time (mobile / ARM)
+
+
+MAX_SANE_SPEEDUP = 30.0  # a speed-up over eager above this is flagged, not printed as fact
+
+
+@dataclass
+class Selection:
+    """A selection and the reasons a person needs to defend it."""
+
+    name: str
+    objective: Objective
+    figure: str  # what it won by, e.g. "p50 0.41 ms at batch 1"
+    notes: list[str] = field(default_factory=list)  # variants left out and why; a fallback taken
+    by: str | None = None  # what it was chosen by when not the objective (no stable timing: accuracy)
+
+    def line(self) -> str:
+        return f"{self.name} by {self.by or self.objective.value} ({self.figure})" + "".join(f"; {n}" for n in self.notes)
+
+
+def _stable(stats: LatencyStats) -> bool:
+    return not (stats.settings and stats.settings.stable is False)
+
+
+def select(card: ModelCard, max_drop: float, batch: int, *, objective: Objective | str = Objective.latency,
+           max_latency_ms: float | None = None, sizes: dict[str, int] | None = None) -> Selection:
+    """The variant to run: the best by `objective` among those whose top-1 (agreement with fp32,
+    without labels), judged by `target_accuracy`, is within `max_drop` pt of fp32, that are not stale,
+    whose batch-`batch` p50 is within `max_latency_ms` when given. A variant whose timing stayed
+    unstable is never chosen on speed; when no variant in the budget has a stable one, the most
+    accurate is chosen and the selection says so. `size` needs `sizes` (file bytes by variant)."""
+    objective = Objective(objective)
+    notes: list[str] = []
+    ok = []
+    for n, v in card.variants.items():
+        acc, why = target_accuracy(card, n), stale_reason(card, n)
+        if why:
+            notes.append(f"{n} left out: stale ({why})")
+        elif acc is not None and acc.drop_pt is not None and acc.drop_pt <= max_drop:
+            ok.append(n)
+    if max_latency_ms is not None:
+        slow = [n for n in ok if str(batch) not in card.variants[n].latency
+                or card.variants[n].latency[str(batch)].p50_ms > max_latency_ms]
+        ok = [n for n in ok if n not in slow]
+        if slow:
+            notes.append(f"{', '.join(slow)} left out: batch-{batch} p50 over {max_latency_ms:g} ms or not measured")
+    if objective is Objective.size:
+        return _by_size(card, ok, sizes or {}, max_drop, notes)
+    rows = {n: _best_row(card.variants[n].latency, objective, batch) for n in ok}
+    rows = {n: s for n, s in rows.items() if s is not None}
+    if not rows:
         raise GateError(f"{card.name}: no variant has accuracy within {max_drop:g} pt of fp32 and batch-{batch} "
-                        "latency; run `zoodeploy evaluate` and `zoodeploy bench`")
-    return min(ok, key=ok.get)
+                        f"latency{'' if max_latency_ms is None else f' within {max_latency_ms:g} ms'}; "
+                        "run `zoodeploy evaluate` and `zoodeploy bench`")
+    unstable = sorted(n for n, s in rows.items() if not _stable(s))
+    stable = {n: s for n, s in rows.items() if _stable(s)}
+    if unstable:
+        notes.append(f"{', '.join(unstable)} not chosen on speed: latency unstable after re-measuring")
+    if not stable:
+        best = min(rows, key=lambda n: target_accuracy(card, n).drop_pt)
+        notes.append("no variant within the budget has a stable timing: the most accurate was chosen")
+        return Selection(best, objective, f"{target_accuracy(card, best).change()} pt vs fp32", notes, by="accuracy")
+    if objective is Objective.throughput:
+        best = max(stable, key=lambda n: stable[n].throughput)
+        return Selection(best, objective, f"{stable[best].throughput:,.0f} img/s at batch {stable[best].batch}", notes)
+    best = min(stable, key=lambda n: stable[n].p50_ms)
+    return Selection(best, objective, f"p50 {stable[best].p50_ms:.3g} ms at batch {batch}", notes)
 
 
-__all__ = ["EAGER", "FUSED", "REFERENCE", "SELECTED", "Artifact", "resolve_variant", "select_variant",
-           "target_accuracy", "target_figures"]
+def _best_row(latency: dict[str, LatencyStats], objective: Objective, batch: int) -> LatencyStats | None:
+    """The row a variant competes with: batch `batch`'s for latency; its best throughput's (stable
+    rows first) for throughput."""
+    if objective is Objective.latency:
+        return latency.get(str(batch))
+    rows = sorted(latency.values(), key=lambda s: (_stable(s), s.throughput))
+    return rows[-1] if rows else None
+
+
+def _by_size(card: ModelCard, ok: list[str], sizes: dict[str, int], max_drop: float, notes: list[str]) -> Selection:
+    int8 = [n for n in ok if card.variants[n].precision in (Precision.int8, Precision.mixed) and n in sizes]
+    pool = int8 or [n for n in ok if n in sizes]
+    if not pool:
+        raise GateError(f"{card.name}: no variant has accuracy within {max_drop:g} pt of fp32; "
+                        "run `zoodeploy evaluate` (or `zoodeploy evaluate --on arm64`)")
+    best = min(pool, key=lambda n: (sizes[n], n))
+    where = target_figures(card, best)
+    measured = f"drift measured on {where[0]}" if where else "drift measured on this host"
+    notes.append(f"timing not measured on the target ({card.target_isa or 'its CPU'}); {measured}")
+    return Selection(best, Objective.size, f"{sizes[best] / 1024:.0f} KiB, "
+                     f"{'smallest int8' if int8 else 'smallest'} within {max_drop:g} pt", notes)
+
+
+def select_variant(card: ModelCard, max_drop: float, batch: int) -> str:
+    """The fastest variant (stable p50 at `batch`) within `max_drop` pt of fp32: `select(...).name`."""
+    return select(card, max_drop, batch).name
+
+
+__all__ = ["EAGER", "FUSED", "MAX_SANE_SPEEDUP", "REFERENCE", "SELECTED", "Artifact", "Objective", "Selection",
+           "put_variant", "rebuild_command", "resolve_variant", "select", "select_variant", "stale_reason", "target_accuracy",
+           "target_figures", "variant_name"]

@@ -8,19 +8,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoodeploy.bench.latency import BenchConfig
-from zoodeploy.bench.report import write_report
-from zoodeploy.bench.variants import BenchOptions
-from zoodeploy.artifact import Artifact, select_variant
-from zoodeploy.card import CARD_FILE, BuildRecord, ModelCard
+from zoodeploy.artifact import MAX_SANE_SPEEDUP, Artifact, Objective, select
+from zoodeploy.card import CARD_FILE, BuildRecord, LatencyStats, ModelCard
 from zoodeploy.errors import ArtifactError, ZoodeployError
-from zoodeploy.models.data import load_splits
-from zoodeploy.models.sources import SourceConfig
-from zoodeploy.models.zoo import get_spec
-from zoodeploy.optimize.passes import PASSES
 from zoodeploy.target import Device, Target, target_isa_for
 
+if TYPE_CHECKING:
+    from zoodeploy.models.sources import SourceConfig
+
+# the heavy parts (torch, onnxruntime) are imported by the stages that use them, so that the
+# `build` command answers a usage error at once
 
 TARGET_PASSES: dict[Target, tuple[str, ...]] = {
     Target.cpu: ("fuse", "int8"),
@@ -51,6 +51,8 @@ class BuildConfig:
     seed: int = 0
     force: bool = False  # build into a directory that already holds an artifact
     timing: BenchConfig = field(default_factory=BenchConfig)
+    select: Objective | None = None  # default: latency; size for mobile (its timing is not measurable here)
+    max_latency_ms: float | None = None  # only variants whose p50 at the first batch is within it
     # a model that needs no training (zoodeploy.models.sources), deployed with its own data folders
     source: SourceConfig | None = None
 
@@ -61,6 +63,7 @@ class BuildConfig:
             raise ZoodeployError(f"unknown --target {self.target!r}; use cpu, mobile or gpu") from None
         self.out = Path(self.out)
         if self.source is None:
+            from zoodeploy.models.zoo import get_spec
             get_spec(self.model)  # unknown names fail here, with suggestions
         if self.max_drop < 0:
             raise ZoodeployError(f"--max-drop must be >= 0 percentage points, got {self.max_drop}")
@@ -68,7 +71,11 @@ class BuildConfig:
             raise ZoodeployError("--epochs must be >= 1, or 0 together with --weights (use them untrained)")
         if (self.out / CARD_FILE).exists() and not self.force:
             raise ArtifactError(f"{self.out} already holds an artifact; choose another -o or pass --force")
+        from zoodeploy.bench.variants import BenchOptions
         BenchOptions(batches=self.batches, threads=self.threads)  # validates them before hours of work
+        self.select = Objective(self.select or (Objective.size if self.target is Target.mobile else Objective.latency))
+        if self.max_latency_ms is not None and self.max_latency_ms <= 0:
+            raise ZoodeployError(f"--max-latency must be > 0 ms, got {self.max_latency_ms}")
 
     @property
     def device(self) -> Device:
@@ -83,6 +90,31 @@ class BuildConfig:
         return TARGET_EXTRA_PASSES.get(self.target, ())
 
 
+def clear_artifact(out: str | Path) -> list[str]:
+    """Remove what an artifact in `out` is made of (the files its card names, its reports, its
+    latency baseline, then the card), so a new model written there inherits nothing of the old
+    one; other files are left alone. Returns the names removed."""
+    import json
+    from zoodeploy.bench.report import PARETO_FILE, REPORT_FILE
+    from zoodeploy.export.onnx_export import PROGRAM_FILE
+    from zoodeploy.gate import BASELINE_FILE
+    out = Path(out)
+    try:
+        old = json.loads((out / CARD_FILE).read_text())
+    except (OSError, ValueError):
+        old = {}
+    named = {old.get("checkpoint"), PROGRAM_FILE, REPORT_FILE, PARETO_FILE, BASELINE_FILE}
+    for v in (old.get("variants") or {}).values():
+        named |= {v.get("file"), (v.get("recipe") or {}).get("required_operators_config")}
+    removed = []
+    for name in sorted(n for n in named if n) + [CARD_FILE]:
+        path = out / name
+        if path.is_file() and path.resolve().parent == out.resolve():  # nothing outside `out`
+            path.unlink()
+            removed.append(name)
+    return removed
+
+
 Say = Callable[[str], None]
 STAGES = ("train", "export", "optimize", "select", "report")
 
@@ -92,19 +124,23 @@ def build(cfg: BuildConfig, *, say: Say = lambda line: None, progress: bool = Fa
     if cfg.target is Target.gpu:  # fail before training, not after
         from zoodeploy.runtime.gpu import import_tensorrt
         import_tensorrt()
+    from zoodeploy.models.data import load_splits
     splits = None if cfg.source else load_splits(cfg.data, seed=cfg.seed)
+    if cfg.force:
+        clear_artifact(cfg.out)
     art = Artifact(cfg.out)  # one handle for every stage: the card, the data split and its arrays, once
     if splits is not None:
         art.use_splits(splits)
     for i, stage in enumerate(STAGES, 1):
-        say(f"[{i}/{len(STAGES)}] {stage} …")
+        shown = "load" if stage == "train" and cfg.source else stage  # a source is taken as it is, not trained
+        say(f"[{i}/{len(STAGES)}] {shown} …")
         start = time.perf_counter()
-        summary = _STAGE_FUNCS[stage](cfg, art, progress)
-        say(f"[{i}/{len(STAGES)}] {stage}: {summary} ({time.perf_counter() - start:.1f}s)")
+        summary = _STAGE_FUNCS[stage](cfg, art, progress, say)
+        say(f"[{i}/{len(STAGES)}] {shown}: {summary} ({time.perf_counter() - start:.1f}s)")
     return art.card
 
 
-def _train(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
+def _train(cfg: BuildConfig, art: Artifact, progress: bool, say: Say) -> str:
     from zoodeploy.models.train import TrainConfig, init_artifact, train
     if cfg.source is not None:
         return _from_source(cfg)
@@ -114,23 +150,26 @@ def _train(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
         return f"{cfg.weights} weights used as they are, {card.input_size}px"
     tc = TrainConfig(cfg.model, data=cfg.data, image_size=cfg.image_size, epochs=cfg.epochs,
                      weights=cfg.weights, seed=cfg.seed)
-    card = train(tc, cfg.out, splits=splits, progress=progress)
+    card = train(tc, cfg.out, splits=splits, progress=progress, force=cfg.force, say=None if progress else say)
     return (f"{card.training.epochs} epochs at {card.input_size}px, PyTorch test accuracy "
             f"{card.training.test_accuracy:.2f}%")
 
 
 def _from_source(cfg: BuildConfig) -> str:
-    from zoodeploy.models.sources import make_artifact
+    from zoodeploy.models.sources import make_artifact, preprocessing_origin
     cfg.out.mkdir(parents=True, exist_ok=True)
     card = make_artifact(cfg.source, cfg.out)
     data = card.data
     skipped = f", {data.skipped} unreadable image(s) skipped" if data and data.skipped else ""
-    return (f"no training: {card.source.kind} {card.name}, {card.num_classes} classes at {card.input_size}px; "
+    match = f"; {data.labels_match}" if data and data.labels_match else ""
+    return (f"no training: {card.source.kind} {card.name}, {card.num_classes} classes at {card.preprocessing.size_text}; "
+            f"labels from {card.labels_source}; "
             f"data {data.source if data else 'none'} ({'labelled' if data and data.labelled else 'unlabelled'}"
-            f"{skipped})")
+            f"{match}{skipped}); preprocessing {card.preprocessing.describe()} "
+            f"({preprocessing_origin(card.preprocessing_from)})")
 
 
-def _export(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
+def _export(cfg: BuildConfig, art: Artifact, progress: bool, say: Say) -> str:
     from zoodeploy.export import export_artifact
     if cfg.source is not None and art.card.checkpoint is None:
         return "fp32.onnx is the ONNX source itself"
@@ -138,16 +177,17 @@ def _export(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
     return f"{v.file}, max |logit error| vs PyTorch {v.validation.worst_abs_err:.2g}"
 
 
-def _optimize(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
+def _optimize(cfg: BuildConfig, art: Artifact, progress: bool, build_say: Say) -> str:
     """The target's passes and the extra ones this machine can run, then one measurement of every
     variant they made (fp32 and eager included) at every bench batch size, interleaved in one run."""
     from zoodeploy.optimize import Measure, OptimizeConfig
     from zoodeploy.optimize.pipeline import make_variants, measure_variants, progress_say
     from zoodeploy.errors import first_line
+    from zoodeploy.optimize.passes import PASSES
     opt = OptimizeConfig(passes=cfg.passes + cfg.extra_passes, max_drop=cfg.max_drop, threads=cfg.threads,
                          progress=progress, target_isa=target_isa_for(cfg.target, cfg.target_isa),
                          calib_data=cfg.source.separate_calibration if cfg.source else None)
-    ctx, say = opt.context(), progress_say if progress else (lambda line: None)
+    ctx, say = opt.context(), progress_say if progress else build_say  # in a log: a line per pass and batch
     unmeasured = Measure(evaluate=False, bench=False)
     made = [v.name for v in make_variants(art, cfg.passes, ctx, unmeasured, say)]
     skipped: dict[str, list[str]] = {}  # why -> passes
@@ -161,6 +201,8 @@ def _optimize(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
             skipped.setdefault(why, []).append(name)
     measure = Measure(batches=cfg.batches, threads=cfg.threads, device=cfg.device, eager=True, timing=cfg.timing)
     measure_variants(art, made, measure, say)
+    with art.update() as card:  # for the select stage's record, and the report
+        card.provenance.build = _record(cfg, card, not_made={n: why for why, names in skipped.items() for n in names})
     not_here = "".join(f"; not made: {', '.join(names)} ({why})" for why, names in skipped.items())
     return f"made {', '.join(made)}{not_here}; {_figures(art.card, cfg.batches[0])}"
 
@@ -169,34 +211,55 @@ def _figures(card: ModelCard, b: int) -> str:
     rows = {"eager": card.eager_latency.get(str(b)),
             **{n: v.latency.get(str(b)) for n, v in card.variants.items()}}
     measured = [(n, v.accuracy) for n, v in card.variants.items() if v.accuracy is not None]
-    accuracy = ", ".join(f"{n} {a.score:.2f}%" + (f" ({_change(a.drop_pt)} pt)" if n != "fp32" else "")
+    accuracy = ", ".join(f"{n} {a.score:.2f}%" + (f" ({a.change()} pt)" if n != "fp32" else "")
                          for n, a in measured)
     what = measured[0][1].what if measured else "accuracy"
     latency = ", ".join(f"{n} {s.p50_ms:.3g} ms" for n, s in rows.items() if s is not None)
     return f"test {what}: {accuracy}; p50 at batch {b}: {latency}"
 
 
-def _change(drop_pt: float) -> str:
-    """A drop as a signed change: 0.56 pt lost -> '-0.56' (never '-0.00')."""
-    return f"{0.0 - drop_pt:+.2f}"
-
-
-def _select(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
+def _select(cfg: BuildConfig, art: Artifact, progress: bool, say: Say) -> str:
     b = cfg.batches[0]
+    sizes = {n: (art.path / v.file).stat().st_size for n, v in art.card.variants.items()
+             if (art.path / v.file).is_file()}
     with art.update() as card:
-        card.selected = select_variant(card, cfg.max_drop, b)
-        ran = [*cfg.passes, *(p for p in cfg.extra_passes if PASSES.get(p).makes in card.variants)]
-        card.provenance.build = BuildRecord(target=cfg.target.value, max_drop=cfg.max_drop, select_batch=b,
-                                            batches=list(cfg.batches), data=cfg.data if cfg.source is None else (cfg.source.eval_data or cfg.source.calib_data), epochs=cfg.epochs,
-                                            weights=cfg.weights, passes=ran)
+        chosen = select(card, cfg.max_drop, b, objective=cfg.select, max_latency_ms=cfg.max_latency_ms, sizes=sizes)
+        card.selected = chosen.name
+        not_made = card.provenance.build.not_made if card.provenance.build else {}
+        card.provenance.build = _record(cfg, card, rule=RULES[chosen.objective], why=chosen.notes, not_made=not_made)
     v = card.variants[card.selected]
-    lat = v.latency[str(b)]
-    eager = f", {lat.speedup_vs_eager:.2f}x eager" if lat.speedup_vs_eager else ""
-    return (f"{card.selected} on {v.runtime}: {v.accuracy.summary()} ({_change(v.accuracy.drop_pt)} pt "
-            f"vs fp32), p50 {lat.p50_ms:.3g} ms at batch {b}{eager}")
+    lat = v.latency.get(str(b))
+    timing = f", p50 {lat.p50_ms:.3g} ms at batch {b} on this host{eager_ratio(lat)}" if lat else ""
+    return (f"{chosen.line()}; {v.runtime}: {v.accuracy.summary()} ({v.accuracy.change()} pt "
+            f"vs fp32){timing}")
 
 
-def _report(cfg: BuildConfig, art: Artifact, progress: bool) -> str:
+def _record(cfg: BuildConfig, card: ModelCard, **more) -> BuildRecord:
+    """What the build was asked for and ran (the extra passes that made a variant)."""
+    from zoodeploy.optimize.passes import PASSES
+    ran = [*cfg.passes, *(p for p in cfg.extra_passes if PASSES.get(p).makes in card.variants)]
+    data = cfg.data if cfg.source is None else (cfg.source.eval_data or cfg.source.calib_data)
+    return BuildRecord(target=cfg.target.value, max_drop=cfg.max_drop, select_batch=cfg.batches[0],
+                       batches=list(cfg.batches), data=data, epochs=cfg.epochs, weights=cfg.weights, passes=ran, **more)
+
+
+RULES = {Objective.latency: "lowest stable p50 at the select batch within max_drop of fp32 top-1",
+         Objective.throughput: "most images/s (stable rows, best measured batch) within max_drop of fp32 top-1",
+         Objective.size: "smallest int8 file within max_drop of fp32 top-1 (timing not measured on the target)"}
+
+
+def eager_ratio(lat: LatencyStats) -> str:
+    """', 3.10x eager', or the ratio flagged when it is beyond belief or measured on shaky figures."""
+    x = lat.speedup_vs_eager
+    if not x:
+        return ""
+    if x > MAX_SANE_SPEEDUP:
+        return f", {x:.3g}x eager (over {MAX_SANE_SPEEDUP:g}x: eager was likely slowed by a busy machine)"
+    return f", {x:.2f}x eager"
+
+
+def _report(cfg: BuildConfig, art: Artifact, progress: bool, say: Say) -> str:
+    from zoodeploy.bench.report import write_report
     md, png = write_report(art)
     return f"{md}, {png}"
 

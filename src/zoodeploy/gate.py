@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.bench.variants import BenchOptions, BenchResult, bench_variants, host_info
-from zoodeploy.artifact import REFERENCE, Artifact, target_figures
+from zoodeploy.progress import Say, quiet
+from zoodeploy.artifact import REFERENCE, Artifact, target_figures, variant_name
 from zoodeploy.card import Accuracy, ModelCard, versions
 from zoodeploy.errors import GateError, ZoodeployError
 from zoodeploy.evaluate.accuracy import evaluate_variants, runnable_variants
@@ -116,9 +117,10 @@ def load_baseline(path: Path) -> LatencyBaseline | None:
 
 
 def check(artifact: str | Path, cfg: GateConfig, *, splits: Splits | None = None,
-          progress: bool = False) -> GateReport:
+          progress: bool = False, say: Say = quiet) -> GateReport:
     """Measure every variant's drift and latency ratio and judge them, on the card's test split or
-    on `splits` (both preprocessed once, for both measurements); never writes the card."""
+    on `splits` (both preprocessed once, for both measurements); never writes the card. `say` gets
+    a line per step, for logs."""
     art = Artifact.of(artifact)
     if splits is not None:
         art = Artifact(art.path, art.card)  # a handle of its own: other data, never the card's
@@ -132,6 +134,7 @@ def check(artifact: str | Path, cfg: GateConfig, *, splits: Splits | None = None
     baseline = load_baseline(path) if cfg.gates_latency else None
     _check_baseline_matches(baseline, card, cfg, path)
     on_target = {n: found for n in names if n != REFERENCE and (found := target_figures(card, n))}
+    say(f"measuring the drift of {', '.join(n for n in names if n not in on_target) or 'none'} on the test split")
     accuracy = evaluate_variants(art, [n for n in names if n not in on_target], record=False, progress=progress)
     here = host_isa_key()
     measured_on = {n: on_target[n][0] if n in on_target else here for n in names}
@@ -141,12 +144,13 @@ def check(artifact: str | Path, cfg: GateConfig, *, splits: Splits | None = None
     report = GateReport(accuracy, {}, None, baseline, path if cfg.gates_latency else None, failures,
                         _target_notes(on_target, here), measured_on=measured_on)
     if cfg.gates_latency:
-        _gate_latency(art, names, cfg, report, progress)
+        say(f"timing {', '.join(names)}")
+        _gate_latency(art, names, cfg, report, progress, say)
     return report
 
 
 def _gated_variants(card: ModelCard, cfg: GateConfig) -> list[str]:
-    names = list(cfg.variants or runnable_variants(card))
+    names = [variant_name(card, n) for n in cfg.variants] if cfg.variants else list(runnable_variants(card))
     for name in names:
         card.variant(name)
     return [REFERENCE] + [n for n in names if n != REFERENCE]
@@ -189,13 +193,14 @@ def _accuracy_failures(name: str, acc: Accuracy, cfg: GateConfig, where: str) ->
                                       f"agreement {acc.agreement:.1f}%, n={acc.n} test images)")]
 
 
-def _gate_latency(art: Artifact, names: list[str], cfg: GateConfig, report: GateReport, progress: bool) -> None:
+def _gate_latency(art: Artifact, names: list[str], cfg: GateConfig, report: GateReport, progress: bool,
+                  say: Say = quiet) -> None:
     base = report.baseline
     keep = base is not None and not cfg.update_baseline
     batch = cfg.batch or (base.batch if keep else 1)
     threads = cfg.threads or (base.threads if keep else None)
     opts = BenchOptions(variants=names, batches=(batch,), threads=threads, eager=False, timing=cfg.timing)
-    report.bench = bench_variants(art, opts, record=False, progress=progress)
+    report.bench = bench_variants(art, opts, record=False, progress=progress, say=say)
     rows = {n: report.bench.variants[n][batch] for n in names}
     ref = rows[REFERENCE]
     report.ratios = {n: s.p50_ms / ref.p50_ms for n, s in rows.items() if n != REFERENCE}

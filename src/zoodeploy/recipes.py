@@ -19,9 +19,17 @@ class _Model(BaseModel):
 
 
 class Recipe(_Model):
-    """Base of every recipe; `kind` says which model the rest of the fields follow."""
+    """Base of every recipe; `kind` says which model the rest of the fields follow.
+
+    The optimization orchestrator stamps the last three on every variant a pass makes: which pass
+    made it, and the variant it was made from with that variant's sha256 when it was read, so a
+    variant whose source changed since is known to be stale (`zoodeploy.artifact.stale_reason`).
+    """
 
     kind: str
+    made_by_pass: str | None = None  # the `--passes` name that made it
+    source_variant: str | None = None  # the variant it was made from
+    source_sha256: str | None = None  # that variant's sha256 when it was read
 
 
 RECIPES: Registry[type[Recipe]] = Registry("recipe kind")

@@ -22,7 +22,7 @@ def test_default_is_fuse_and_int8_with_json(trained, tmp_path):
         assert v["accuracy"]["split"] == "test" and v["accuracy"]["drop_pt"] is not None
         assert v["latency"]["1"]["p50_ms"] > 0
     int8 = variants[1]
-    assert int8["recipe"]["kind"] == "int8" and int8["recipe"]["control"]["max_drop_pt"] == 0.5
+    assert int8["recipe"]["kind"] == "int8" and int8["recipe"]["control"]["max_drop_pt"] == 1.0  # the one default --max-drop
     assert int8["speed"]["reference"] == "fused"
     card = json.loads((artifact / "card.json").read_text())
     assert {"fused", "int8"} <= set(card["variants"])

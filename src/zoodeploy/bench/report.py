@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoodeploy.artifact import Artifact
+from zoodeploy.artifact import MAX_SANE_SPEEDUP, Artifact, rebuild_command, stale_reason
 from zoodeploy.card import LatencyStats, ModelCard, RunSettings
 from zoodeploy.errors import ArtifactError
 from zoodeploy.fileio import atomic_path, write_text
@@ -51,6 +51,16 @@ def _points(card: ModelCard, batch: int) -> dict[str, tuple[float, float]]:
 
 def plot_pareto(card: ModelCard, batch: int, out: Path) -> Path:
     """Top-1 against p50 latency for every variant; the Pareto front drawn, the selected one ringed."""
+    import matplotlib.pyplot as plt
+    fig, _, _ = pareto_figure(card, batch)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return out
+
+
+def pareto_figure(card: ModelCard, batch: int):
+    """The Pareto plot as (figure, axes, the variants' name labels), laid out and ready to save."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -64,32 +74,36 @@ def plot_pareto(card: ModelCard, batch: int, out: Path) -> Path:
     ax.step(*zip(*[points[n] for n in front]), where="post", color="tab:blue", alpha=0.35, lw=2,
             label="Pareto front")
     colors = plt.get_cmap("tab10").colors
-    # by latency, labels alternate above and below: variants of equal speed stay legible
+    labels = []
     for i, (name, (ms, acc)) in enumerate(sorted(points.items(), key=lambda kv: kv[1][0])):
+        stable = _settings_of(card.variants[name].latency[str(batch)]).stable is not False
         ax.scatter(ms, acc, s=60, zorder=3, color=colors[i % 10], marker="o" if name in front else "s",
-                   label=f"{name}: {ms:.3g} ms, {acc:.2f}%")
-        ax.annotate(name, (ms, acc), textcoords="offset points", xytext=(6, 7 if i % 2 == 0 else -13), fontsize=9)
-    _mark_eager(ax, card, batch)
+                   facecolors=None if stable else "none", linewidths=1.5,
+                   label=f"{name}: {ms:.3g} ms, {acc:.2f}%" + ("" if stable else " (unstable)"))
+        labels.append(ax.annotate(name, (ms, acc), textcoords="offset points", xytext=(6, 7), fontsize=9))
+    if any(_settings_of(v.latency[str(batch)]).stable is False for n, v in card.variants.items() if n in points):
+        ax.scatter([], [], s=60, facecolors="none", edgecolors="gray", label="hollow: latency did not settle")
+    _mark_eager(ax, card, batch, [ms for ms, _ in points.values()])
     _mark_budget(ax, card)
     if card.selected in points:
         ax.scatter(*points[card.selected], s=320, facecolors="none", edgecolors="tab:red", lw=2, zorder=4,
                    label=f"selected: {card.selected}")
     ax.set_xlabel(f"p50 latency at batch {batch} (ms, log scale; lower is better)")
-    what = next(v.accuracy.what for v in card.variants.values() if v.accuracy)
-    ax.set_ylabel(f"{what} on held-out images (%)")
-    n = next(v.accuracy.n for v in card.variants.values() if v.accuracy)
-    ax.set_title(f"{card.name}: accuracy vs latency ({n} test images, {_threads(card, batch)})", fontsize=10)
+    first = next(v.accuracy for v in card.variants.values() if v.accuracy)
+    labelled = first.kind == "labelled"
+    ax.set_ylabel(f"{first.what} on held-out images (%)")
+    measure = "accuracy" if labelled else "agreement with fp32"
+    ax.set_title(f"{card.name}: {measure} vs latency ({first.n} test images, {_threads(card, batch)})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), title="p50, top-1", title_fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), title_fontsize=8,
+              title="p50, top-1" if labelled else "p50, agreement")
     ax.set_xscale("log")
     ax.margins(x=0.15, y=0.15)
     ax.autoscale_view()
     _log_latency_axis(ax)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out
+    spread_labels(fig, labels)
+    return fig, ax, labels
 
 
 def _log_latency_axis(ax) -> None:
@@ -107,11 +121,37 @@ def _log_latency_axis(ax) -> None:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def _mark_eager(ax, card: ModelCard, batch: int) -> None:
+def spread_labels(fig, labels: list, step: float = 11.0, tries: int = 12) -> None:
+    """Move each point's label up or down (alternately, further each try) until its box overlaps no
+    label placed before it: variants of equal speed and accuracy (fp32 / fp16, fused / fused-ov)
+    stay legible. Boxes are measured by the renderer, in display space."""
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for label in labels:
+        x, y = label.xyann
+        for k in range(tries + 1):
+            offset = (k + 1) // 2 * step * (1 if k % 2 else -1)
+            label.xyann = (x, y + offset)
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in placed):
+                break
+        placed.append(label.get_window_extent(renderer))
+
+
+EAGER_SPAN = 4.0  # eager is drawn in the plot only within this factor of the variants' latencies
+
+
+def _mark_eager(ax, card: ModelCard, batch: int, variant_ms: list[float]) -> None:
+    """Eager PyTorch as a reference line; when it lies far from the variants (a slow eager would
+    squeeze them into a corner of the log axis), as a legend entry only, with its figure."""
     eager = card.eager_latency.get(str(batch))
     if eager is None:
         return
-    ax.axvline(eager.p50_ms, color="black", alpha=0.6, ls="--", lw=1, label=f"PyTorch eager ({eager.p50_ms:.3g} ms)")
+    label = f"PyTorch eager ({eager.p50_ms:.3g} ms)"
+    if min(variant_ms) / EAGER_SPAN <= eager.p50_ms <= max(variant_ms) * EAGER_SPAN:
+        ax.axvline(eager.p50_ms, color="black", alpha=0.6, ls="--", lw=1, label=label)
+    else:
+        ax.plot([], [], color="black", alpha=0.6, ls="--", lw=1, label=f"{label}, off the axis")
 
 
 def _mark_budget(ax, card: ModelCard) -> None:
@@ -150,7 +190,7 @@ def render_markdown(card: ModelCard, batch: int, png: str, artifact: str) -> str
 
 
 def _summary(card: ModelCard, batch: int) -> list[str]:
-    lines = [f"- model: `{card.name}`, {card.num_classes} classes, input 3x{card.input_size}x{card.input_size}, "
+    lines = [f"- model: `{card.name}`, {card.num_classes} classes, input {'x'.join(map(str, card.input_shape))}, "
              f"weights: {card.weights}"]
     if card.data:
         lines.append(f"- data: `{card.data.source}`, split seed {card.data.seed}: "
@@ -161,9 +201,16 @@ def _summary(card: ModelCard, batch: int) -> list[str]:
                      f"PyTorch test accuracy {t.test_accuracy:.2f}%")
     build = card.provenance.build
     if card.selected:
-        rule = (f"the fastest variant at batch {build.select_batch} within {build.max_drop:g} pt of fp32 "
-                f"top-1 (target {build.target})" if build else "chosen by hand")
+        rule = (f"{build.rule}; batch {build.select_batch}, budget {build.max_drop:g} pt, target {build.target}"
+                if build else "chosen by hand")
         lines.append(f"- **selected: `{card.selected}`**: {rule}")
+        lines += [f"  - {why}" for why in (build.why if build else [])]
+    if build and build.not_made:
+        lines.append("- passes not made: " + "; ".join(f"`{p}` ({why})" for p, why in build.not_made.items()))
+    stale = [n for n in card.variants if stale_reason(card, n)]
+    if stale:
+        lines.append("- **stale** (made from a source that changed since): " + "; ".join(
+            f"`{n}` ({stale_reason(card, n)}), rebuild with `{rebuild_command(card, n)}`" for n in stale))
     return lines
 
 
@@ -181,12 +228,12 @@ def _accuracy_table(card: ModelCard) -> list[str]:
            "agreement with fp32, top-5 containment of fp32's class, and logit error; the drop is the "
            "agreement drop.")
     out = [f"{n} images the model never trained on; one image is {100 / n:.2f} pt.{why}", "",
-           "| variant | precision | runtime | top-1 % | top-5 % | drop vs fp32 (pt) | agreement with fp32 % "
+           "| variant | precision | runtime | top-1 % | top-5 % | change vs fp32 (pt) | agreement with fp32 % "
            "| fp32 top-1 in top-5 % | max abs logit error | made by |", "|---|---|---|--:|--:|--:|--:|--:|--:|---|"]
     for name, v in rows:
         a = v.accuracy
         out.append(f"| {_sel(card, name)} | {v.precision} | {v.runtime} | {_fmt(a.top1, '.2f')} | {_fmt(a.top5, '.2f')} | "
-                   f"{_fmt(a.drop_pt, '+.2f')} | {_fmt(a.agreement, '.2f')} | {_fmt(a.top5_containment, '.2f')} | "
+                   f"{a.change()} | {_fmt(a.agreement, '.2f')} | {_fmt(a.top5_containment, '.2f')} | "
                    f"{_fmt(a.max_abs_err, '.3g')} | "
                    f"{v.made_by} |")
     return out
@@ -226,6 +273,11 @@ def _settings(card: ModelCard, batch: int) -> list[str]:
              f"optimization {s.graph_optimization or '?'}, spinning {s.spinning}; process peak "
              f"memory {s.process_peak_rss_mb or '?'} MiB. Timed on real test images, interleaved, {timing}.",
              "Speed-ups compare medians (p50) within one run."]
+    wild = [s for s in every if (s.speedup_vs_eager or 0) > MAX_SANE_SPEEDUP]
+    if wild:
+        lines.append(f"**Note:** {len(wild)} row(s) claim more than {MAX_SANE_SPEEDUP:g}x over PyTorch eager: eager "
+                     "was likely slowed by other work on the machine (it is timed at 1 and N threads and the "
+                     "better kept); treat those speed-ups as unproven.")
     unsettled = [s for s in every if not _settings_of(s).stable]
     if unsettled:
         lines.append(f"**Note:** {len(unsettled)} of {len(every)} rows did not settle before the time limit (the "

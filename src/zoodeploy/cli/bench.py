@@ -11,7 +11,7 @@ from rich.table import Table
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.bench.variants import BenchOptions, BenchResult, bench_variants
 from zoodeploy.cli.common import ArtifactArg, JsonFlag, ThreadsOpt, print_json
-from zoodeploy.cli.evaluate import DeviceOpt, VariantsOpt, show_progress, split_csv
+from zoodeploy.cli.evaluate import DeviceOpt, VariantsOpt, log_lines, show_progress, split_csv
 from zoodeploy.errors import ZoodeployError
 
 stdout = Console()
@@ -34,11 +34,19 @@ def bench(artifact: ArtifactArg, variants: VariantsOpt = None, batch: BatchOpt =
     """Latency p50/p90/p99, throughput and speed-up over PyTorch eager; recorded in the card."""
     opts = BenchOptions(variants=split_csv(variants), batches=parse_batches(batch), threads=threads,
                         device=device, spin=spin, timing=BenchConfig(max_seconds=max_seconds))
-    result = bench_variants(artifact, opts, progress=show_progress(json))
+    result = bench_variants(artifact, opts, progress=show_progress(json), say=log_lines(json))
     if json:
         print_json(result.to_dict())
     else:
         stdout.print(result_table(result))
+
+
+def _vs_eager(x: float | None) -> str:
+    """A speed-up over eager; beyond belief (MAX_SANE_SPEEDUP) it is flagged, not printed as fact."""
+    from zoodeploy.artifact import MAX_SANE_SPEEDUP
+    if x is None:
+        return "-"
+    return f"{x:.2f}x" if x <= MAX_SANE_SPEEDUP else f"{x:.3g}x (over {MAX_SANE_SPEEDUP:g}x: check eager)"
 
 
 def result_table(result: BenchResult) -> Table:
@@ -49,6 +57,6 @@ def result_table(result: BenchResult) -> Table:
     rows += [(n, s) for n, by_batch in result.variants.items() for s in by_batch.values()]
     for name, s in sorted(rows, key=lambda r: r[1].batch):
         table.add_row(name, str(s.batch), f"{s.p50_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}",
-                      f"{s.throughput:,.0f}", "-" if s.speedup_vs_eager is None else f"{s.speedup_vs_eager:.2f}x",
+                      f"{s.throughput:,.0f}", _vs_eager(s.speedup_vs_eager),
                       str(s.runs), "yes" if s.settings and s.settings.stable else "no")
     return table

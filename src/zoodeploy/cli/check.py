@@ -10,20 +10,20 @@ import typer
 
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.cli.bench import MaxSecondsOpt
-from zoodeploy.cli.common import ArtifactArg, JsonFlag, ThreadsOpt, print_json
-from zoodeploy.cli.evaluate import VariantsOpt, show_progress, split_csv
+from zoodeploy.cli.common import DEFAULT_MAX_DROP, ArtifactArg, JsonFlag, MaxDropOpt, ThreadsOpt, print_json
+from zoodeploy.cli.evaluate import VariantsOpt, log_lines, show_progress, split_csv
 from zoodeploy.gate import GateConfig, GateReport, check as run_gate
 
 
 def check(
     artifact: ArtifactArg,
-    max_drop: Annotated[float, typer.Option("--max-drop", help="Top-1 percentage points a variant may lose vs fp32.")],
+    max_drop: MaxDropOpt = DEFAULT_MAX_DROP,
     baseline: Annotated[Path | None, typer.Option(
         "--baseline", help="Latency-ratio baseline JSON (default: ARTIFACT/latency-baseline.json).")] = None,
     max_slowdown: Annotated[float | None, typer.Option(
         "--max-slowdown", help="Fail when a variant's latency ratio to fp32 exceeds the baseline ratio times this.")] = None,
     update_baseline: Annotated[bool, typer.Option(
-        "--update-baseline", help="Store this run's ratios as the baseline (when accuracy passes).")] = False,
+        "--update-baseline/--no-update-baseline", help="Store this run's ratios as the baseline (when accuracy passes).")] = False,
     variants: VariantsOpt = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Batch size timed (default: the baseline's, else 1).")] = None,
     threads: ThreadsOpt = None,
@@ -34,7 +34,7 @@ def check(
     cfg = GateConfig(max_drop=max_drop, max_slowdown=max_slowdown, baseline=baseline,
                      update_baseline=update_baseline, variants=split_csv(variants), batch=batch,
                      threads=threads, timing=BenchConfig(max_seconds=max_seconds))
-    report = run_gate(artifact, cfg, progress=show_progress(json))
+    report = run_gate(artifact, cfg, progress=show_progress(json), say=log_lines(json))
     if json:
         print_json(report.to_dict())
     else:
@@ -53,7 +53,7 @@ def _print(report: GateReport, cfg: GateConfig) -> None:
             print(f"     fp32     {acc.summary()} (reference, n={acc.n})")
             continue
         mark = "FAIL" if (name, "accuracy") in failed else "ok  "
-        line = f"{mark} {name:<8} {acc.summary()}, drop {acc.drop_pt:+.2f} pt (budget {cfg.max_drop:g})"
+        line = f"{mark} {name:<8} {acc.summary()}, {acc.change()} pt vs fp32 (budget -{cfg.max_drop:g})"
         if name in report.ratios:
             mark = "FAIL" if (name, "latency") in failed else "ok  "
             ref = f", baseline {base[name]:.2f}x" if name in base and not report.updated else ""

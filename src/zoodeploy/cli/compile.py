@@ -40,5 +40,5 @@ def compile_cmd(
     console.print(f"[green]compiled[/] {variant.name} -> {Path(artifact) / variant.file}: {variant.made_by}; "
                   f"vs PyTorch on {val.samples}: top-1 agreement {val.min_top1_agreement:.1f}%, "
                   f"max |logit error| {val.worst_abs_err:.3g}"
-                  + (f"; test {acc.summary()} ({-acc.drop_pt:+.2f} pt vs fp32)"
+                  + (f"; test {acc.summary()} ({acc.change()} pt vs fp32)"
                      if acc is not None and acc.drop_pt is not None else ""))

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from zoodeploy.artifact import Artifact
+from zoodeploy.artifact import Artifact, variant_name
 from zoodeploy.cli.common import ArtifactArg, JsonFlag, ThreadsOpt, console, print_json
 from zoodeploy.evaluate.accuracy import eval_splits, evaluate_variants, same_data
 from zoodeploy.runtime import RunOptions
@@ -29,6 +29,13 @@ def show_progress(json: bool) -> bool:
     return not json and sys.stderr.isatty()
 
 
+def log_lines(json: bool):
+    """Plain timestamped progress lines for a log (stderr not a terminal), where bars draw nothing;
+    nothing in JSON mode or on a terminal (the bars are there)."""
+    from zoodeploy.progress import log_say, quiet
+    return quiet if json or sys.stderr.isatty() else log_say()
+
+
 def split_csv(values: list[str] | None) -> list[str] | None:
     """`--variants a,b --variants c` -> [a, b, c]; None when not given."""
     out = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
@@ -44,7 +51,8 @@ def evaluate(artifact: ArtifactArg, variants: VariantsOpt = None, data: DataOpt 
     card = art.card
     splits = eval_splits(card, data)
     art.use_splits(splits)
-    figures = evaluate_variants(art, split_csv(variants), options=RunOptions(threads=threads, device=device),
+    names = [variant_name(card, n) for n in split_csv(variants) or []] or None  # pass names taken too
+    figures = evaluate_variants(art, names, options=RunOptions(threads=threads, device=device),
                                 progress=show_progress(json))
     recorded = same_data(card.data, splits.spec)
     if json:
@@ -69,10 +77,10 @@ def _evaluate_on(artifact, on: str, variants: list[str] | None, json: bool) -> N
 
 def _table(figures: dict, title: str) -> Table:
     n = next(iter(figures.values())).n
-    table = Table("variant", "top-1 %", "top-5 %", "drop vs fp32 (pt)", "agreement %", "max |logit err|",
+    table = Table("variant", "top-1 %", "top-5 %", "change vs fp32 (pt)", "agreement %", "max |logit err|",
                   title=f"{title} ({n} images, 1 image = {100 / n:.2f} pt)")
     for name, a in figures.items():
-        table.add_row(name, _f(a.top1, ".2f"), _f(a.top5, ".2f"), _f(a.drop_pt, "+.2f"), _f(a.agreement, ".2f"),
+        table.add_row(name, _f(a.top1, ".2f"), _f(a.top5, ".2f"), a.change(), _f(a.agreement, ".2f"),
                       _f(a.max_abs_err, ".3g"))
     return table
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -10,9 +10,10 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from zoodeploy.cli.common import JsonFlag, print_json
-from zoodeploy.models.profile import ModelProfile, profile_arch
-from zoodeploy.models.weights import IMAGENET
-from zoodeploy.models.zoo import ModelSpec, get_spec, list_models
+
+if TYPE_CHECKING:  # the zoo imports torch: imported by the commands that run, never for a usage error
+    from zoodeploy.models.profile import ModelProfile
+    from zoodeploy.models.zoo import ModelSpec
 
 app = typer.Typer(no_args_is_help=True, help="The model zoo: list architectures, measure one.")
 stdout = Console()
@@ -23,7 +24,7 @@ InputSizeOpt = Annotated[int | None, typer.Option(
     "--input-size", min=1, help="Input height = width (default: the architecture's).")]
 NumClassesOpt = Annotated[int | None, typer.Option(
     "--num-classes", min=1, help="Classes of the head (default: those of the published figures).")]
-LayersFlag = Annotated[bool, typer.Option("--layers", help="Add a per-layer table.")]
+LayersFlag = Annotated[bool, typer.Option("--layers/--no-layers", help="Add a per-layer table.")]
 
 
 def _spec_dict(spec: ModelSpec) -> dict:
@@ -35,7 +36,7 @@ def _spec_dict(spec: ModelSpec) -> dict:
     }
 
 
-AllFlag = Annotated[bool, typer.Option("--all", help="Also torchvision's classification models outside the zoo.")]
+AllFlag = Annotated[bool, typer.Option("--all/--no-all", help="Also torchvision's classification models outside the zoo.")]
 
 
 def _torchvision_dict(name: str) -> dict:
@@ -54,6 +55,8 @@ def _torchvision_dict(name: str) -> dict:
 @app.command("list")
 def list_cmd(include: IncludeOpt = None, all: AllFlag = False, json: JsonFlag = False) -> None:
     """List the zoo's architectures with their published figures (--all: and torchvision's others)."""
+    from zoodeploy.models.weights import IMAGENET
+    from zoodeploy.models.zoo import get_spec, list_models
     specs = [_spec_dict(get_spec(name)) for name in list_models(include)]
     if all:
         import fnmatch
@@ -79,6 +82,8 @@ def info_cmd(name: Annotated[str, typer.Argument(help="Architecture, e.g. resnet
              input_size: InputSizeOpt = None, num_classes: NumClassesOpt = None,
              layers: LayersFlag = False, json: JsonFlag = False) -> None:
     """Build one architecture (zoo or torchvision) and measure its parameters, MACs and activation memory."""
+    from zoodeploy.models.profile import profile_arch
+    from zoodeploy.models.zoo import get_spec, list_models
     if name not in list_models():
         from zoodeploy.models.sources import resolve_source
         if resolve_source(name).kind == "torchvision":

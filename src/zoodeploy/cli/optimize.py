@@ -11,7 +11,7 @@ from rich.table import Table
 
 from zoodeploy.card import Variant
 from zoodeploy.recipes import QuantRecipe
-from zoodeploy.cli.common import (SOURCE_HELP, JsonFlag, LabelsOpt, PreprocessingOpt, ThreadsOpt, console, print_json,
+from zoodeploy.cli.common import (DEFAULT_MAX_DROP, SOURCE_HELP, JsonFlag, LabelsOpt, PreprocessingOpt, ThreadsOpt, console, print_json,
                                   say_skipped)
 from zoodeploy.optimize.source import resolve_artifact
 from zoodeploy.errors import OptimizeError
@@ -39,20 +39,23 @@ def parse_max_drop(text: str) -> float | None:
 def optimize(
     artifact: Annotated[str, typer.Argument(help=f"Artifact directory, or {SOURCE_HELP} (made into an artifact "
                                                  "first; a lone .onnx needs --calib-data).")],
-    passes: Annotated[str | None, typer.Option(help="Comma-separated passes, e.g. fuse,int8,fp16,ort-format "
-                                                    "(default: fuse,int8; a pass's inputs are made first).")] = None,
-    fuse: Annotated[bool, typer.Option("--fuse", help="Alias of --passes fuse: onnxslim + ORT offline graph optimizations -> fused.onnx.")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Alias of --passes int8: static QDQ INT8, per-channel, accuracy-controlled -> int8.onnx.")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Alias of --passes fp16: FP16 with fp32 inputs/outputs (for GPUs) -> fp16.onnx.")] = False,
-    ort_format: Annotated[bool, typer.Option("--ort-format", help="Alias of --passes ort-format: int8 in ORT format for mobile-class targets -> int8.ort.")] = False,
+    passes: Annotated[str | None, typer.Option(help="Comma-separated passes, e.g. fuse,int8,fp16,ort-format, or the "
+                                                    "variants they make (fused, int8-ort, ...) (default: fuse,int8; a "
+                                                    "pass's inputs are made first, and remade when stale).")] = None,
+    fuse: Annotated[bool, typer.Option("--fuse/--no-fuse", help="Alias of --passes fuse: onnxslim + ORT offline graph optimizations -> fused.onnx.")] = False,
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Alias of --passes int8: static QDQ INT8, per-channel, accuracy-controlled -> int8.onnx.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="Alias of --passes fp16: FP16 with fp32 inputs/outputs (for GPUs) -> fp16.onnx.")] = False,
+    ort_format: Annotated[bool, typer.Option("--ort-format/--no-ort-format", help="Alias of --passes ort-format: int8 in ORT format for mobile-class targets -> int8.ort.")] = False,
     calib_data: Annotated[str | None, typer.Option(help="`digits` or an image directory (default: the card's data); its train split only.")] = None,
     calib_size: Annotated[int, typer.Option(help="Calibration images.")] = 128,
     calibration: Annotated[str, typer.Option(help=f"Calibration method: {_choices(Calibration)}.")] = "minmax",
     scheme: Annotated[str, typer.Option(help=f"INT8 types: {_choices(Scheme)}; `auto` picks by this CPU's ISA, "
                                              "`tensorrt` = symmetric S8S8.")] = "auto",
-    target_isa: Annotated[str, typer.Option(help=f"CPU the int8 model will run on: {_choices(TargetIsa)} "
-                                                 "(picks the `auto` scheme).")] = "host",
-    max_drop: Annotated[str, typer.Option(help="Top-1 drop budget in points on the validation split, or `none`.")] = "0.5",
+    target_isa: Annotated[str | None, typer.Option(help=f"CPU the int8 model will run on: {_choices(TargetIsa)} "
+                                                        "(picks the `auto` scheme; default: the card's target, "
+                                                        "else host).")] = None,
+    max_drop: Annotated[str, typer.Option(help="Top-1 drop budget in points on the validation split, or `none`.")]
+    = str(DEFAULT_MAX_DROP),
     threads: ThreadsOpt = None,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="For a lone .onnx: the artifact directory to make (default: <stem>-artifact).")] = None,
     bench: Annotated[bool, typer.Option("--bench/--no-bench", help="Measure batch-1 latency against fused fp32.")] = True,
@@ -70,7 +73,8 @@ def optimize(
     if not json:
         say_skipped(art)
     cfg = OptimizeConfig(passes=chosen_passes(passes, fuse=fuse, int8=int8, fp16=fp16, ort_format=ort_format),
-                         calib_data=calib_data, calib_size=calib_size, calibration=calibration, scheme=scheme, target_isa=target_isa,
+                         calib_data=calib_data, calib_size=calib_size, calibration=calibration, scheme=scheme,
+                         target_isa=target_isa or art.card.target_isa or "host",  # changed only when asked
                          max_drop=parse_max_drop(max_drop), threads=threads, bench=bench, out=out,
                          progress=not json)
     variants = run_optimize(art, cfg)
@@ -95,11 +99,11 @@ def chosen_passes(passes: str | None, **aliases: bool) -> tuple[str, ...]:
 
 def _table(variants: list[Variant]) -> Table:
     what = next((v.accuracy.what for v in variants if v.accuracy), "top-1")
-    table = Table("variant", "precision", f"test {what} %", "drop pt", "agree %", "p50 ms b=1", "speed-up")
+    table = Table("variant", "precision", f"test {what} %", "change vs fp32 pt", "agree %", "p50 ms b=1", "speed-up")
     for v in variants:
         a, lat = v.accuracy, v.latency.get("1")
         table.add_row(v.name, str(v.precision), f"{a.score:.2f}" if a else "-",
-                      f"{a.drop_pt:+.2f}" if a and a.drop_pt is not None else "-",
+                      a.change() if a else "-",
                       f"{a.agreement:.1f}" if a and a.agreement is not None else "-",
                       f"{lat.p50_ms:.3f}" if lat else "-",
                       f"{v.speed.speedup:.2f}x" if v.speed else "-")

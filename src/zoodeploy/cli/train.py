@@ -7,28 +7,33 @@ from typing import Annotated
 
 import typer
 
-from zoodeploy.cli.common import JsonFlag, console, print_json
-from zoodeploy.models.train import Freeze, TrainConfig, train as train_model
+from zoodeploy.cli.common import ForceFlag, InputSizeOpt, JsonFlag, console, print_json
+from zoodeploy.models.train import Freeze, TrainConfig, refuse_existing, train as train_model
 
 
 def train(
     name: Annotated[str, typer.Argument(help="Zoo model name (see `zoodeploy models list`).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Artifact directory to write.")],
     data: Annotated[str, typer.Option(help="`digits` (bundled) or an ImageFolder directory.")] = "digits",
-    image_size: Annotated[int | None, typer.Option(help="Input size (default for digits: 32, 48 for SqueezeNet; else the model's own).")] = None,
+    input_size: InputSizeOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs; the best epoch on val is kept.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = None,
     freeze: Annotated[Freeze, typer.Option(help="`features`: train only the head; `none`: everything.")] = Freeze.none,
-    weights: Annotated[str | None, typer.Option(help="`imagenet` or a checkpoint path (default: from scratch).")] = None,
+    weights: Annotated[str | None, typer.Option(help="`imagenet` or a checkpoint path (default: none, from scratch).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the split, initialisation and order.")] = 0,
+    force: ForceFlag = False,
     json: JsonFlag = False,
 ) -> None:
     """Train NAME on DATA and write checkpoint.pt + card.json into OUT."""
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr}  # unset: TrainConfig's defaults
-    cfg = TrainConfig(model=name, data=data, image_size=image_size, freeze=freeze, weights=weights,
+    cfg = TrainConfig(model=name, data=data, image_size=input_size, freeze=freeze, weights=weights,
                       seed=seed, **{k: v for k, v in given.items() if v is not None})
-    card = train_model(cfg, out)
+    refuse_existing(out, force)  # before any work
+    if force:
+        from zoodeploy.build import clear_artifact
+        clear_artifact(out)
+    card = train_model(cfg, out, force=force)
     t = card.training
     if json:
         print_json(card.model_dump(mode="json"))

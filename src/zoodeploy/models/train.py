@@ -14,12 +14,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from zoodeploy.card import CHECKPOINT_FILE, ModelCard, Training, provenance, save_card
-from zoodeploy.errors import ZoodeployError
+from zoodeploy.card import CARD_FILE, CHECKPOINT_FILE, ModelCard, Training, provenance, save_card
+from zoodeploy.errors import ArtifactError, ZoodeployError
 from zoodeploy.fileio import atomic_path, sha256_file
 from zoodeploy.models.data import Splits, digits_preprocessing, load_splits
 from zoodeploy.models.zoo import ModelSpec, build_model, get_spec, head_module, replace_head
 from zoodeploy.preprocess import Preprocessing
+from zoodeploy.progress import Eta, Say
 
 
 class Freeze(str, Enum):
@@ -54,7 +55,7 @@ class TrainConfig:
                                else spec.input_size)
         if self.image_size < spec.min_input_size:
             raise ZoodeployError(f"{self.model} needs an input of at least {spec.min_input_size}px, "
-                                 f"got --image-size {self.image_size}")
+                                 f"got --input-size {self.image_size}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ZoodeployError("--epochs and --batch-size must be >= 1 and --lr > 0")
         if not 0 <= self.label_smoothing < 1:
@@ -189,9 +190,20 @@ def _set_trainable(model: nn.Module, spec: ModelSpec, freeze: Freeze) -> list[nn
     return list(head.parameters())
 
 
+def refuse_existing(out_dir: str | Path, force: bool) -> None:
+    """An artifact already in `out_dir` is never overwritten silently: refused without `force`
+    (with it, the caller has cleared what the old model left: `zoodeploy.build.clear_artifact`)."""
+    if (Path(out_dir) / CARD_FILE).exists() and not force:
+        raise ArtifactError(f"{out_dir} already holds an artifact; choose another -o, or pass --force to "
+                            "replace it (its variants, reports and baseline are removed)")
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None,
-          progress: bool = True) -> ModelCard:
-    """Train (or fine-tune) `cfg.model` and write checkpoint.pt + card.json into `out_dir`."""
+          progress: bool = True, force: bool = False, say: Say | None = None) -> ModelCard:
+    """Train (or fine-tune) `cfg.model` and write checkpoint.pt + card.json into `out_dir`
+    (refused when it already holds an artifact, unless `force`). One line per epoch, with an ETA,
+    goes to `say` (a log), else to the terminal under the bar with `progress`."""
+    refuse_existing(out_dir, force)
     start = time.perf_counter()
     spec = get_spec(cfg.model)
     torch.manual_seed(cfg.seed)
@@ -210,6 +222,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
     max_shift = cfg.image_size // 16 if cfg.augment else 0
     best = (-1.0, 0, None)
     history = []
+    eta = Eta(cfg.epochs)
     for epoch in range(1, cfg.epochs + 1):
         _set_trainable(model, spec, cfg.freeze)
         order = torch.randperm(len(x_train), generator=gen).numpy()
@@ -232,9 +245,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
             recompute_batchnorm(model, x_train[order[:BATCHNORM_IMAGES]])
         val = _accuracy(model, x_val, splits.val.labels)
         history.append({"epoch": epoch, "loss": total / len(x_train), "val_accuracy": val})
-        if progress:
-            tqdm.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: loss {total / len(x_train):.4f} "
-                       f"val {val:.2f}%", file=sys.stderr)
+        line = f"{cfg.model} epoch {epoch}/{cfg.epochs}: loss {total / len(x_train):.4f} val {val:.2f}% " \
+               f"({eta.after(epoch)})"
+        if say is not None:
+            say(line)
+        elif progress:
+            tqdm.write(line, file=sys.stderr)
         if val > best[0]:
             best = (val, epoch, copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])

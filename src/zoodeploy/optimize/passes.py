@@ -12,14 +12,16 @@ below that states its facts: what it makes, from which variant, at which precisi
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zoodeploy.artifact import stale_reason
 from zoodeploy.card import ModelCard, Precision, Runtime, Variant
-from zoodeploy.errors import OptimizeError
+from zoodeploy.errors import OptimizeError, UnknownNameError
 from zoodeploy.registry import Registry
 
 if TYPE_CHECKING:
@@ -110,23 +112,40 @@ add_pass(Pass("torch-trt-fp16", "torch-trt-fp16", _TRT, "compiling with Torch-Te
               R.torch_tensorrt, gpu=True))
 
 
+def pass_name(name: str) -> str:
+    """The pass `name` means: a pass name, or the name of the variant a pass makes (`int8-ov` ->
+    `ov-int8`, `fused` -> `fuse`); an unknown name fails with a did-you-mean over both."""
+    if name in PASSES:
+        return name
+    by_variant = {PASSES.get(p).makes: p for p in PASSES}
+    if name in by_variant:
+        return by_variant[name]
+    close = difflib.get_close_matches(name, [*PASSES, *by_variant], n=3, cutoff=0.5)
+    close = list(dict.fromkeys(by_variant.get(c, c) for c in close))
+    suggest = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownNameError(f"unknown pass {name!r}{suggest} (known: {', '.join(PASSES)}; a variant's name "
+                           "means the pass that makes it)")
+
+
 def parse_passes(text: str | Iterable[str]) -> tuple[str, ...]:
-    """`fuse,int8` -> ("fuse", "int8"), each name checked against the registry."""
+    """`fuse,int8` -> ("fuse", "int8"), each name checked against the registry (variant names
+    are taken for the passes that make them)."""
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
     if not names:
         raise OptimizeError(f"no pass named; choose from {', '.join(PASSES)}")
-    for n in names:
-        PASSES.get(n)
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(pass_name(n) for n in names))
 
 
 def plan_passes(names: Iterable[str], card: ModelCard) -> list[Pass]:
     """The passes to run, in registry order: those asked for, and those whose variants they need
-    that the card does not hold yet."""
+    that the card does not hold yet, or holds stale (made from a source that changed since)."""
     wanted = set(parse_passes(names))
+
+    def usable(variant: str) -> bool:
+        return variant in card.variants and stale_reason(card, variant) is None
     grew = True
     while grew:
-        needed = {d for n in wanted for d in PASSES.get(n).needs if PASSES.get(d).makes not in card.variants}
+        needed = {d for n in wanted for d in PASSES.get(n).needs if not usable(PASSES.get(d).makes)}
         grew = not needed <= wanted
         wanted |= needed
     return [PASSES.get(n) for n in PASSES if n in wanted]

@@ -22,6 +22,7 @@ from zoodeploy.card import LatencyStats, ModelCard, Precision, Speed, Variant
 from zoodeploy.evaluate.accuracy import evaluate_variants
 from zoodeploy.target import Isa, detect_isa
 from zoodeploy.optimize.passes import PassContext, plan_passes
+from zoodeploy.optimize.record import STALE, making
 from zoodeploy.runtime import RunOptions
 from zoodeploy.target import needs_gpu
 
@@ -65,9 +66,14 @@ def make_variants(artifact: Artifact | str | Path, passes: list[str] | tuple[str
         from zoodeploy.runtime.gpu import import_tensorrt
         import_tensorrt()
     made = []
-    for p in plan:
-        say(f"{p.doing} {card.name} in {art.path}")
-        made.append(p.run(art, ctx).name)
+    for i, p in enumerate(plan, 1):
+        say(f"{p.doing} {card.name} in {art.path} (pass {i}/{len(plan)}: {p.name})")
+        with making(p):  # the variant lands with its pass and source's sha256 (optimize.record)
+            made.append(p.run(art, ctx).name)
+    for name, v in art.card.variants.items():  # what the passes left stale, said once
+        for line in v.notes:
+            if line.startswith(STALE):
+                say(f"{name} is {line}")
     measure_variants(art, made, measure, say)
     return [art.card.variants[n] for n in made]
 
@@ -84,7 +90,7 @@ def measure_variants(artifact: Artifact | str | Path, names: list[str], measure:
         runnable = [n for n in names if measure.device == "cuda" or not needs_gpu(card.variants[n])]
         if runnable or measure.eager:
             say(f"measuring latency at batch {', '.join(map(str, measure.batches))}")
-            result = time_against_reference(art, runnable, measure)
+            result = time_against_reference(art, runnable, measure, say)
             record_speed(art, result, speed_at=measure.batches[0])
 
 
@@ -93,11 +99,11 @@ def reference_name(names: dict) -> str:
     return FUSED if FUSED in names else REFERENCE
 
 
-def time_against_reference(art: Artifact, names: list[str], measure: Measure) -> BenchResult:
+def time_against_reference(art: Artifact, names: list[str], measure: Measure, say: Say = _quiet) -> BenchResult:
     timed = list(dict.fromkeys([REFERENCE, reference_name(art.card.variants), *names]))
     opts = BenchOptions(variants=timed, batches=measure.batches, threads=measure.threads, device=measure.device,
                         eager=measure.eager, timing=measure.timing)
-    return bench_variants(art, opts, record=False)
+    return bench_variants(art, opts, record=False, say=say)
 
 
 def record_speed(artifact: Artifact | str | Path, result: BenchResult, speed_at: int | None = None,
