@@ -61,6 +61,11 @@ CASES = {
     "strip-20000x2": ("/classify", {"files": {"image": ("s.png", _png(20_000, 2), "image/png")}}, 400,
                       "aspect ratio over"),
     "body-to-metadata": ("/metadata", {"content": b"x" * MB}, 413, "takes no upload"),
+    # issue 31: a raw image body got pydantic's multi-line error, ?top_k=2 was silently ignored
+    "raw-image-body": ("/classify", {"content": _png(8, 8), "headers": {"content-type": "image/png"}}, 415,
+                       "multipart form upload in the `image` field"),
+    "top-k-in-the-query": ("/classify?top_k=2", {"files": {"image": ("d.png", _png(8, 8), "image/png")}}, 400,
+                           "takes its options as form fields (curl -F image=@digit.png -F top_k=...)"),
 }
 
 

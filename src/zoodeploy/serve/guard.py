@@ -8,6 +8,8 @@
 * A multipart body is parsed strictly here: a missing boundary, a malformed body, an oversized or
   overlong part header are a 400 naming the problem, and each file name is replaced by
   `upload.EXT`, so a client's file name never reaches a path (BentoML names its temp files after it).
+* An upload route takes a multipart form: a raw image body is a 415 saying so, and options in the
+  query string (`/classify?top_k=2`, which BentoML ignores) a 400 saying they are form fields.
 * A file sent under another form field (`curl -F file=@x.png`) is a 400 naming the right field;
   the image field must be a file (BentoML would fetch a text value as a URL); /predict takes JSON.
 * Every 4xx/5xx answer, BentoML's, Starlette's and ours, is JSON `{"error": "..."}`.
@@ -78,7 +80,10 @@ class UploadGuard:
             if data is None:
                 return  # the client went away
             if large:
-                data = self._check(path, data, content_type)
+                post = scope.get("method") == "POST"  # another method gets the router's own 405
+                if post:
+                    self._check_query(path, scope.get("query_string", b""))
+                data = self._check(path, data, content_type, post)
                 scope = _with_length(scope, len(data))
         except RequestRefused as e:
             return await _error(send, e.status, str(e))
@@ -89,10 +94,23 @@ class UploadGuard:
             return f"request body over the limit of {limit >> 10} KiB for this route (it takes no upload)"
         return f"request body over the limit of {limit / 2**20:g} MiB; send fewer or smaller images"
 
-    def _check(self, path: str, data: bytes, content_type: bytes) -> bytes:
+    def _check_query(self, path: str, query: bytes) -> None:
+        """The upload routes take their options as form fields: a query string BentoML would ignore
+        (`/classify?top_k=2` answered with the default five) is refused, saying where they go."""
+        field = self.uploads.get(path)
+        names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
+        if field is not None and names:
+            how = " ".join(f"-F {n}=..." for n in names)
+            raise RequestRefused(f"query parameter(s) {', '.join(names)}: this endpoint takes its options as form "
+                                 f"fields (curl -F {field}=@digit.png {how})")
+
+    def _check(self, path: str, data: bytes, content_type: bytes, post: bool = True) -> bytes:
         """The body to pass on (multipart re-written), or RequestRefused."""
         ctype, params = parse_options_header(content_type)
         field = self.uploads.get(path)
+        if post and field is not None and ctype not in (b"multipart/form-data", b"application/x-www-form-urlencoded"):
+            raise RequestRefused(f"send the image as a multipart form upload in the `{field}` field "
+                                 f"(curl -F {field}=@digit.png), not a {ctype.decode('latin-1') or 'bare'} body", 415)
         if ctype == b"multipart/form-data":
             if not params.get(b"boundary"):
                 raise RequestRefused("multipart/form-data without a boundary parameter; let the client "
