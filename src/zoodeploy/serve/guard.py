@@ -108,7 +108,8 @@ class UploadGuard:
         """The body to pass on (multipart re-written), or RequestRefused."""
         ctype, params = parse_options_header(content_type)
         field = self.uploads.get(path)
-        if post and field is not None and ctype not in (b"multipart/form-data", b"application/x-www-form-urlencoded"):
+        if post and field is not None and data and ctype not in (b"multipart/form-data",
+                                                                 b"application/x-www-form-urlencoded"):
             raise RequestRefused(f"send the image as a multipart form upload in the `{field}` field "
                                  f"(curl -F {field}=@digit.png), not a {ctype.decode('latin-1') or 'bare'} body", 415)
         if ctype == b"multipart/form-data":
