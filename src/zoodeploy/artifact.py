@@ -22,8 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoodeploy.card import (Accuracy, LatencyStats, ModelCard, Precision, Variant, load_card, save_card,
-                            update_card)
+from zoodeploy.card import Accuracy, LatencyStats, ModelCard, Precision, Variant, load_card, update_card
 from zoodeploy.errors import ArtifactError, GateError
 from zoodeploy.fileio import sha256_file
 
@@ -85,12 +84,6 @@ class Artifact:
         with update_card(self.path) as card:
             yield card
         self._card = card
-
-    def create(self, card: ModelCard) -> ModelCard:
-        """Write a new card (a stage that makes the artifact: train, a source import)."""
-        save_card(self.path, card)
-        self._card = card
-        return card
 
     def add_variant(self, variant: Variant) -> Variant:
         """Record (or replace) a variant in the card. A variant made again with the very same bytes

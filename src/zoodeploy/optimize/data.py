@@ -77,8 +77,7 @@ def validation_arrays(art: Artifact) -> tuple[np.ndarray, np.ndarray]:
     if card.data is None:
         raise OptimizeError(f"{card.name}: accuracy control needs a validation split, but the card records "
                             "no data set; pass --max-drop none, or --calib-data DIR (any folder of images)")
-    val = art.splits().val
-    if len(val) == 0:
+    if len(art.splits().val) == 0:
         raise OptimizeError(f"{card.name}: the validation split is empty; accuracy control needs one "
                             "(pass --max-drop none to quantize without it)")
-    return val.arrays(card.preprocessing), val.labels
+    return art.val_data()
