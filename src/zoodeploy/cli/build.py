@@ -17,6 +17,7 @@ from zoodeploy.cli.common import (DEFAULT_MAX_DROP, SOURCE_HELP, CalibDataOpt, E
                                   print_json)
 from zoodeploy.errors import ZoodeployError
 from zoodeploy.cli.evaluate import show_progress
+from zoodeploy.progress import stage_say
 
 if TYPE_CHECKING:
     from zoodeploy.models.sources import SourceConfig
@@ -62,21 +63,11 @@ def build(
                       image_size=image_size, weights=weights, batches=parse_batches(batch), threads=threads,
                       seed=seed, force=force, timing=BenchConfig(max_seconds=max_seconds), select=select,
                       max_latency_ms=max_latency)
-    card = run_build(cfg, say=_say(), progress=show_progress(json))
+    card = run_build(cfg, say=stage_say(), progress=show_progress(json))
     if json:
         print_json(card.model_dump(mode="json"))
     else:
         console.print(f"[green]built[/] {out}: selected [bold]{card.selected}[/]; see {out / 'report.md'}")
-
-
-def _say():
-    """Stage lines on stderr: as they are on a terminal (the bars show the rest), timestamped in a log,
-    where each epoch, pass and timed batch size gets its line too."""
-    import sys
-    from zoodeploy.progress import log_say
-    if not sys.stderr.isatty():
-        return log_say()
-    return lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _source(name: str, data: str | None, weights: str | None, image_size: int | None, seed: int, labels: str | None,

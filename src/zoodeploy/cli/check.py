@@ -11,8 +11,9 @@ import typer
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.cli.bench import MaxSecondsOpt
 from zoodeploy.cli.common import DEFAULT_MAX_DROP, ArtifactArg, JsonFlag, MaxDropOpt, ThreadsOpt, print_json
-from zoodeploy.cli.evaluate import VariantsOpt, log_lines, show_progress, split_csv
+from zoodeploy.cli.evaluate import VariantsOpt, show_progress, split_csv
 from zoodeploy.gate import GateConfig, GateReport, check as run_gate
+from zoodeploy.progress import stage_say
 
 
 def check(
@@ -34,7 +35,7 @@ def check(
     cfg = GateConfig(max_drop=max_drop, max_slowdown=max_slowdown, baseline=baseline,
                      update_baseline=update_baseline, variants=split_csv(variants), batch=batch,
                      threads=threads, timing=BenchConfig(max_seconds=max_seconds))
-    report = run_gate(artifact, cfg, progress=show_progress(json), say=log_lines(json))
+    report = run_gate(artifact, cfg, progress=show_progress(json), say=stage_say(not json))
     if json:
         print_json(report.to_dict())
     else:

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+
+from zoodeploy.progress import console  # noqa: F401 - stderr, for people: the console the bars draw on
 
 if TYPE_CHECKING:
     from zoodeploy.artifact import Artifact
 
-console = Console(stderr=True)  # progress and tables for people
 JsonFlag = Annotated[bool, typer.Option("--json/--no-json", help="Print machine-readable JSON on stdout.")]
 ForceFlag = Annotated[bool, typer.Option(
     "--force/--no-force", help="Write into a directory that already holds an artifact: what the old model left "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -12,6 +11,7 @@ from rich.table import Table
 from zoodeploy.artifact import Artifact, variant_name
 from zoodeploy.cli.common import ArtifactArg, JsonFlag, ThreadsOpt, console, print_json
 from zoodeploy.evaluate.accuracy import eval_splits, evaluate_variants, same_data
+from zoodeploy.progress import on_terminal
 from zoodeploy.runtime import RunOptions
 
 stdout = Console()
@@ -26,14 +26,7 @@ OnOpt = Annotated[str | None, typer.Option(
 
 def show_progress(json: bool) -> bool:
     """Progress bars for a person at a terminal; not in JSON mode or in logs."""
-    return not json and sys.stderr.isatty()
-
-
-def log_lines(json: bool):
-    """Plain timestamped progress lines for a log (stderr not a terminal), where bars draw nothing;
-    nothing in JSON mode or on a terminal (the bars are there)."""
-    from zoodeploy.progress import log_say, quiet
-    return quiet if json or sys.stderr.isatty() else log_say()
+    return not json and on_terminal()
 
 
 def split_csv(values: list[str] | None) -> list[str] | None:

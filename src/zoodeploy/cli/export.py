@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from zoodeploy.card import Variant
 from zoodeploy.cli.common import (SOURCE_HELP, CalibDataOpt, EvalDataOpt, JsonFlag, LabelsOpt, NameOpt,
                                   PreprocessingOpt, console, print_json, say_skipped)
-from zoodeploy.export import PROGRAM_FILE, ExportConfig, ExportFormat, export_source
-from zoodeploy.export.onnx_export import DEFAULT_OPSET
-from zoodeploy.models.sources import SourceConfig
+from zoodeploy.export.config import DEFAULT_OPSET, PROGRAM_FILE, ExportConfig, ExportFormat
+
+if TYPE_CHECKING:
+    from zoodeploy.card import Variant
 
 
 SourceArg = Annotated[str, typer.Argument(help=f"Artifact directory, or {SOURCE_HELP}.")]
@@ -42,6 +42,8 @@ def export(
     json: JsonFlag = False,
 ) -> None:
     """Export to ONNX (torch.onnx dynamo exporter), check it and validate it against PyTorch."""
+    from zoodeploy.export.source import export_source  # torch and onnx: once the options parsed
+    from zoodeploy.models.sources import SourceConfig
     cfg = ExportConfig(opset=opset, batch=batch, input_size=input_size, format=format)
     src = SourceConfig(source, weights=weights, labels=labels, preprocessing=preprocessing, calib_data=calib_data,
                        eval_data=eval_data, name=name)

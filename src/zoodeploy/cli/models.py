@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,8 +11,9 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from zoodeploy.cli.common import JsonFlag, print_json
+from zoodeploy.models.facts import IMAGENET, Facts, zoo_facts
 
-if TYPE_CHECKING:  # the zoo imports torch: imported by the commands that run, never for a usage error
+if TYPE_CHECKING:  # the zoo imports torch: imported by `models info` when it runs, never by `models list`
     from zoodeploy.models.profile import ModelProfile
     from zoodeploy.models.zoo import ModelSpec
 
@@ -25,15 +27,6 @@ InputSizeOpt = Annotated[int | None, typer.Option(
 NumClassesOpt = Annotated[int | None, typer.Option(
     "--num-classes", min=1, help="Classes of the head (default: those of the published figures).")]
 LayersFlag = Annotated[bool, typer.Option("--layers/--no-layers", help="Add a per-layer table.")]
-
-
-def _spec_dict(spec: ModelSpec) -> dict:
-    return {
-        "name": spec.name, "family": spec.family, "year": spec.year, "paper": spec.paper,
-        "input_size": spec.input_size, "min_input_size": spec.min_input_size,
-        "published_params": spec.published_params, "published_macs": spec.published_macs,
-        "figures_source": spec.figures_source, "weights_enum": spec.weights_enum,
-    }
 
 
 AllFlag = Annotated[bool, typer.Option("--all/--no-all", help="Also torchvision's classification models outside the zoo.")]
@@ -55,13 +48,11 @@ def _torchvision_dict(name: str) -> dict:
 @app.command("list")
 def list_cmd(include: IncludeOpt = None, all: AllFlag = False, json: JsonFlag = False) -> None:
     """List the zoo's architectures with their published figures (--all: and torchvision's others)."""
-    from zoodeploy.models.weights import IMAGENET
-    from zoodeploy.models.zoo import get_spec, list_models
-    specs = [_spec_dict(get_spec(name)) for name in list_models(include)]
+    zoo = zoo_facts()  # without torch: only --all asks torchvision
+    specs = [asdict(zoo.get(name)) for name in zoo.names(include)]
     if all:
         import fnmatch
         from zoodeploy.models.sources import torchvision_names
-        zoo = set(list_models())
         specs += [_torchvision_dict(n) for n in torchvision_names()
                   if n not in zoo and (include is None or fnmatch.fnmatch(n, include))]
     if json:
@@ -83,8 +74,8 @@ def info_cmd(name: Annotated[str, typer.Argument(help="Architecture, e.g. resnet
              layers: LayersFlag = False, json: JsonFlag = False) -> None:
     """Build one architecture (zoo or torchvision) and measure its parameters, MACs and activation memory."""
     from zoodeploy.models.profile import profile_arch
-    from zoodeploy.models.zoo import get_spec, list_models
-    if name not in list_models():
+    from zoodeploy.models.zoo import get_spec
+    if name not in zoo_facts():
         from zoodeploy.models.sources import resolve_source
         if resolve_source(name).kind == "torchvision":
             return _torchvision_info(name, input_size, num_classes, layers, json)
@@ -93,7 +84,7 @@ def info_cmd(name: Annotated[str, typer.Argument(help="Architecture, e.g. resnet
     profile = profile_arch(name, input_size=input_size, num_classes=classes, layers=layers)
     if json:
         # the measured input_size replaces the default one, which stays as default_input_size
-        print_json({**_spec_dict(spec), "default_input_size": spec.input_size,
+        print_json({**asdict(Facts.of(spec)), "default_input_size": spec.input_size,
                     **profile.to_dict(), "num_classes": classes,
                     "preprocessing": spec.preprocessing.to_dict()})
         return

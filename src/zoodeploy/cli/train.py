@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from zoodeploy.cli.common import ForceFlag, InputSizeOpt, JsonFlag, console, print_json
-from zoodeploy.models.train import Freeze, TrainConfig, refuse_existing, train as train_model
+from zoodeploy.models.facts import zoo_facts
+from zoodeploy.models.train_config import Freeze, TrainConfig
 
 
 def train(
@@ -26,6 +27,8 @@ def train(
     json: JsonFlag = False,
 ) -> None:
     """Train NAME on DATA and write checkpoint.pt + card.json into OUT."""
+    zoo_facts().get(name)  # a mistyped name is refused, with suggestions, before torch loads
+    from zoodeploy.models.train import refuse_existing, train as train_model
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr}  # unset: TrainConfig's defaults
     cfg = TrainConfig(model=name, data=data, image_size=input_size, freeze=freeze, weights=weights,
                       seed=seed, **{k: v for k, v in given.items() if v is not None})

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from zoodeploy.artifact import REFERENCE, Artifact
 from zoodeploy.card import Accuracy, DataSpec, ModelCard
 from zoodeploy.errors import ArtifactError
 from zoodeploy.models.data import Splits, load_splits, splits_for
+from zoodeploy.progress import bar
 from zoodeploy.runtime import RunOptions, open_runner
 from zoodeploy.target import needs_gpu
 
@@ -129,7 +129,7 @@ def evaluate_variants(artifact: Artifact | str | Path, variants: list[str] | Non
     x, y = art.test_data()
     ref = variant_logits(art, REFERENCE, x, options) if REFERENCE in card.variants else None
     out = {}
-    for name in tqdm(names, desc="evaluate", unit="variant", disable=not progress, leave=False):
+    for name in bar(names, desc="evaluate", unit="variant", disable=not progress, leave=False):
         logits = ref if name == REFERENCE and ref is not None else variant_logits(art, name, x, options)
         out[name] = accuracy_of(logits, y, ref, card.labels)
     if record and same_data(card.data, art.splits().spec):

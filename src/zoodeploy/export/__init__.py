@@ -1,14 +1,14 @@
 """PyTorch -> validated, self-describing ONNX (and a torch.export program for torch-tensorrt).
 
 Names are imported on first use, so `zoodeploy.export.metadata` and `.validate` (which other
-stages use on ONNX files) do not pull in torch.
+stages use on ONNX files) and `.config` (what the CLI declares its options from) do not pull in torch.
 """
 
 from importlib import import_module
 
 _HOME = {
-    "FP32_FILE": "onnx_export", "PROGRAM": "onnx_export", "PROGRAM_FILE": "onnx_export",
-    "ExportConfig": "onnx_export", "ExportFormat": "onnx_export", "export_artifact": "onnx_export",
+    "FP32_FILE": "config", "PROGRAM": "config", "PROGRAM_FILE": "config",
+    "ExportConfig": "config", "ExportFormat": "config", "export_artifact": "onnx_export",
     "export_model": "onnx_export", "export_source": "source", "Tolerance": "validate",
     "read_card_metadata": "metadata", "set_card_metadata": "metadata",
 }

@@ -10,98 +10,37 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from zoodeploy.artifact import REFERENCE, Artifact, put_variant
 from zoodeploy.card import ExportFailure, GraphStats, ModelCard, Validation, Variant
 from zoodeploy.errors import ExportError, ZoodeployError
+from zoodeploy.export.config import FP32_FILE, PROGRAM, PROGRAM_FILE, PROGRAM_RUNTIME, ExportConfig, ExportFormat
 from zoodeploy.export.metadata import set_card_metadata
 from zoodeploy.export.program import capture, example_input, quiet
-from zoodeploy.export.validate import EXPORT, TOLERANCES, Tolerance, ToleranceError, compare, validation_samples
+from zoodeploy.export.validate import ToleranceError, compare, validation_samples
 from zoodeploy.fileio import atomic_path
 from zoodeploy.models.artifact import load_model
 from zoodeploy.models.saved_program import failed_op, gist, load_program, save_program
 from zoodeploy.onnx_graph import op_counts
-from zoodeploy.recipes import ExportRecipe
+from zoodeploy.progress import bar
 from zoodeploy.runtime.base import RunOptions
 from zoodeploy.runtime.ort import OrtRunner
 
-FP32_FILE = "fp32.onnx"
-PROGRAM_FILE = "fp32.pt2"
 FP32 = REFERENCE
-PROGRAM = "exported-program"
-PROGRAM_RUNTIME = "torch-export"  # runtime/torch_runner.py runs a saved program
-MIN_OPSET = 18  # torch.onnx's function library is written for 18; older ones go through a version
-#                converter that torch.onnx itself says may fail (and then keeps 18 without saying so)
-MAX_OPSET = 23  # torch.onnx's newest (ONNX_MAX_OPSET); 18..23 all export and run in ONNX Runtime 1.23
-DEFAULT_OPSET = 18  # the oldest of those: the widest runtime support (ONNX Runtime >= 1.14)
 INPUT, OUTPUT = "input", "logits"
 
 
-class ExportFormat(str, Enum):
-    onnx = "onnx"  # fp32.onnx
-    exported_program = "exported-program"  # fp32.onnx and fp32.pt2 (torch.export program)
-
-
-@dataclass
-class ExportConfig:
-    opset: int = DEFAULT_OPSET
-    batch: int | str | None = None  # None or "dynamic": a dynamic batch dimension; N: fixed at N
-    input_size: int | None = None  # None: the card's; else re-export at this height = width
-    format: ExportFormat = ExportFormat.onnx
-    validate_batches: tuple[int, ...] = (1, 8)  # batch sizes validated (dynamic batch only)
-    samples: int = 16  # images compared with PyTorch at each batch size
-    tolerance: Tolerance = TOLERANCES[EXPORT]
-
-    def __post_init__(self):
-        self.batch = _parse_batch(self.batch)
-        try:
-            self.format = ExportFormat(self.format)
-        except ValueError:
-            raise ExportError(f"--format {self.format!r}: use onnx or exported-program") from None
-        if not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise ExportError(f"--opset {self.opset} is not supported: the dynamo exporter writes opsets "
-                              f"{MIN_OPSET} to {MAX_OPSET}")
-        if self.input_size is not None and self.input_size < 1:
-            raise ExportError(f"--input-size must be a positive number of pixels, got {self.input_size}")
-        if self.samples < 1 or not self.validate_batches or min(self.validate_batches) < 1:
-            raise ExportError("validation needs at least one sample and batch sizes >= 1")
-        if self.batch is not None:  # a fixed-batch graph runs (and is validated) at its own batch only
-            self.validate_batches = (self.batch,)
-
-    def recipe(self) -> ExportRecipe:
-        return ExportRecipe(opset=self.opset, batch=self.batch or "dynamic", input_size=self.input_size,
-                            format=self.format.value, validate_batches=list(self.validate_batches),
-                            samples=self.samples,
-                            exporter=f"torch.export + torch.onnx.export(dynamo=True) {torch.__version__}")
-
-
-def _parse_batch(batch: int | str | None) -> int | None:
-    if batch is None or batch == "dynamic":
-        return None
-    try:
-        n = int(batch)
-    except (TypeError, ValueError):
-        n = 0
-    if n < 1:
-        raise ExportError(f"--batch must be `dynamic` or a positive integer, got {batch!r}")
-    return n
-
-
 class _Steps:
-    """The step an export is at (tqdm on stderr) and the seconds each step took."""
+    """The step an export is at (a bar on a terminal) and the seconds each step took."""
 
     def __init__(self, name: str, total: int, enabled: bool):
-        # disable=None: a bar on a terminal only, never \r-frames in a log or a captured stderr
-        self.bar = tqdm(total=total, desc=f"export {name}", unit="step", disable=None if enabled else True,
-                        leave=False)
+        self.bar = bar(total=total, desc=f"export {name}", unit="step", disable=not enabled, leave=False)
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager

@@ -21,7 +21,8 @@ import torch
 from zoodeploy.artifact import Artifact
 from zoodeploy.card import CARD_FILE, ModelCard, Variant, save_card
 from zoodeploy.errors import ArtifactError, ExportError, UnknownNameError
-from zoodeploy.export.onnx_export import ExportConfig, export_artifact
+from zoodeploy.export.config import ExportConfig
+from zoodeploy.export.onnx_export import export_artifact
 from zoodeploy.fileio import UMASK
 from zoodeploy.models.sources import SourceConfig, make_artifact
 from zoodeploy.models.weights import IMAGENET

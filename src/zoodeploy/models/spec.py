@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from zoodeploy.models.facts import LIST_HINT
 from zoodeploy.preprocess import Preprocessing
 from zoodeploy.registry import Registry
 
-MODELS: Registry[ModelSpec] = Registry("model", hint="list them with `zoodeploy models list`")
+MODELS: Registry[ModelSpec] = Registry("model", hint=LIST_HINT)
 
 
 @dataclass(frozen=True)

@@ -3,66 +3,22 @@
 from __future__ import annotations
 
 import copy
-import sys
 import time
-from dataclasses import asdict, dataclass
-from enum import Enum
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from zoodeploy.card import CARD_FILE, CHECKPOINT_FILE, ModelCard, Training, provenance, save_card
 from zoodeploy.errors import ArtifactError, ZoodeployError
 from zoodeploy.fileio import atomic_path, sha256_file
 from zoodeploy.models.data import Splits, digits_preprocessing, load_splits
+from zoodeploy.models.train_config import Freeze, TrainConfig
 from zoodeploy.models.zoo import ModelSpec, build_model, get_spec, head_module, replace_head
 from zoodeploy.preprocess import Preprocessing
-from zoodeploy.progress import Eta, Say
-
-
-class Freeze(str, Enum):
-    none = "none"  # fine-tune everything
-    features = "features"  # train only the classifier head (small data, similar domain)
-
-
-@dataclass
-class TrainConfig:
-    model: str
-    data: str = "digits"
-    image_size: int | None = None  # default: the entry's train_input_size for digits, else its input_size
-    epochs: int | None = None  # default: the zoo entry's train_epochs
-    batch_size: int = 64
-    lr: float | None = None  # default: the zoo entry's train_lr
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    freeze: Freeze = Freeze.none
-    weights: str | None = None  # None (from scratch), "imagenet" or a checkpoint path
-    seed: int = 0
-    augment: bool = True  # random shifts of up to 1/16 of the image: small data overfits without
-
-    def __post_init__(self):
-        self.freeze = Freeze(self.freeze)
-        spec = get_spec(self.model)  # unknown names fail here, with suggestions
-        if self.epochs is None:
-            self.epochs = spec.train_epochs
-        if self.lr is None:
-            self.lr = spec.train_lr
-        if self.image_size is None:
-            self.image_size = (max(spec.train_input_size, spec.min_input_size) if self.data == "digits"
-                               else spec.input_size)
-        if self.image_size < spec.min_input_size:
-            raise ZoodeployError(f"{self.model} needs an input of at least {spec.min_input_size}px, "
-                                 f"got --input-size {self.image_size}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ZoodeployError("--epochs and --batch-size must be >= 1 and --lr > 0")
-        if not 0 <= self.label_smoothing < 1:
-            raise ZoodeployError("--label-smoothing must be in [0, 1)")
-        if self.freeze is Freeze.features and self.weights is None:
-            raise ZoodeployError("--freeze features trains only the head, which needs pretrained "
-                                 "--weights (imagenet or a checkpoint path)")
+from zoodeploy.progress import Eta, Say, bar, write
 
 
 def preprocessing_for(spec: ModelSpec, data: str, image_size: int) -> Preprocessing:
@@ -227,10 +183,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
         _set_trainable(model, spec, cfg.freeze)
         order = torch.randperm(len(x_train), generator=gen).numpy()
         batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        bar = tqdm(batches, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}", unit="batch",
-                   disable=not progress, leave=False)
+        batch_bar = bar(batches, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}", unit="batch",
+                        disable=not progress, leave=False)
         total = 0.0
-        for b in bar:
+        for b in batch_bar:
             if len(b) < 2 and cfg.freeze is Freeze.none:
                 continue  # BatchNorm cannot train on a batch of one
             xb = _shift(torch.from_numpy(x_train[b]), max_shift, gen)
@@ -240,7 +196,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
             opt.step()
             sched.step()
             total += loss.item() * len(b)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            batch_bar.set_postfix(loss=f"{loss.item():.3f}")
         if spec.recompute_batchnorm:
             recompute_batchnorm(model, x_train[order[:BATCHNORM_IMAGES]])
         val = _accuracy(model, x_val, splits.val.labels)
@@ -250,7 +206,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, splits: Splits | None = None
         if say is not None:
             say(line)
         elif progress:
-            tqdm.write(line, file=sys.stderr)
+            write(line)
         if val > best[0]:
             best = (val, epoch, copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])

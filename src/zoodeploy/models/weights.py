@@ -14,9 +14,9 @@ import torchvision.models as tvm
 from torch import nn
 
 from zoodeploy.errors import WeightsError
+from zoodeploy.models.facts import IMAGENET
 from zoodeploy.models.spec import ModelSpec, replace_head
 
-IMAGENET = "imagenet"
 IMAGENET_CLASSES = 1000
 _SHOWN_KEYS = 3  # mismatched keys named in an error; enough to see the pattern
 
