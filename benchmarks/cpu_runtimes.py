@@ -13,6 +13,14 @@ it). Every runtime is timed in interleaved windows with a settle pause before ea
 (zoodeploy.bench.latency): ONNX Runtime, OpenMP and OpenVINO threads spin, so back-to-back
 blocks would steal each other's cores.
 
+Where the CPU has AVX512_BF16 or AMX, one more row: OpenVINO running zoodeploy's int8.onnx with
+inference precision bf16 (int8 where the graph is quantized, bf16 for what it keeps in float); on
+other CPUs the script says the row is skipped and why. Then a throughput table: each zoodeploy
+variant x runtime at its most images/s over batch sizes x requests in flight (OpenVINO streams
+under its THROUGHPUT hint, ONNX Runtime sessions on their own threads: zoodeploy.bench.throughput),
+every setting of every variant interleaved in one run. The CPU's model name and the flags the
+figures depend on (avx2, avx512_vnni, avx512_bf16, amx_*) are printed first.
+
 Ratios printed: zoodeploy's selection (fastest within --max-drop of fp32) against OpenVINO + NNCF
 int8 (goal >= 1.2x at <= 0.5 pt), and resnet50's int8 against the int8 compute floor measured in
 the same run (a 1024^3 MatMulInteger under ONNX Runtime on the same threads; goal within 1.3x).
@@ -53,14 +61,23 @@ def make_artifact(name: str, root: Path, splits, passes: tuple[str, ...], max_dr
     return out
 
 
-def openvino_baselines(fp32: Path, calib: np.ndarray, threads: int) -> dict:
-    """What a person gets from OpenVINO by hand: f32 asked for, its default precision, NNCF int8."""
+INT8_BF16 = "openvino int8.onnx @ bf16"
+
+
+def openvino_baselines(fp32: Path, calib: np.ndarray, threads: int, int8: Path | None = None) -> dict:
+    """What a person gets from OpenVINO by hand: f32 asked for, its default precision, NNCF int8; and
+    zoodeploy's int8 file with bf16 for its float parts, where the CPU has bf16."""
     import openvino as ov
     core = ov.Core()
     model = core.read_model(str(fp32))
     cfg = {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
     out = {"openvino f32": core.compile_model(model, "CPU", {**cfg, "INFERENCE_PRECISION_HINT": "f32"}),
            "openvino default": core.compile_model(model, "CPU", cfg)}
+    why_not = bf16_missing()
+    if int8 is not None and why_not is None:
+        out[INT8_BF16] = core.compile_model(core.read_model(str(int8)), "CPU", {**cfg, "INFERENCE_PRECISION_HINT": "bf16"})
+    elif int8 is not None:
+        print(f"  ({INT8_BF16} skipped: {why_not})")
     try:
         import nncf
     except ImportError:
@@ -70,6 +87,24 @@ def openvino_baselines(fp32: Path, calib: np.ndarray, threads: int) -> dict:
                       subset_size=len(calib))
     out["openvino+nncf int8"] = core.compile_model(q, "CPU", cfg)
     return out
+
+
+def bf16_missing() -> str | None:
+    """Why this CPU gets no int8+bf16 row (None: it has AVX512_BF16 or AMX-BF16, bf16 runs natively)."""
+    from zoodeploy.target import cpu_flags
+    flags = cpu_flags()
+    if flags["avx512_bf16"] or flags["amx_bf16"]:
+        return None
+    return "this CPU has no AVX512_BF16 or AMX-BF16; OpenVINO would emulate bf16, slower than f32"
+
+
+def cpu_line() -> str:
+    """The CPU the figures come from: its model name and the flags they depend on."""
+    from zoodeploy.target import cpu_flags, detect_isa
+    isa = detect_isa()
+    flags = cpu_flags()
+    return (f"CPU: {isa.model} ({isa.summary}); flags: "
+            + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items()))
 
 
 def _ov_call(compiled, x: np.ndarray):
@@ -122,7 +157,8 @@ def bench_model(name: str, art: Path, batches: tuple[int, ...], threads: int, ti
     calib, _ = calibration_arrays(card, None, 64 if len(batches) > 1 else 32)
     model = load_model(art, card)
     compiled_torch = torch.compile(model)
-    ov = openvino_baselines(art / card.variants["fp32"].file, calib, threads)
+    int8 = art / card.variants["int8"].file if "int8" in card.variants else None
+    ov = openvino_baselines(art / card.variants["fp32"].file, calib, threads, int8)
     runners = {n: open_runner(handle, n, RunOptions(threads=threads)) for n in card.variants}
     rows: dict[str, dict] = {}
     for b in batches:
@@ -139,14 +175,14 @@ def bench_model(name: str, art: Path, batches: tuple[int, ...], threads: int, ti
             rows.setdefault(k, {})[b] = s.p50_ms
     for r in runners.values():
         r.close()
-    # accuracy of the hand-made int8 baseline, as agreement with fp32 and drop, on the test split
-    if "openvino+nncf int8" in ov:
-        with open_runner(handle, "fp32", RunOptions(threads=threads)) as ref:
-            want = np.concatenate([ref.run(x_test[i:i + 64]) for i in range(0, len(x_test), 64)])
-        got = _ov_logits(ov["openvino+nncf int8"], x_test)
-        y = y_test
-        rows["openvino+nncf int8"]["drop_pt"] = float(((want.argmax(1) == y).mean() - (got.argmax(1) == y).mean()) * 100)
-        rows["openvino+nncf int8"]["agreement"] = float((got.argmax(1) == want.argmax(1)).mean() * 100)
+    # accuracy of the hand-made rows, as agreement with fp32 and drop, on the test split
+    with open_runner(handle, "fp32", RunOptions(threads=threads)) as ref:
+        want = np.concatenate([ref.run(x_test[i:i + 64]) for i in range(0, len(x_test), 64)])
+    for key in ("openvino+nncf int8", INT8_BF16):
+        if key in ov:
+            got = _ov_logits(ov[key], x_test)
+            rows[key]["drop_pt"] = float(((want.argmax(1) == y_test).mean() - (got.argmax(1) == y_test).mean()) * 100)
+            rows[key]["agreement"] = float((got.argmax(1) == want.argmax(1)).mean() * 100)
     for n, v in card.variants.items():
         key = f"zoodeploy {n} ({v.runtime.value})"
         rows[key]["drop_pt"] = v.accuracy.drop_pt if v.accuracy else None
@@ -155,6 +191,27 @@ def bench_model(name: str, art: Path, batches: tuple[int, ...], threads: int, ti
           and r.get("drop_pt") is not None and r["drop_pt"] <= max_drop}
     rows["_selected"] = min(ok, key=ok.get) if ok else None
     return rows
+
+
+def bench_throughput(art: Path, threads: int, batches: tuple[int, ...], timing) -> dict:
+    """Each zoodeploy variant's most images/s (zoodeploy.bench.throughput), all interleaved in one run."""
+    from zoodeploy.artifact import Artifact
+    from zoodeploy.bench.throughput import measure_throughput
+    from zoodeploy.runtime import RunOptions, open_runner
+    handle = Artifact(art)
+    names = list(handle.card.variants)
+    x_test, _ = handle.test_data()
+    return measure_throughput(names, lambda n, k: open_runner(handle, n, RunOptions(threads=threads, streams=k)),
+                              x_test, batches, threads, timing)
+
+
+def print_throughput(name: str, card_variants: dict, best: dict) -> None:
+    print(f"\n{name} @ {SIZE}px   most images/s (batch x requests in flight; every setting tried)")
+    for n, t in sorted(best.items(), key=lambda kv: -kv[1].throughput):
+        tried = ", ".join(f"{k.replace(' in flight', '')}: {v:,.0f}" for k, v in t.tried.items())
+        flag = "" if t.settings.stable else " (unstable)"
+        print(f"  zoodeploy {n} ({card_variants[n]}){'':{max(0, 22 - len(n) - len(card_variants[n]))}s}"
+              f"{t.throughput:9,.0f} img/s  batch {t.batch} x {t.streams}{flag}   [{tried}]")
 
 
 def print_table(name: str, rows: dict, batches: tuple[int, ...]) -> None:
@@ -227,11 +284,11 @@ def main() -> None:
     from zoodeploy.models.zoo import get_spec
     from zoodeploy.build import TARGET_EXTRA_PASSES, TARGET_PASSES
     from zoodeploy.optimize.passes import PASSES
-    from zoodeploy.target import Target, detect_isa
+    from zoodeploy.card import load_card
+    from zoodeploy.target import Target
     batches = (1,) if args.quick else (1, 8)
     timing = timing_for(args.quick)
-    isa = detect_isa()
-    print(f"CPU: {isa.model} ({isa.summary}), {args.threads} threads; one run, interleaved")
+    print(f"{cpu_line()}; {args.threads} threads; one run, interleaved")
     floor_ms = matmul_floor_ms(args.threads)
     print(f"int8 floor: 1024^3 MatMulInteger p50 {floor_ms:.2f} ms = {2 * 1024**3 / floor_ms / 1e6:.1f} GOPS")
     splits = load_splits("digits")
@@ -245,6 +302,8 @@ def main() -> None:
         rows = bench_model(name, art, batches, args.threads, timing, args.max_drop)
         print_table(name, rows, batches)
         print_ratios(name, rows, batches, floor_ms, get_spec(name).published_macs)
+        best = bench_throughput(art, args.threads, (1, 8) if args.quick else (1, 8, 32), timing)
+        print_throughput(name, {n: v.runtime.value for n, v in load_card(art).variants.items()}, best)
 
     each_model(args.models, "zoodeploy-cpu-runtimes-", one)
 

@@ -7,7 +7,7 @@ import pytest
 
 from zoodeploy.artifact import (Objective, rebuild_command, resolve_variant, select, select_variant, stale_reason,
                                 variant_name)
-from zoodeploy.card import Accuracy, LatencyStats, ModelCard, RunSettings, Variant
+from zoodeploy.card import Accuracy, LatencyStats, ModelCard, RunSettings, ThroughputStats, Variant
 from zoodeploy.errors import ArtifactError, GateError, UnknownNameError
 from zoodeploy.optimize.passes import parse_passes, pass_name
 from zoodeploy.preprocess import Preprocessing
@@ -56,6 +56,21 @@ def test_throughput_objective_and_latency_budget():
     assert select(card, 1.0, 1, objective=Objective.throughput, max_latency_ms=0.8).name == "int8"
     with pytest.raises(GateError, match="within 0.5 ms"):
         select(card, 1.0, 1, max_latency_ms=0.5)
+
+
+def test_throughput_objective_uses_the_best_throughput_found_and_never_an_unsettled_one():
+    """`bench --throughput` found 4,000 img/s for int8 with two requests in flight: that beats fp32's
+    best batch row; an unstable record is not chosen on speed, like an unstable latency row."""
+    card = _card(_variant("fp32", 0.0, [_row(1, 1.0), _row(32, 10.0)]),  # 3,200 img/s at 32
+                 _variant("int8", 0.3, [_row(1, 0.6), _row(32, 16.0)], "int8"))  # 2,000 img/s at 32
+    card.variants["int8"].throughput = ThroughputStats(throughput=4000.0, batch=8, streams=2, threads=2, runs=50,
+                                                       settings=RunSettings(runtime="openvino", stable=True))
+    chosen = select(card, 1.0, 1, objective="throughput")
+    assert chosen.name == "int8" and chosen.figure == "4,000 img/s at batch 8 x 2 in flight"
+    card.variants["int8"].throughput.settings.stable = False
+    chosen = select(card, 1.0, 1, objective="throughput")
+    assert chosen.name == "fp32" and "int8 not chosen on speed" in chosen.line()
+    assert select(card, 1.0, 1).name == "int8"  # latency still reads the batch-1 rows
 
 
 def test_a_mobile_target_is_chosen_by_size_int8_first_and_says_timing_was_not_measured_there():

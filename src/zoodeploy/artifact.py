@@ -22,7 +22,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoodeploy.card import Accuracy, LatencyStats, ModelCard, Precision, Variant, load_card, update_card
+from zoodeploy.card import (Accuracy, LatencyStats, ModelCard, Precision, ThroughputStats, Variant, load_card,
+                            update_card)
 from zoodeploy.errors import ArtifactError, GateError
 from zoodeploy.fileio import sha256_file
 
@@ -161,10 +162,11 @@ class Artifact:
 
 def put_variant(card: ModelCard, variant: Variant) -> None:
     """Put `variant` in the card, replacing one of its name; if that one has the very same bytes on
-    the same runtime, the latency rows and device figures measured for it are kept."""
+    the same runtime, the latency rows, best throughput and device figures measured for it are kept."""
     old = card.variants.get(variant.name)
     if old is not None and (old.sha256, old.runtime) == (variant.sha256, variant.runtime):
         variant.latency = {**old.latency, **variant.latency}
+        variant.throughput = variant.throughput or old.throughput
         variant.accuracy_on = {**old.accuracy_on, **variant.accuracy_on}
     card.variants[variant.name] = variant
 
@@ -245,7 +247,7 @@ class Objective(str, Enum):
     """What a selection optimizes among the variants within the accuracy budget."""
 
     latency = "latency"  # the lowest batch-1 (the select batch's) p50
-    throughput = "throughput"  # the most images/s at the best measured batch
+    throughput = "throughput"  # the most images/s: `bench --throughput`'s best, else the best measured batch
     size = "size"  # the smallest file, int8 first: for a target this host cannot time (mobile / ARM)
 
 
@@ -266,7 +268,7 @@ class Selection:
         return f"{self.name} by {self.by or self.objective.value} ({self.figure})" + "".join(f"; {n}" for n in self.notes)
 
 
-def _stable(stats: LatencyStats) -> bool:
+def _stable(stats: LatencyStats | ThroughputStats) -> bool:
     return not (stats.settings and stats.settings.stable is False)
 
 
@@ -294,7 +296,7 @@ def select(card: ModelCard, max_drop: float, batch: int, *, objective: Objective
             notes.append(f"{', '.join(slow)} left out: batch-{batch} p50 over {max_latency_ms:g} ms or not measured")
     if objective is Objective.size:
         return _by_size(card, ok, sizes or {}, max_drop, notes)
-    rows = {n: _best_row(card.variants[n].latency, objective, batch) for n in ok}
+    rows = {n: _best_row(card.variants[n], objective, batch) for n in ok}
     rows = {n: s for n, s in rows.items() if s is not None}
     if not rows:
         raise GateError(f"{card.name}: no variant has accuracy within {max_drop:g} pt of fp32 and batch-{batch} "
@@ -310,18 +312,26 @@ def select(card: ModelCard, max_drop: float, batch: int, *, objective: Objective
         return Selection(best, objective, f"{target_accuracy(card, best).change()} pt vs fp32", notes, by="accuracy")
     if objective is Objective.throughput:
         best = max(stable, key=lambda n: stable[n].throughput)
-        return Selection(best, objective, f"{stable[best].throughput:,.0f} img/s at batch {stable[best].batch}", notes)
+        return Selection(best, objective, _throughput_figure(stable[best]), notes)
     best = min(stable, key=lambda n: stable[n].p50_ms)
     return Selection(best, objective, f"p50 {stable[best].p50_ms:.3g} ms at batch {batch}", notes)
 
 
-def _best_row(latency: dict[str, LatencyStats], objective: Objective, batch: int) -> LatencyStats | None:
-    """The row a variant competes with: batch `batch`'s for latency; its best throughput's (stable
-    rows first) for throughput."""
+def _best_row(variant: Variant, objective: Objective, batch: int) -> LatencyStats | ThroughputStats | None:
+    """The figure a variant competes with: batch `batch`'s row for latency; for throughput, the best
+    `bench --throughput` found (batch x requests in flight) when it ran, else the latency row with
+    the most images/s (stable rows first)."""
     if objective is Objective.latency:
-        return latency.get(str(batch))
-    rows = sorted(latency.values(), key=lambda s: (_stable(s), s.throughput))
+        return variant.latency.get(str(batch))
+    if variant.throughput is not None:
+        return variant.throughput
+    rows = sorted(variant.latency.values(), key=lambda s: (_stable(s), s.throughput))
     return rows[-1] if rows else None
+
+
+def _throughput_figure(s: LatencyStats | ThroughputStats) -> str:
+    in_flight = f" x {s.streams} in flight" if isinstance(s, ThroughputStats) and s.streams > 1 else ""
+    return f"{s.throughput:,.0f} img/s at batch {s.batch}{in_flight}"
 
 
 def _by_size(card: ModelCard, ok: list[str], sizes: dict[str, int], max_drop: float, notes: list[str]) -> Selection:

@@ -246,6 +246,21 @@ class LatencyStats(_Model):
     settings: RunSettings | None = None
 
 
+class ThroughputStats(_Model):
+    """The most images/s a variant reached on this machine (`bench --throughput`), and how: `streams`
+    requests of `batch` images in flight at once (OpenVINO streams with its THROUGHPUT hint; for other
+    runtimes that many sessions on that many Python threads), `threads` intra-op threads in all.
+    Images/s is total images over wall time, blocks timed after a settle pause like latency."""
+
+    throughput: float  # images per second, the same name as LatencyStats'
+    batch: int  # images per request
+    streams: int  # requests in flight at once
+    threads: int  # intra-op threads in all (each stream gets threads // streams)
+    runs: int  # timed calls, each of batch * streams images
+    tried: dict[str, float] = Field(default_factory=dict)  # "b8 x2" -> images/s: every setting measured
+    settings: RunSettings | None = None  # runtime, its config in effect, stable, run id, host
+
+
 class Variant(_Model):
     """One deployable form of the model: its file, how it was made, what it measures."""
 
@@ -262,6 +277,7 @@ class Variant(_Model):
     accuracy: Accuracy | None = None
     accuracy_on: dict[str, Accuracy] = Field(default_factory=dict)  # measured on another ISA's device
     latency: dict[str, LatencyStats] = Field(default_factory=dict)  # by batch size
+    throughput: ThroughputStats | None = None  # the best images/s found (`bench --throughput`)
     speed: Speed | None = None
     notes: list[str] = Field(default_factory=list)
 

@@ -57,6 +57,8 @@ def needs_gpu(variant: Variant) -> bool:
 CPUINFO = Path("/proc/cpuinfo")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 AMX_FLAGS = ("amx_bf16", "amx_int8")
+# the flags a CPU figure depends on, recorded beside benchmark results (`cpu_flags`)
+FIGURE_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 ARM_MACHINES = ("aarch64", "arm64")  # platform.machine() on Linux, on macOS
 X86_MACHINES = ("x86_64", "AMD64", "i686")
 
@@ -94,14 +96,11 @@ class Isa:
 
 def parse_cpuinfo(text: str, machine: str) -> Isa:
     """An Isa from the text of /proc/cpuinfo (x86 `flags`, ARM `Features`; the model name)."""
-    flags: set[str] = set()
+    flags = _flags(text)
     model = ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("flags", "features") and not flags:
-            flags = set(value.split())
-        elif key in ("model name", "cpu model", "hardware") and not model:
+        if key.strip().lower() in ("model name", "cpu model", "hardware") and not model:
             model = value.strip()
     return Isa(machine=machine, model=model, avx2="avx2" in flags,
                avx512=any(f.startswith("avx512f") for f in flags),
@@ -109,6 +108,25 @@ def parse_cpuinfo(text: str, machine: str) -> Isa:
                arm_dot="asimddp" in flags,
                bf16="avx512_bf16" in flags or "amx_bf16" in flags,
                amx=any(f in flags for f in AMX_FLAGS))
+
+
+def _flags(text: str) -> set[str]:
+    """The first CPU's flags in /proc/cpuinfo text (x86 `flags`, ARM `Features`)."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            return set(value.split())
+    return set()
+
+
+def cpu_flags(names: tuple[str, ...] = FIGURE_FLAGS) -> dict[str, bool]:
+    """Which of `names` this CPU lists (all False where /proc/cpuinfo is absent): the Isa folds them
+    into classes, a benchmark records them as they are, so a figure says exactly what ran it."""
+    try:
+        have = _flags(CPUINFO.read_text(errors="replace"))
+    except OSError:
+        have = set()
+    return {n: n in have for n in names}
 
 
 def detect_isa() -> Isa:
@@ -172,5 +190,5 @@ def resolve_target(target: TargetIsa | str, host: Isa | None = None) -> TargetIs
     return TargetIsa.x86_vnni if host.vnni else TargetIsa.x86_avx2
 
 
-__all__ = ["GPU_RUNTIMES", "TARGET_ISAS", "Device", "Isa", "Target", "TargetIsa", "cpu_model", "detect_isa",
+__all__ = ["GPU_RUNTIMES", "TARGET_ISAS", "Device", "Isa", "Target", "TargetIsa", "cpu_flags", "cpu_model", "detect_isa",
            "needs_gpu", "parse_cpuinfo", "resolve_target", "target_isa", "target_isa_for"]

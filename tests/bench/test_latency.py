@@ -3,37 +3,8 @@
 import numpy as np
 import pytest
 
-from zoodeploy.bench import latency
 from zoodeploy.bench.latency import BenchConfig, measure, measure_many
 from zoodeploy.errors import ZoodeployError
-
-
-class FakeClock:
-    """Time that moves only when a fake model runs: each call takes `cost(name, n)` seconds."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.log = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, s):
-        self.now += s
-
-    def model(self, name, cost):
-        def call():
-            self.log.append(name)
-            self.now += cost(len([n for n in self.log if n == name]))
-        return call
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = FakeClock()
-    monkeypatch.setattr(latency, "_clock", c)
-    monkeypatch.setattr(latency, "_sleep", c.sleep)
-    return c
 
 
 CFG = BenchConfig(warmup=3, window=5, window_seconds=0.01, windows=3, stability=0.05, min_runs=20,

@@ -4,30 +4,9 @@ clock (bench.latency's injectable one): no model runs."""
 
 import pytest
 
-from zoodeploy.bench import latency, variants
 from zoodeploy.bench.latency import BenchConfig, measure_many
 from zoodeploy.bench.variants import keep_better_eager, remeasure_unstable, retry_config
 from zoodeploy.card import LatencyStats, RunSettings
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, s):
-        self.now += s
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(latency, "_clock", c)
-    monkeypatch.setattr(latency, "_sleep", c.sleep)
-    monkeypatch.setattr(variants, "_pause", c.sleep)
-    return c
 
 
 CFG = BenchConfig(warmup=2, window=5, window_seconds=0.01, windows=3, stability=0.05, min_runs=20, max_runs=10_000,

@@ -135,3 +135,31 @@ def test_ray_engine_gives_the_local_rows(trained, digit_pngs, tmp_path):
                                              engine="ray", workers=2))
     assert (ray.rows, ray.errors, ray.engine) == (local.rows, local.errors, "ray") == (N_IMAGES + 1, 1, "ray")
     assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+
+
+def test_without_a_batch_asked_for_the_variants_best_throughput_settings_are_used(optimized, digits, digit_pngs,
+                                                                                   tmp_path, monkeypatch):
+    """`bench --throughput` recorded batch 4 x 2 requests in flight for fp32: predict runs calls of 8
+    images on two sessions, with the same answers; a batch asked for still wins."""
+    import zoodeploy.predict as bulk
+    import zoodeploy.predict.local as local
+    from zoodeploy.card import RunSettings, ThroughputStats, update_card
+    art = tmp_path / "lenet5"
+    shutil.copytree(optimized("lenet5"), art)
+    with update_card(art) as card:
+        card.variants["fp32"].throughput = ThroughputStats(throughput=1e4, batch=4, streams=2, threads=2, runs=9,
+                                                           settings=RunSettings(runtime="onnxruntime", stable=True))
+    opened, batches = [], []  # streams each runner was opened with, images per model call
+    real_open, real_rows = bulk.open_runner, local.predict_rows
+    monkeypatch.setattr(bulk, "open_runner", lambda *a: opened.append(a[2].streams) or real_open(*a))
+    monkeypatch.setattr(local, "predict_rows", lambda r, names, *a: batches.append(len(names)) or real_rows(r, names, *a))
+    out = tmp_path / "p.csv"
+    predict(art, [digit_pngs[0].parent], PredictConfig(out=out, variant="fp32", logits=True, threads=2))
+    assert opened == [2] and max(batches) == 8
+    labels = load_card(art).labels
+    logits = np.array([[r[f"logit_{lab}"] for lab in labels] for r in read_rows(out)])
+    np.testing.assert_allclose(logits, reference_logits(art, "fp32", digits), rtol=1e-5, atol=1e-5)
+    opened.clear()
+    batches.clear()
+    predict(art, [digit_pngs[0].parent], PredictConfig(out=tmp_path / "q.csv", variant="fp32", batch=5, threads=2))
+    assert opened == [1] and max(batches) == 5

@@ -16,7 +16,7 @@ import numpy as np
 
 from zoodeploy.bench.latency import BenchConfig, measure_many
 from zoodeploy.artifact import Artifact, variant_name
-from zoodeploy.card import LatencyStats, ModelCard, RunSettings
+from zoodeploy.card import LatencyStats, ModelCard, RunSettings, ThroughputStats
 from zoodeploy.errors import ZoodeployError
 from zoodeploy.progress import Eta, Say, quiet
 from zoodeploy.preprocess import synthetic_batch
@@ -34,6 +34,7 @@ class BenchOptions:
     device: str = "cpu"
     spin: bool = True  # ORT thread spinning (lowest latency; burns idle CPU)
     eager: bool = True  # time the PyTorch model too (when the card has a checkpoint): the baseline
+    throughput: bool = False  # also find each variant's most images/s over batches x streams (bench.throughput)
     timing: BenchConfig = field(default_factory=BenchConfig)
 
     def __post_init__(self):
@@ -58,13 +59,15 @@ class BenchResult:
     host: dict[str, Any]
     variants: dict[str, dict[int, LatencyStats]]
     eager: dict[int, LatencyStats]
+    throughput: dict[str, ThroughputStats] = field(default_factory=dict)  # by variant, with --throughput
 
     def to_dict(self) -> dict[str, Any]:
         def rows(d):
             return {str(b): s.model_dump(mode="json") for b, s in d.items()}
         return {"run_id": self.run_id, "threads": self.threads, "device": self.device,
                 "peak_rss_mb": self.peak_rss_mb, "host": self.host, "eager": rows(self.eager),
-                "variants": {n: rows(d) for n, d in self.variants.items()}}
+                "variants": {n: rows(d) for n, d in self.variants.items()},
+                "throughput": {n: t.model_dump(mode="json") for n, t in self.throughput.items()}}
 
 
 def host_info() -> dict[str, Any]:
@@ -137,10 +140,24 @@ def bench_variants(artifact: Artifact | str | Path, opts: BenchOptions | None = 
                 + f" ({eta.after(i)})")
         if len(eager_threads) > 1:
             _torch_threads(opts.threads)  # PyTorch left at the threads asked for
-    result = _result(per_batch, opts, run_id)
+    best = _throughput(art, names, x_test, run_opts, opts, progress, say) if opts.throughput else {}
+    result = _result(per_batch, best, opts, run_id, source)
     if record:
         record_latency(art, result)
     return result
+
+
+def _throughput(art: Artifact, names: list[str], x: np.ndarray, run_opts: RunOptions, opts: BenchOptions,
+                progress: bool, say: Say) -> dict[str, ThroughputStats]:
+    """Each variant's most images/s over the batch sizes asked for x requests in flight
+    (`bench.throughput`); a GPU runs one request at a time here."""
+    from zoodeploy.bench.throughput import measure_throughput
+    streams = (1,) if opts.device == "cuda" else None
+    best = measure_throughput(names, lambda n, k: open_runner(art, n, replace(run_opts, streams=k)), x,
+                              opts.batches, opts.threads, opts.timing, streams=streams, progress=progress)
+    say("throughput: " + ", ".join(f"{n} {t.throughput:,.0f} img/s (batch {t.batch} x {t.streams} in flight"
+                                   f"{'' if t.settings.stable else ', unstable'})" for n, t in best.items()))
+    return best
 
 
 def _eager_thread_counts(opts: BenchOptions) -> tuple[int, ...]:
@@ -207,17 +224,22 @@ RETRY_PAUSE_S = 1.0  # idle time before re-measuring: lets another process's bur
 _pause = time.sleep  # module-level so a test runs without waiting
 
 
-def _result(per_batch: dict[int, dict[str, LatencyStats]], opts: BenchOptions, run_id: str) -> BenchResult:
+def _result(per_batch: dict[int, dict[str, LatencyStats]], best: dict[str, ThroughputStats], opts: BenchOptions,
+            run_id: str, source: str) -> BenchResult:
     host, peak = host_info(), peak_rss_mb()
+    where = f"{host['cpu']} ({detect_isa().summary})"
     for stats in per_batch.values():
         eager = stats.get(EAGER)
         for s in stats.values():
             s.speedup_vs_eager = eager.p50_ms / s.p50_ms if eager else None
-            s.settings.host, s.settings.process_peak_rss_mb = f"{host['cpu']} ({detect_isa().summary})", peak
+            s.settings.host, s.settings.process_peak_rss_mb = where, peak
+    for t in best.values():
+        t.settings = t.settings.model_copy(update={"run_id": run_id, "host": where, "process_peak_rss_mb": peak,
+                                                   "input": f"{t.batch} x {t.streams} {source}"})
     names = [n for n in next(iter(per_batch.values())) if n != EAGER]
     return BenchResult(run_id=run_id, threads=opts.threads, device=opts.device, peak_rss_mb=peak, host=host,
                        variants={n: {b: per_batch[b][n] for b in per_batch} for n in names},
-                       eager={b: per_batch[b][EAGER] for b in per_batch if EAGER in per_batch[b]})
+                       eager={b: per_batch[b][EAGER] for b in per_batch if EAGER in per_batch[b]}, throughput=best)
 
 
 def record_latency(artifact: Artifact | str | Path, result: BenchResult) -> ModelCard:
@@ -231,9 +253,12 @@ def record_latency(artifact: Artifact | str | Path, result: BenchResult) -> Mode
 def add_latency(card: ModelCard, result: BenchResult) -> None:
     """The figures by batch size into `card` (the eager baseline in `eager_latency`), replacing
     the earlier figures at the batch sizes measured: a run at batch 8 keeps the batch-1 rows
-    another run wrote (each row names its run, and the report says when rows come from several)."""
+    another run wrote (each row names its run, and the report says when rows come from several).
+    A variant's best throughput (`--throughput`) replaces the one recorded before."""
     for name, rows in result.variants.items():
         card.variant(name).latency.update({str(b): s for b, s in rows.items()})
+    for name, best in result.throughput.items():  # a run without --throughput keeps the last one found
+        card.variant(name).throughput = best
     card.eager_latency.update({str(b): s for b, s in result.eager.items()})
 
 

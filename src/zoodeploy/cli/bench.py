@@ -11,14 +11,18 @@ from rich.table import Table
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.bench.variants import BenchOptions, BenchResult, bench_variants
 from zoodeploy.cli.common import ArtifactArg, JsonFlag, ThreadsOpt, print_json
-from zoodeploy.cli.evaluate import DeviceOpt, VariantsOpt, log_lines, show_progress, split_csv
+from zoodeploy.cli.evaluate import DeviceOpt, VariantsOpt, show_progress, split_csv
 from zoodeploy.errors import ZoodeployError
+from zoodeploy.progress import stage_say
 
 stdout = Console()
 BatchOpt = Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")]
 MaxSecondsOpt = Annotated[float, typer.Option(
     "--max-seconds", help="Time limit per batch size; figures that have not settled by then are marked unstable.")]
 SpinOpt = Annotated[bool, typer.Option("--spin/--no-spin", help="ONNX Runtime thread spinning.")]
+ThroughputOpt = Annotated[bool, typer.Option(
+    "--throughput/--no-throughput", help="Also find each variant's most images/s over the batch sizes x requests in flight "
+                         "(OpenVINO streams, ONNX Runtime sessions); recorded for --select throughput and predict.")]
 
 
 def parse_batches(text: str) -> tuple[int, ...]:
@@ -30,15 +34,17 @@ def parse_batches(text: str) -> tuple[int, ...]:
 
 def bench(artifact: ArtifactArg, variants: VariantsOpt = None, batch: BatchOpt = "1,8,32",
           threads: ThreadsOpt = None, device: DeviceOpt = "cpu", spin: SpinOpt = True,
-          max_seconds: MaxSecondsOpt = 30.0, json: JsonFlag = False) -> None:
+          max_seconds: MaxSecondsOpt = 30.0, throughput: ThroughputOpt = False, json: JsonFlag = False) -> None:
     """Latency p50/p90/p99, throughput and speed-up over PyTorch eager; recorded in the card."""
     opts = BenchOptions(variants=split_csv(variants), batches=parse_batches(batch), threads=threads,
-                        device=device, spin=spin, timing=BenchConfig(max_seconds=max_seconds))
-    result = bench_variants(artifact, opts, progress=show_progress(json), say=log_lines(json))
+                        device=device, spin=spin, throughput=throughput, timing=BenchConfig(max_seconds=max_seconds))
+    result = bench_variants(artifact, opts, progress=show_progress(json), say=stage_say(not json))
     if json:
         print_json(result.to_dict())
-    else:
-        stdout.print(result_table(result))
+        return
+    stdout.print(result_table(result))
+    if result.throughput:
+        stdout.print(throughput_table(result))
 
 
 def _vs_eager(x: float | None) -> str:
@@ -59,4 +65,14 @@ def result_table(result: BenchResult) -> Table:
         table.add_row(name, str(s.batch), f"{s.p50_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}",
                       f"{s.throughput:,.0f}", _vs_eager(s.speedup_vs_eager),
                       str(s.runs), "yes" if s.settings and s.settings.stable else "no")
+    return table
+
+
+def throughput_table(result: BenchResult) -> Table:
+    table = Table("variant", "img/s", "batch", "in flight", "runtime", "stable", "every setting tried (img/s)",
+                  title=f"most images/s, {result.threads} threads in all")
+    for name, t in result.throughput.items():
+        tried = ", ".join(f"{k}: {v:,.0f}" for k, v in t.tried.items())
+        table.add_row(name, f"{t.throughput:,.0f}", str(t.batch), str(t.streams), t.settings.runtime,
+                      "yes" if t.settings.stable else "no", tried)
     return table

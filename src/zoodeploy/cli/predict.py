@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +11,7 @@ from rich.markup import escape
 
 from zoodeploy.cli.common import ArtifactArg, JsonFlag, ThreadsOpt, console, print_json
 from zoodeploy.predict import Engine, PredictConfig
+from zoodeploy.progress import on_terminal
 from zoodeploy.predict import predict as run_predict
 
 
@@ -23,7 +23,8 @@ def predict(
     variant: Annotated[str, typer.Option(help="`selected` (the card's pick) or a variant name: fp32, int8, ...")]
     = "selected",
     top_k: Annotated[int, typer.Option("--top-k", help="Labels and probabilities per image, best first.")] = 5,
-    batch: Annotated[int, typer.Option(help="Images per model run.")] = 32,
+    batch: Annotated[int | None, typer.Option(help="Images per model run (default: the variant's best from "
+                                                   "`bench --throughput`, else 32).")] = None,
     engine: Annotated[Engine, typer.Option(help="`local`: in this process; `ray`: Ray Data actors.")]
     = Engine.local,
     ray_address: Annotated[str | None, typer.Option(
@@ -40,7 +41,7 @@ def predict(
     """Predict every image INPUTS name with one variant of ARTIFACT: one row per image, unreadable files as error rows."""
     cfg = PredictConfig(out=out, variant=variant, top_k=top_k, batch=batch, engine=engine, ray_address=ray_address,
                         resume=resume, logits=logits, threads=threads, workers=workers, shard_size=shard_size,
-                        progress=not json and sys.stderr.isatty())
+                        progress=not json and on_terminal())
     summary = run_predict(artifact, inputs, cfg)
     if json:
         print_json({**asdict(summary), "images_per_s": summary.images_per_s})

@@ -38,7 +38,7 @@ class PredictConfig:
     out: Path  # .parquet, .csv or .jsonl
     variant: str = SELECTED  # the card's pick, or a variant name
     top_k: int = 5
-    batch: int = 32
+    batch: int | None = None  # images per model run; None: the variant's best recorded settings, else 32
     engine: Engine = Engine.local
     ray_address: str | None = None  # a running cluster; None starts a local Ray instance
     resume: bool = False
@@ -110,13 +110,27 @@ def _run(art: Artifact, variant: Variant, paths: list[str], store: ShardStore,
         return {}
     if config.engine is Engine.ray:
         from zoodeploy.predict.ray_engine import run_ray
-        return run_ray(art.path, variant.name, paths, store, batch=config.batch, workers=config.workers,
-                       threads=config.threads, address=config.ray_address, progress=config.progress)
+        return run_ray(art.path, variant.name, paths, store, batch=config.batch or DEFAULT_BATCH,
+                       workers=config.workers, threads=config.threads, address=config.ray_address, progress=config.progress)
     from zoodeploy.predict.local import run_local
+    batch, streams = local_settings(variant, config)
     # no spinning: the decoding threads need the cores the model's idle threads would spin on
-    with open_runner(art, variant.name, RunOptions(threads=config.threads, spin=False)) as runner:
-        return run_local(runner, paths, art.card.preprocessing, store, pending, config.batch, config.workers,
+    with open_runner(art, variant.name, RunOptions(threads=config.threads, spin=False, streams=streams)) as runner:
+        return run_local(runner, paths, art.card.preprocessing, store, pending, batch, config.workers,
                          config.progress, sum(d.rows for d in kept.values()))
+
+
+DEFAULT_BATCH = 32
+
+
+def local_settings(variant: Variant, config: PredictConfig) -> tuple[int, int]:
+    """(images per model call, requests in flight) for the local engine: the batch asked for, one
+    request at a time; without one, what `bench --throughput` found fastest for the variant (each call
+    then takes a batch per request in flight), else DEFAULT_BATCH."""
+    best = variant.throughput
+    if config.batch is not None or best is None or best.settings and best.settings.stable is False:
+        return config.batch or DEFAULT_BATCH, 1
+    return best.batch * best.streams, best.streams
 
 
 def _manifest(card: ModelCard, variant: Variant, paths: list[str], store: ShardStore) -> dict:

@@ -29,6 +29,10 @@ RUNTIMES.add("torch-export", "zoodeploy.runtime.torch_runner:ProgramRunner")
 RUNTIMES.add("tensorrt", "zoodeploy.runtime.tensorrt:TensorRTRunner")
 RUNTIMES.add("torch-tensorrt", "zoodeploy.runtime.torch_tensorrt:TorchTensorRTRunner")
 
+# runtimes whose runner keeps `RunOptions.streams` requests in flight itself (OpenVINO's streams);
+# any other runtime gets that many runners on as many threads (runtime.concurrent)
+OWN_STREAMS = frozenset({"openvino"})
+
 # what to install when a runtime's module does not import (the GPU runners import their GPU
 # packages themselves, when opened, and name them)
 INSTALL = {
@@ -41,13 +45,18 @@ INSTALL = {
 
 def open_runner(artifact: Artifact | str | Path, variant: str, options: RunOptions | None = None) -> Runner:
     """A Runner for `variant` of the artifact ("eager" = PyTorch, "selected" = the card's pick), to
-    use as a context manager. A factory gets the handle: the card as read once, files hashed once."""
+    use as a context manager. A factory gets the handle: the card as read once, files hashed once.
+    With `options.streams` > 1, `run` keeps that many requests in flight (throughput, not latency)."""
     art = Artifact.of(artifact)
     options = options or RunOptions()
     if variant == EAGER:
         return runner_factory("torch", EAGER)(art, art.card, EAGER, options)
     v = art.resolve_variant(variant)
-    return runner_factory(str(v.runtime), v.name)(art, art.card, v.name, options)
+    factory = runner_factory(str(v.runtime), v.name)
+    if options.streams > 1 and str(v.runtime) not in OWN_STREAMS:
+        from zoodeploy.runtime.concurrent import ConcurrentRunner
+        return ConcurrentRunner(lambda one: factory(art, art.card, v.name, one), options)
+    return factory(art, art.card, v.name, options)
 
 
 def runner_factory(runtime: str, variant: str) -> RunnerFactory:

@@ -35,12 +35,17 @@ class RunOptions:
     # ONNX Runtime execution providers put before the device's own, e.g. ("TensorrtExecutionProvider",);
     # an ONNX Runtime detail the other runners ignore
     extra_providers: tuple[str, ...] = field(default=())
+    # requests in flight at once, for throughput: OpenVINO streams (THROUGHPUT hint); for another
+    # runtime that many sessions on as many Python threads (`runtime.concurrent`). 1: the latency path
+    streams: int = 1
 
     def __post_init__(self):
         try:
             object.__setattr__(self, "device", Device(self.device))
         except ValueError:
             raise ArtifactError(f"unknown device {self.device!r}; use {' or '.join(Device)}") from None
+        if self.streams < 1:
+            raise ArtifactError(f"streams must be at least 1, got {self.streams}")
 
     @property
     def num_threads(self) -> int:
@@ -81,6 +86,12 @@ class Closing:
 
 
 RunnerFactory = Callable[[Path, ModelCard, str, RunOptions], Runner]
+
+
+def split_batch(x: np.ndarray, parts: int) -> list[np.ndarray]:
+    """`x` cut into at most `parts` runs of images, one per request in flight, as even as can be
+    (fewer when there are fewer images than parts: no request runs an empty batch)."""
+    return [p for p in np.array_split(x, min(parts, len(x))) if len(p)] if len(x) else [x]
 
 
 def check_input(x: np.ndarray, shape: tuple[int, int, int], batch: int | None = None,
