@@ -31,7 +31,7 @@ TARGET_PASSES: dict[Target, tuple[str, ...]] = {
 # `unavailable(name) -> reason | None` (OpenVINO not importable, no BF16 on this CPU) is skipped,
 # and one that fails (a graph OpenVINO cannot compile) is left out; the build says which and why
 TARGET_EXTRA_PASSES: dict[Target, tuple[str, ...]] = {
-    Target.cpu: ("ov-fused", "ov-int8", "bf16"),
+    Target.cpu: ("ov-fused", "ov-int8", "bf16", "int8-bf16", "mixed-bf16"),
 }
 
 
@@ -182,24 +182,28 @@ def _optimize(cfg: BuildConfig, art: Artifact, progress: bool, build_say: Say) -
     variant they made (fp32 and eager included) at every bench batch size, interleaved in one run."""
     from zoodeploy.optimize import Measure, OptimizeConfig
     from zoodeploy.optimize.pipeline import make_variants, measure_variants, progress_say
-    from zoodeploy.errors import first_line
+    from zoodeploy.errors import OptimizeError
     from zoodeploy.optimize.passes import PASSES
     opt = OptimizeConfig(passes=cfg.passes + cfg.extra_passes, max_drop=cfg.max_drop, threads=cfg.threads,
                          progress=progress, target_isa=target_isa_for(cfg.target, cfg.target_isa),
                          calib_data=cfg.source.separate_calibration if cfg.source else None)
     ctx, say = opt.context(), progress_say if progress else build_say  # in a log: a line per pass and batch
-    unmeasured = Measure(evaluate=False, bench=False)
-    made = [v.name for v in make_variants(art, cfg.passes, ctx, unmeasured, say)]
     skipped: dict[str, list[str]] = {}  # why -> passes
-    for name in cfg.extra_passes:
+    extras = []
+    for name in cfg.extra_passes:  # what this machine cannot run is skipped, not tried
         why = PASSES.get(name).why_not_here()
-        try:
-            made += [] if why else [v.name for v in make_variants(art, (name,), ctx, unmeasured, say)]
-        except ZoodeployError as e:  # nothing was recorded: the other rows are selected from
-            why = f"failed: {first_line(e)}"
         if why:
             skipped.setdefault(why, []).append(name)
-    measure = Measure(batches=cfg.batches, threads=cfg.threads, device=cfg.device, eager=True, timing=cfg.timing)
+        else:
+            extras.append(name)
+    made = make_variants(art, cfg.passes + tuple(extras), ctx, Measure(evaluate=False, bench=False), say)
+    for name, why in made.not_made.items():
+        if name in cfg.passes:  # the target's own passes must all be made; an extra may fail alone
+            raise made.errors.get(name) or OptimizeError(f"{cfg.target} pass {name} made nothing: {why}")
+        skipped.setdefault(f"failed: {why}", []).append(name)
+    made = [v.name for v in made]
+    measure = Measure(batches=cfg.batches, threads=cfg.threads, device=cfg.device, eager=True, timing=cfg.timing,
+                      throughput=cfg.select is Objective.throughput)  # images/s with requests in flight
     measure_variants(art, made, measure, say)
     with art.update() as card:  # for the select stage's record, and the report
         card.provenance.build = _record(cfg, card, not_made={n: why for why, names in skipped.items() for n in names})
@@ -244,7 +248,7 @@ def _record(cfg: BuildConfig, card: ModelCard, **more) -> BuildRecord:
 
 
 RULES = {Objective.latency: "lowest stable p50 at the select batch within max_drop of fp32 top-1",
-         Objective.throughput: "most images/s (stable rows, best measured batch) within max_drop of fp32 top-1",
+         Objective.throughput: "most images/s (best stable batch x requests in flight) within max_drop of fp32 top-1",
          Objective.size: "smallest int8 file within max_drop of fp32 top-1 (timing not measured on the target)"}
 
 

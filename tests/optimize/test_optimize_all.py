@@ -11,7 +11,6 @@ import onnx
 import pytest
 
 from zoodeploy.artifact import Artifact
-from zoodeploy.artifact import Artifact
 from zoodeploy.card import load_card
 from zoodeploy.export.metadata import read_card_metadata
 from zoodeploy.optimize import OptimizeConfig, QuantConfig, optimize
@@ -148,3 +147,20 @@ def test_ort_format_runs_and_keeps_minimal_build_config(all_passes):
         with open_runner(artifact, name, RunOptions(threads=1)) as runner:
             outs.append(runner.run(x[:16]))
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-4)  # same int8 model, ORT's own format
+
+
+def test_int8_mixed_keeps_depthwise_convs_in_float_and_the_clip_before_them(all_passes, tmp_path):
+    """MobileNetV2's 17 depthwise convs in float, the rest int8: the ReLU6 that ORT folds into the
+    Q range before each must still clip (read through its Q -> DQ pair), so accuracy holds."""
+    from zoodeploy.optimize.mixed import depthwise_convs
+    artifact = tmp_path / "mobilenet_v2"
+    shutil.copytree(all_passes[0], artifact)
+    (v,) = optimize(artifact, OptimizeConfig(passes=("int8-mixed",), max_drop=None, calib_size=64, bench=False,
+                                             threads=1))
+    model = onnx.load(str(Artifact(artifact).file(v)))
+    floats = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    dw = [n for n in model.graph.node if n.name in set(depthwise_convs(model))]
+    assert v.precision == "mixed" and len(dw) == 17 and all(n.input[1] in floats for n in dw)
+    assert set(v.recipe.nodes_to_exclude) == {n.name for n in dw}
+    int8 = all_passes[1]["int8"].accuracy
+    assert v.accuracy.drop_pt <= int8.drop_pt + 2 * BUDGET, (v.accuracy, int8)  # 40% top-1 before the fix

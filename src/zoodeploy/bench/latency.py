@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from zoodeploy.card import LatencyStats, RunSettings
 from zoodeploy.errors import ZoodeployError
+from zoodeploy.progress import bar as progress_bar
 
 Call = Callable[[], object]
 _clock = time.perf_counter  # module-level so a test can drive the stopping rule with a fake clock
@@ -91,7 +91,7 @@ def measure_many(calls: Mapping[str, Call], batch: int, cfg: BenchConfig = Bench
     tracks = {name: _warm_up(call, cfg) for name, call in calls.items()}
     names = list(tracks)
     start = _clock()
-    bar = tqdm(desc=f"bench {label}".strip(), unit="window", disable=not progress, leave=False)
+    bar = progress_bar(desc=f"bench {label}".strip(), unit="window", disable=not progress, leave=False)
     rounds = 0
     while not all(t.done(cfg) for t in tracks.values()) and _clock() - start < cfg.max_seconds:
         shift = rounds % len(names)

@@ -63,7 +63,10 @@ def optimize(
     preprocessing: PreprocessingOpt = None,
     json: JsonFlag = False,
 ) -> None:
-    """Make optimized variants of ARTIFACT (default passes: fuse,int8), each with accuracy and drift."""
+    """Make optimized variants of ARTIFACT (default passes: fuse,int8), each with accuracy and drift.
+
+    A pass that fails is listed in one line and the others are still made; the exit code is 1 only
+    when none of the passes asked for made its variant."""
     if not Path(artifact).is_dir():  # a new artifact whose card records --calib-data, split: calibrate
         #                              on its train split only, never on the images it is evaluated on
         art = resolve_artifact(artifact, calib_data, out, labels=labels, preprocessing=preprocessing)
@@ -77,7 +80,9 @@ def optimize(
                          target_isa=target_isa or art.card.target_isa or "host",  # changed only when asked
                          max_drop=parse_max_drop(max_drop), threads=threads, bench=bench, out=out,
                          progress=not json)
-    variants = run_optimize(art, cfg)
+    variants = run_optimize(art, cfg)  # raises only when none of the passes asked for made its variant
+    for name, why in variants.not_made.items():  # on stderr, also under --json: stdout stays the variants
+        console.print(f"[red]not made:[/] {name} ({why})", highlight=False, soft_wrap=True)
     if json:
         print_json([v.model_dump(mode="json") for v in variants])
         return

@@ -13,17 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoodeploy.artifact import Artifact
-from zoodeploy.card import Variant
 from zoodeploy.errors import OptimizeError
 from zoodeploy.target import TargetIsa
 from zoodeploy.optimize.passes import PASSES, GpuBuild, PassContext, parse_passes
-from zoodeploy.optimize.pipeline import Measure, make_variants, progress_say
+from zoodeploy.optimize.pipeline import Made, Measure, make_variants, progress_say
 from zoodeploy.optimize.quantize import Calibration, QuantConfig, Scheme
 from zoodeploy.optimize.source import resolve_artifact
 
 DEFAULT_PASSES = ("fuse", "int8")
 
-__all__ = ["Calibration", "DEFAULT_PASSES", "GpuBuild", "Measure", "OptimizeConfig", "PASSES", "QuantConfig",
+__all__ = ["Calibration", "DEFAULT_PASSES", "GpuBuild", "Made", "Measure", "OptimizeConfig", "PASSES", "QuantConfig",
            "Scheme", "make_variants", "optimize"]
 
 
@@ -61,9 +60,10 @@ class OptimizeConfig:
 
 
 def optimize(artifact: Artifact | str | Path, cfg: OptimizeConfig | None = None,
-             measure: Measure | None = None) -> list[Variant]:
+             measure: Measure | None = None) -> Made:
     """Make the variants `cfg` asks for in `artifact` (a directory, or a lone .onnx file with
-    `calib_data`), measured by the orchestrator; returns them as recorded in the card."""
+    `calib_data`), measured by the orchestrator; returns them as recorded in the card, with the
+    passes that failed in `.not_made` (an error only when none of those asked for made anything)."""
     cfg = cfg or OptimizeConfig()
     art = resolve_artifact(artifact, cfg.calib_data, cfg.out)
     gpu = any(PASSES.get(p).gpu for p in cfg.passes)

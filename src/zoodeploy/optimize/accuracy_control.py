@@ -20,23 +20,23 @@ in a staging folder inside the artifact directory, so the chosen one is renamed 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from tqdm.auto import tqdm
 
 from zoodeploy.artifact import REFERENCE, Artifact
 from zoodeploy.card import Precision, Variant
 from zoodeploy.errors import OptimizeError
+from zoodeploy.fileio import staging_dir
 from zoodeploy.evaluate.accuracy import is_labelled, run_batched, top1_score
 from zoodeploy.optimize.data import validation_arrays
 from zoodeploy.optimize.passes import PassContext
 from zoodeploy.optimize.quantize import (QuantConfig, Quantizer, keep_in_float, open_quantizer, quantize,
                                         record_target_isa)
 from zoodeploy.optimize.record import record_model
+from zoodeploy.progress import bar as progress_bar
 from zoodeploy.recipes import AccuracyControl, ControlStep, RankedNode
 from zoodeploy.runtime import RunOptions
 from zoodeploy.runtime.ort import OrtRunner
@@ -92,7 +92,7 @@ def rank_nodes(prepared: Path, qdq_path: Path, x: np.ndarray, input_name: str, t
     qdq = onnx.load(str(qdq_path))
     base = _sqnr(reference, _output(qdq, x, input_name, threads))
     ranking = []
-    for node in tqdm(quantized_nodes(qdq, {n.name for n in float_model.graph.node}), desc="rank nodes",
+    for node in progress_bar(quantized_nodes(qdq, {n.name for n in float_model.graph.node}), desc="rank nodes",
                      unit="node", disable=not progress, leave=False):
         candidate = onnx.ModelProto()
         candidate.CopyFrom(qdq)
@@ -192,7 +192,7 @@ def quantize_with_accuracy_control(artifact: Artifact | str | Path, cfg: QuantCo
     quantizer, desc = open_quantizer(art, art.card, cfg, variant_name)
     fp32 = art.file(REFERENCE)
     # the candidates beside the artifact's files (one file system): the chosen one is renamed into place
-    with quantizer, tempfile.TemporaryDirectory(dir=art.path, prefix=".zoodeploy-control-") as tmp:
+    with quantizer, staging_dir(".zoodeploy-control", parent=art.path) as tmp:
         report, chosen = control(quantizer, x_val, y_val, fp32, max_drop, Path(tmp), threads, cfg.progress)
         kept = report.nodes_kept_in_float
         notes = [] if report.met else [

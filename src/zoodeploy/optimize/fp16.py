@@ -8,7 +8,6 @@ wraps the ops in casts: slower than fp32 there, which the CLI and the card say w
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import onnxruntime as ort
 
 from zoodeploy.artifact import REFERENCE, Artifact
 from zoodeploy.card import Precision, Variant
+from zoodeploy.fileio import staging_dir
 from zoodeploy.errors import OptimizeError, first_line
 from zoodeploy.export.metadata import set_card_metadata
 from zoodeploy.export.validate import compare, validation_samples
@@ -34,7 +34,7 @@ def convert(src: Path, out: Path, stamp: Callable[[onnx.ModelProto], object] | N
     """`src` -> fp16 graph at `out`, keeping fp32 graph inputs and outputs; `stamp` edits the
     model before it is saved (the card essentials: the file is written once)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
-    with tempfile.TemporaryDirectory(prefix="zoodeploy-fp16-") as tmp:
+    with staging_dir("zoodeploy-fp16") as tmp:
         _, basic = optimized_graph(src, Path(tmp) / "basic.onnx", level="basic")
         try:
             model = convert_float_to_float16(basic, keep_io_types=True)

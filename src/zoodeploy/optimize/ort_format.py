@@ -12,7 +12,6 @@ import io
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import onnxruntime as ort
 from zoodeploy.artifact import Artifact
 from zoodeploy.card import Variant
 from zoodeploy.errors import OptimizeError, first_line
-from zoodeploy.fileio import atomic_path, sha256_file
+from zoodeploy.fileio import atomic_path, sha256_file, staging_dir
 from zoodeploy.optimize.passes import PASSES, PassContext
 from zoodeploy.optimize.record import record_model
 from zoodeploy.recipes import OrtFormatRecipe
@@ -96,7 +95,7 @@ def mobile_usability(model_path: Path) -> dict[str, Any]:
     checks = {"NNAPI": uc.check_nnapi_partitions,
               **{ep: (lambda m, fixed, f=f: uc.check_coreml_partitions(m, fixed, f)) for ep, f in COREML_CONFIGS.items()}}
     try:
-        with tempfile.TemporaryDirectory(prefix="zoodeploy-mobile-") as tmp:
+        with staging_dir("zoodeploy-mobile") as tmp:
             optimized = Path(tmp) / model_path.name  # BASIC level, as the ORT format conversion does
             optimize_model(model_path, optimized, use_external_initializers=True)
             model = ModelProtoWithShapeInfo(optimized).model_with_shape_info
@@ -129,7 +128,7 @@ def to_ort_format(artifact: Artifact | str | Path, source: str = "int8") -> Vari
     if src.suffix != ".onnx":
         raise OptimizeError(f"variant {source!r} is {src.name}, not an ONNX model; convert an ONNX variant")
     platform = target_platform(card.target_isa)
-    with tempfile.TemporaryDirectory(dir=art.path, prefix=".zoodeploy-ort-") as tmp:
+    with staging_dir(".zoodeploy-ort", parent=art.path) as tmp:
         ort_file, config = convert(src, Path(tmp), platform)
         config_name = f"{src.stem}.required_operators.config"
         with atomic_path(art.path / config_name) as dst:

@@ -64,6 +64,7 @@ class Pass:
     source: str | None = None  # the variant it starts from (whose file it converts or runs)
     needs: tuple[str, ...] = ()  # passes whose variants this one reads
     gpu: bool = False  # needs an NVIDIA GPU and TensorRT
+    compute: Precision | None = None  # what its runtime computes the float parts at, when not fp32 (bf16)
     unavailable: str | None = None  # "module:function": (pass name) -> why it cannot run here, or None
 
     def run(self, artifact: Artifact, ctx: PassContext) -> Variant:
@@ -102,7 +103,13 @@ add_pass(Pass("ov-fused", "fused-ov", _OV, "checking fused on OpenVINO", P.fp32,
 add_pass(Pass("ov-int8", "int8-ov", _OV, "checking int8 on OpenVINO", P.int8, R.openvino, "int8", ("int8",),
               unavailable=_OV_NO))
 add_pass(Pass("bf16", "bf16", _OV, "checking bf16 on OpenVINO", P.bf16, R.openvino, "fused",
-              unavailable=_OV_NO))  # the fused file when there is one, else fp32's
+              unavailable=_OV_NO, compute=P.bf16))  # the fused file when there is one, else fp32's
+add_pass(Pass("int8-mixed", "int8-mixed", f"{_O}.mixed:run_pass", "quantizing all but depthwise and SE/SiLU blocks",
+              P.mixed, source="fp32"))
+add_pass(Pass("int8-bf16", "int8-bf16", _OV, "checking int8 with bf16 on OpenVINO", P.mixed, R.openvino, "int8",
+              ("int8",), unavailable=_OV_NO, compute=P.bf16))
+add_pass(Pass("mixed-bf16", "mixed-bf16", _OV, "checking int8-mixed with bf16 on OpenVINO", P.mixed, R.openvino,
+              "int8-mixed", ("int8-mixed",), unavailable=_OV_NO, compute=P.bf16))
 add_pass(Pass("trt-fp32", "trt-fp32", _TRT, "building a TensorRT fp32 engine", P.fp32, R.tensorrt, gpu=True))
 add_pass(Pass("trt-fp16", "trt-fp16", _TRT, "building a TensorRT fp16 engine", P.fp16, R.tensorrt, gpu=True))
 add_pass(Pass("trt-int8", "trt-int8", _TRT, "building a TensorRT int8 engine", P.int8, R.tensorrt, gpu=True))

@@ -8,12 +8,10 @@ person must know (an INT8 variant that is not faster on this CPU).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.artifact import FUSED, REFERENCE, Artifact
@@ -21,8 +19,10 @@ from zoodeploy.bench.variants import BenchOptions, BenchResult, add_latency, ben
 from zoodeploy.card import LatencyStats, ModelCard, Precision, Speed, Variant
 from zoodeploy.evaluate.accuracy import evaluate_variants
 from zoodeploy.target import Isa, detect_isa
-from zoodeploy.optimize.passes import PassContext, plan_passes
+from zoodeploy.errors import OptimizeError, ZoodeployError, first_line
+from zoodeploy.optimize.passes import PASSES, PassContext, parse_passes, plan_passes
 from zoodeploy.optimize.record import STALE, making
+from zoodeploy.progress import write
 from zoodeploy.runtime import RunOptions
 from zoodeploy.target import needs_gpu
 
@@ -40,6 +40,7 @@ class Measure:
     threads: int | None = None
     device: str = "cpu"
     eager: bool = False  # time the PyTorch model in the same run (build does)
+    throughput: bool = False  # also each variant's most images/s over batches x requests in flight
     timing: BenchConfig = field(default_factory=lambda: SPEED_BENCH)
 
 
@@ -51,12 +52,27 @@ def _quiet(line: str) -> None:
 
 
 def progress_say(line: str) -> None:
-    tqdm.write(line, file=sys.stderr)
+    write(line)  # above the bars on a terminal
+
+
+class Made(list):
+    """The variants a run made, in the order made; `not_made` maps each pass that made nothing to
+    one line saying why (it failed, or a pass it needs did), so one failure never hides the rest;
+    `errors` holds the failed passes' own errors."""
+
+    def __init__(self, variants=()):
+        super().__init__(variants)
+        self.not_made: dict[str, str] = {}
+        self.errors: dict[str, ZoodeployError] = {}
 
 
 def make_variants(artifact: Artifact | str | Path, passes: list[str] | tuple[str, ...], ctx: PassContext,
-                  measure: Measure | None = None, say: Say = _quiet) -> list[Variant]:
-    """Run `passes` (and those they need) on the artifact, then measure every variant they made."""
+                  measure: Measure | None = None, say: Say = _quiet) -> Made:
+    """Run `passes` (and those they need) on the artifact, then measure every variant they made.
+
+    A pass that fails records nothing and is listed in `not_made` with its reason, and the passes
+    that need its variant with theirs; the others go on. Only when none of the passes asked for
+    made its variant is that an error (the pass's own, when one was asked for)."""
     art = Artifact.of(artifact)
     measure = measure or Measure()
     card = art.card
@@ -65,17 +81,37 @@ def make_variants(artifact: Artifact | str | Path, passes: list[str] | tuple[str
     if any(p.gpu for p in plan):  # a missing GPU or TensorRT is said before any work is done
         from zoodeploy.runtime.gpu import import_tensorrt
         import_tensorrt()
-    made = []
+    made = Made()
     for i, p in enumerate(plan, 1):
+        lost = next((d for d in p.needs if d in made.not_made), None)
+        if lost:
+            made.not_made[p.name] = f"needs {PASSES.get(lost).makes}, which {lost} did not make"
+            continue
         say(f"{p.doing} {card.name} in {art.path} (pass {i}/{len(plan)}: {p.name})")
-        with making(p):  # the variant lands with its pass and source's sha256 (optimize.record)
-            made.append(p.run(art, ctx).name)
+        try:
+            with making(p):  # the variant lands with its pass and source's sha256 (optimize.record)
+                made.append(p.run(art, ctx))
+        except ZoodeployError as e:
+            made.errors[p.name] = e
+            made.not_made[p.name] = first_line(e)  # said by the caller, with what was made
+    asked = set(parse_passes(passes))  # each planned pass either made its variant or is in not_made
+    if asked <= made.not_made.keys():
+        _nothing_made(asked, made)
     for name, v in art.card.variants.items():  # what the passes left stale, said once
         for line in v.notes:
             if line.startswith(STALE):
                 say(f"{name} is {line}")
-    measure_variants(art, made, measure, say)
-    return [art.card.variants[n] for n in made]
+    measure_variants(art, [v.name for v in made], measure, say)
+    made[:] = [art.card.variants[v.name] for v in made]
+    return made
+
+
+def _nothing_made(asked: set[str], made: Made) -> None:
+    """None of the passes asked for made its variant: the one pass's own error, else all of them."""
+    if len(asked) == 1 and (only := next(iter(asked))) in made.errors:
+        raise made.errors[only]
+    raise OptimizeError("none of the passes asked for made its variant: "
+                        + "; ".join(f"{name} ({why})" for name, why in made.not_made.items()))
 
 
 def measure_variants(artifact: Artifact | str | Path, names: list[str], measure: Measure, say: Say = _quiet) -> None:
@@ -102,7 +138,7 @@ def reference_name(names: dict) -> str:
 def time_against_reference(art: Artifact, names: list[str], measure: Measure, say: Say = _quiet) -> BenchResult:
     timed = list(dict.fromkeys([REFERENCE, reference_name(art.card.variants), *names]))
     opts = BenchOptions(variants=timed, batches=measure.batches, threads=measure.threads, device=measure.device,
-                        eager=measure.eager, timing=measure.timing)
+                        eager=measure.eager, throughput=measure.throughput, timing=measure.timing)
     return bench_variants(art, opts, record=False, say=say)
 
 

@@ -198,8 +198,8 @@ def _logger(trt: ModuleType) -> Any:
 
 
 def _progress_monitor(trt: ModuleType) -> Any:
-    """Top-level builder phases as tqdm bars on stderr (TensorRT >= 10 reports them)."""
-    from tqdm.auto import tqdm
+    """Top-level builder phases as progress bars on stderr (TensorRT >= 10 reports them)."""
+    from zoodeploy.progress import bar
 
     class Monitor(trt.IProgressMonitor):
         def __init__(self):
@@ -208,7 +208,7 @@ def _progress_monitor(trt: ModuleType) -> Any:
 
         def phase_start(self, phase_name, parent_phase, num_steps):
             if parent_phase is None:  # num_steps is -1 where TensorRT does not know it yet
-                self.bars[phase_name] = tqdm(total=num_steps if num_steps > 0 else None,
+                self.bars[phase_name] = bar(total=num_steps if num_steps > 0 else None,
                                              desc=f"TensorRT {phase_name}", leave=False)
 
         def step_complete(self, phase_name, step):

@@ -12,11 +12,11 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from tqdm.auto import tqdm
 
 from zoodeploy.predict.batch import decode_batch, predict_rows
 from zoodeploy.predict.output import Block, ShardDone, ShardStore, concat
 from zoodeploy.preprocess import Preprocessing
+from zoodeploy.progress import bar as progress_bar
 from zoodeploy.runtime.base import available_cores
 
 
@@ -31,7 +31,7 @@ def run_local(runner, paths: list[str], prep: Preprocessing, store: ShardStore, 
     depth = workers + 2  # enough decoded batches queued that the model never waits on one
     written: dict[int, ShardDone] = {}
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool, \
-            tqdm(total=len(paths), initial=done_rows, unit="img", desc="predict", file=sys.stderr,
+            progress_bar(total=len(paths), initial=done_rows, unit="img", desc="predict", file=sys.stderr,
                  disable=not progress, dynamic_ncols=True) as bar:
         queue: deque[tuple[int, list[str], bool, Future]] = deque()
         todo = _batches(paths, store.shard_size, pending, batch)
