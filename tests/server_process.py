@@ -104,6 +104,26 @@ class ChildServer:
         except psutil.NoSuchProcess:
             pass
 
+    def processes(self) -> list[psutil.Process]:
+        """The server and every process it started that is alive now (workers, backend stubs)."""
+        if self._proc is None:
+            return []
+        self._remember_children()
+        return [p for p in map(_process, [self._proc.pid, *sorted(self._children)]) if p is not None]
+
+    def usage(self) -> tuple[float, int]:
+        """(CPU seconds, user + system, and resident bytes) of the server's processes together:
+        what it costs, whichever of its processes does the work."""
+        cpu, rss = 0.0, 0
+        for p in self.processes():
+            try:
+                t = p.cpu_times()
+                cpu += t.user + t.system + t.children_user + t.children_system
+                rss += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return cpu, rss
+
     def tail(self, lines: int = 30) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])

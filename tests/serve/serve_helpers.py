@@ -13,7 +13,9 @@ from server_process import ServerProcess
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "mobilenet_v2"  # the README's default model
 # small, so the tests reach them
-LIMITS = {"ZOODEPLOY_MAX_PIXELS": "4000000", "ZOODEPLOY_MAX_IMAGES": "8", "ZOODEPLOY_MAX_UPLOAD_MB": "1"}
+HEADER_TIMEOUT_S = 2
+LIMITS = {"ZOODEPLOY_MAX_PIXELS": "4000000", "ZOODEPLOY_MAX_IMAGES": "8", "ZOODEPLOY_MAX_UPLOAD_MB": "1",
+          "ZOODEPLOY_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S)}
 
 
 def png_bytes(img) -> bytes:

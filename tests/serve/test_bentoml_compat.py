@@ -9,7 +9,7 @@ import bentoml
 import pytest
 
 from zoodeploy.serve import bentoml_compat
-from zoodeploy.serve.bentoml_compat import TESTED, BentoMLVersionError, check_version
+from zoodeploy.serve.bentoml_compat import TESTED, UNMATCHED, BentoMLVersionError, check_version, endpoint_label
 
 SERVE = Path(bentoml_compat.__file__).parent
 PRIVATE = re.compile(r"\b(bentoml\._internal|_bentoml_impl|_bentoml_sdk)\b")
@@ -45,3 +45,11 @@ def test_no_other_serve_module_reaches_into_bentoml_internals():
     offenders = [p.name for p in SERVE.glob("*.py")
                  if p.name != "bentoml_compat.py" and PRIVATE.search(p.read_text())]
     assert offenders == []
+
+
+def test_metric_labels_are_route_templates_and_one_value_for_the_rest():
+    label = endpoint_label(["/classify", "/v2/models/{model}", "/v2/models/{model}/infer"])
+    paths = ("/classify", "/readyz", "/v2/models/junk1", "/v2/models/m/infer", "/static_content/a.js")
+    assert [label(p) for p in paths] == ["/classify", "/readyz", "/v2/models/{model}", "/v2/models/{model}/infer",
+                                         "/static_content/{path:path}"]
+    assert {label(p) for p in ("/junk1", "/junk2/x", "/classify/x", "/v2/models/a/b/c")} == {UNMATCHED}

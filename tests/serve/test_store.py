@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from cli_support import assert_one_line_error, run_cli
+from cli_support import assert_one_line_error, invoke_cli, run_cli
 from serve_helpers import REPO, start_server
 
 from zoodeploy.card import load_card
@@ -95,3 +95,12 @@ def test_built_bento_carries_its_model_and_serves_it(imported, served_artifact, 
     served = np.array([[{e["index"]: e["probability"] for e in a["top_k"]}[i] for i in range(10)] for a in answers])
     np.testing.assert_allclose(served, expected, atol=1e-5)
     assert meta["sha256"] == card.variants["fp32"].sha256 and meta["variant"] == "fp32"
+
+
+@pytest.mark.parametrize("how, env", [(["--port", "3201"], {}), ([], {"BENTOML_PORT": "3201"})])
+def test_samples_print_the_port_the_server_listens_on(served_artifact, tmp_path, how, env):
+    """`bento samples` (and scripts/demo.sh, which passes it the port) names the real port, not 3000."""
+    r = invoke_cli("bento", "samples", served_artifact, "-o", tmp_path / "s", *how, env=env)
+    assert r.returncode == 0, r.stderr
+    said = " ".join((r.stdout + r.stderr).split())  # the console wraps long lines
+    assert "localhost:3201/classify" in said and "localhost:3000" not in said, said

@@ -37,6 +37,9 @@ def import_cmd(artifact: ArtifactArg, variant: VariantOpt = None, name: NameOpt 
 def samples_cmd(artifact: ArtifactArg,
                 out: Annotated[Path, typer.Option("-o", "--out", help="Directory for the PNG files.")],
                 per_class: Annotated[int, typer.Option(min=1, help="Images of each class.")] = 1,
+                port: Annotated[int, typer.Option(
+                    min=1, max=65535, envvar="BENTOML_PORT",
+                    help="The server's port, for the example command (as `bentoml serve --port`).")] = 3000,
                 json: JsonFlag = False) -> None:
     """Write held-out test images of ARTIFACT's data, one PNG per class, to send to the server."""
     from zoodeploy.serve.samples import write_samples
@@ -45,4 +48,4 @@ def samples_cmd(artifact: ArtifactArg,
         print_json([str(p) for p in paths])
         return
     console.print(f"[green]wrote[/] {len(paths)} test images to {out}; e.g. curl -F image=@{paths[0]} "
-                  "localhost:3000/classify", soft_wrap=True)
+                  f"localhost:{port}/classify", soft_wrap=True)

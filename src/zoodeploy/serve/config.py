@@ -46,13 +46,16 @@ class ServeConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused before decoding (decompression bombs)
     max_images: int = 64  # images (or tensor rows) in one request
     max_upload_mb: int = 64  # request body size; larger ones are refused (413) before parsing
+    header_timeout_s: int = 10  # a connection whose request headers are not in by then is closed
+    max_connections: int = 1000  # per worker; a request beyond them is answered 503
 
     def __post_init__(self):
         if self.artifact and self.model:
             raise ServeConfigError("give either artifact (a directory) or model (a store tag), not both")
         if self.provider is not None and self.provider not in PROVIDER_CHOICES:
             raise ServeConfigError(f"provider must be one of {', '.join(PROVIDER_CHOICES)}, got {self.provider!r}")
-        for name in ("workers", "max_batch_size", "max_latency_ms", "max_pixels", "max_images", "max_upload_mb"):
+        for name in ("workers", "max_batch_size", "max_latency_ms", "max_pixels", "max_images", "max_upload_mb",
+                     "header_timeout_s", "max_connections"):
             if getattr(self, name) < 1:
                 raise ServeConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 1, got {getattr(self, name)}")
         if self.threads is not None and self.threads < 1:
