@@ -63,7 +63,7 @@ def _every_command() -> list[list[str]]:
 def test_usage_errors_help_and_models_list_import_no_heavy_library(tmp_path):
     """A mistyped option, a command's --help, a mistyped command or zoo name and `models list` answer
     without torch, torchvision, onnxruntime, openvino, bentoml, ray or onnx (4 to 8 s each on 2 cores)."""
-    runs = [["models", "list"], ["trian"], ["train", "resnet5", "-o", tmp_path / "a"]]
+    runs = [["models", "list"], ["models", "info", "resnet5"], ["trian"], ["train", "resnet5", "-o", tmp_path / "a"]]
     runs += [[*cmd, flag] for cmd in _every_command() for flag in ("--bogus", "--help")]
     _, loaded = _imports_after(*runs)
     heavy = {args: set(mods) - NOT_YET_LIGHT.get(args.split()[0], set()) for args, mods in loaded.items()}

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from zoodeploy.cli.common import JsonFlag, print_json
-from zoodeploy.models.facts import IMAGENET, Facts, zoo_facts
+from zoodeploy.models.facts import Facts, IMAGENET, refuse_unknown_architecture, zoo_facts
 
 if TYPE_CHECKING:  # the zoo imports torch: imported by `models info` when it runs, never by `models list`
     from zoodeploy.models.profile import ModelProfile
@@ -73,12 +73,13 @@ def info_cmd(name: Annotated[str, typer.Argument(help="Architecture, e.g. resnet
              input_size: InputSizeOpt = None, num_classes: NumClassesOpt = None,
              layers: LayersFlag = False, json: JsonFlag = False) -> None:
     """Build one architecture (zoo or torchvision) and measure its parameters, MACs and activation memory."""
-    from zoodeploy.models.profile import profile_arch
-    from zoodeploy.models.zoo import get_spec
+    refuse_unknown_architecture(name)  # a mistyped name, before torch loads
     if name not in zoo_facts():
         from zoodeploy.models.sources import resolve_source
         if resolve_source(name).kind == "torchvision":
             return _torchvision_info(name, input_size, num_classes, layers, json)
+    from zoodeploy.models.profile import profile_arch
+    from zoodeploy.models.zoo import get_spec
     spec = get_spec(name)
     classes = num_classes or spec.figures_num_classes
     profile = profile_arch(name, input_size=input_size, num_classes=classes, layers=layers)

@@ -49,6 +49,36 @@ def zoo_facts() -> Registry[Facts]:
     return facts
 
 
+def torchvision_catalogue() -> tuple[str, ...] | None:
+    """torchvision's classification model names as of the version the table below was written from,
+    when that version is the one installed (read from its metadata, no import); else None."""
+    from importlib import metadata
+    try:
+        installed = metadata.version("torchvision")
+    except metadata.PackageNotFoundError:
+        return None
+    return TORCHVISION_NAMES if installed.split("+")[0] == TORCHVISION_VERSION else None  # 0.29.1+cu130
+
+
+def did_you_mean(text: str, names: list[str] | tuple[str, ...]) -> str:
+    """` (did you mean a, b?)` over `names`, or nothing when none is close."""
+    import difflib
+    close = difflib.get_close_matches(text, list(names), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def refuse_unknown_architecture(name: str) -> None:
+    """An UnknownNameError with a did-you-mean when `name` is neither a zoo entry nor (by the stored
+    catalogue) a torchvision model, without importing either; with no catalogue, nothing is decided."""
+    from zoodeploy.errors import UnknownNameError
+    catalogue = torchvision_catalogue()
+    if name in zoo_facts() or catalogue is None or name in catalogue:
+        return
+    close = did_you_mean(name, list(dict.fromkeys([*zoo_facts(), *catalogue])))
+    raise UnknownNameError(f"{name} is neither a zoo nor a torchvision model name{close}; "
+                           "list them with `zoodeploy models list --all`")
+
+
 # ---- written by `python tests/models/test_facts.py --write`: do not edit by hand ----
 ZOO: tuple[Facts, ...] = (
     Facts(name='lenet5', family='LeNet', year=1998, paper='Gradient-Based Learning Applied to Document Recognition',
@@ -219,4 +249,20 @@ ZOO: tuple[Facts, ...] = (
           min_input_size=3, published_params=5300000, published_macs=564000000,
           figures_source='Zoph et al. 2018, Table 2 (NASNet-A (4 @ 1056): 5.3M parameters, 564M mult-adds)',
           weights_enum=None),
+)
+TORCHVISION_VERSION = '0.29.1'
+TORCHVISION_NAMES: tuple[str, ...] = (
+    'alexnet', 'convnext_base', 'convnext_large', 'convnext_small', 'convnext_tiny', 'densenet121',
+    'densenet161', 'densenet169', 'densenet201', 'efficientnet_b0', 'efficientnet_b1', 'efficientnet_b2',
+    'efficientnet_b3', 'efficientnet_b4', 'efficientnet_b5', 'efficientnet_b6', 'efficientnet_b7',
+    'efficientnet_v2_l', 'efficientnet_v2_m', 'efficientnet_v2_s', 'googlenet', 'inception_v3', 'maxvit_t',
+    'mnasnet0_5', 'mnasnet0_75', 'mnasnet1_0', 'mnasnet1_3', 'mobilenet_v2', 'mobilenet_v3_large',
+    'mobilenet_v3_small', 'regnet_x_16gf', 'regnet_x_1_6gf', 'regnet_x_32gf', 'regnet_x_3_2gf',
+    'regnet_x_400mf', 'regnet_x_800mf', 'regnet_x_8gf', 'regnet_y_128gf', 'regnet_y_16gf', 'regnet_y_1_6gf',
+    'regnet_y_32gf', 'regnet_y_3_2gf', 'regnet_y_400mf', 'regnet_y_800mf', 'regnet_y_8gf', 'resnet101',
+    'resnet152', 'resnet18', 'resnet34', 'resnet50', 'resnext101_32x8d', 'resnext101_64x4d', 'resnext50_32x4d',
+    'shufflenet_v2_x0_5', 'shufflenet_v2_x1_0', 'shufflenet_v2_x1_5', 'shufflenet_v2_x2_0', 'squeezenet1_0',
+    'squeezenet1_1', 'swin_b', 'swin_s', 'swin_t', 'swin_v2_b', 'swin_v2_s', 'swin_v2_t', 'vgg11', 'vgg11_bn',
+    'vgg13', 'vgg13_bn', 'vgg16', 'vgg16_bn', 'vgg19', 'vgg19_bn', 'vit_b_16', 'vit_b_32', 'vit_h_14',
+    'vit_l_16', 'vit_l_32', 'wide_resnet101_2', 'wide_resnet50_2',
 )
