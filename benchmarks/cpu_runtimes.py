@@ -294,7 +294,7 @@ def main() -> None:
     splits = load_splits("digits")
     # what `zoodeploy build --target cpu` makes on this machine, and fp32 on OpenVINO for the table
     extras = tuple(p for p in TARGET_EXTRA_PASSES[Target.cpu] if PASSES.get(p).why_not_here() is None)
-    passes = TARGET_PASSES[Target.cpu] + ("ov-fp32",) + extras
+    passes = TARGET_PASSES[Target.cpu] + ("ov-fp32", "int8-mixed") + extras  # int8-mixed: nets with depthwise/SE
     print(f"zoodeploy passes: {', '.join(passes)}")
 
     def one(name: str, root: Path) -> None:
