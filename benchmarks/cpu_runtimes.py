@@ -56,7 +56,9 @@ def make_artifact(name: str, root: Path, splits, passes: tuple[str, ...], max_dr
     torch.manual_seed(0)
     init_artifact(name, out, image_size=SIZE, splits=splits)
     export_artifact(out)
-    optimize(out, OptimizeConfig(passes=passes, max_drop=max_drop, bench=False, threads=threads))
+    made = optimize(out, OptimizeConfig(passes=passes, max_drop=max_drop, bench=False, threads=threads))
+    for p, why in made.not_made.items():
+        print(f"  ({name}: {p} not made: {why})")
     evaluate_variants(out, options=RunOptions(threads=threads))
     return out
 
