@@ -7,6 +7,7 @@ One server for the module (conftest.py).
 from __future__ import annotations
 
 import io
+import json
 import select
 import socket
 import time
@@ -115,13 +116,24 @@ def test_the_servers_own_errors_are_json(server, method, path, status):
     assert r.status_code == status and isinstance(r.json()["error"], str), r.text[:300]
 
 
-def test_a_broken_request_line_leaves_the_server_serving(server, digit):
-    """uvicorn answers this itself, before any ASGI code runs: a plain-text 400 we cannot re-write."""
+def test_a_broken_request_line_gets_a_json_400_and_the_server_keeps_serving(server, digit):
+    """uvicorn's parser answers this before any ASGI code runs; the protocol class zoodeploy gives
+    uvicorn (serve/connections.py) makes that answer the service's one-line JSON error."""
     url = urlparse(server.url)
-    with socket.create_connection((url.hostname, url.port), timeout=10) as s:
-        s.sendall(b"GARBAGE / HTTP/9.9 extra\r\n\r\n")
-        assert s.recv(200).startswith(b"HTTP/1.1 400")
+    for raw in (b"GARBAGE / HTTP/9.9 extra\r\n\r\n", b"GET / HTTP/1.1\r\nbad header line\r\n\r\n"):
+        with socket.create_connection((url.hostname, url.port), timeout=10) as s:
+            s.sendall(raw)
+            head, _, body = _read_all(s).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, head
+        assert "malformed HTTP request" in json.loads(body)["error"], body
     _still_serves(server, digit)
+
+
+def _read_all(s: socket.socket) -> bytes:
+    chunks = []
+    while chunk := s.recv(4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _series(url: str) -> set[tuple]:

@@ -10,12 +10,15 @@ still open after 60 s. So the HTTP protocol uvicorn runs is replaced by one that
 connection whose request headers have not all arrived `header_timeout` seconds after it opened
 (or after the first byte of its next request), and that answers 503 (uvicorn's own
 `limit_concurrency`) once a worker holds `max_connections` connections. A request whose headers
-are in is bounded by BentoML's `traffic.timeout` instead.
+are in is bounded by BentoML's `traffic.timeout` instead. The same class answers a request uvicorn's
+parser cannot read (a broken request line, an invalid header) with the service's one-line JSON error
+instead of uvicorn's plain text: that 400 is sent before any ASGI code runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 
 class HeaderDeadline:
@@ -56,6 +59,13 @@ class HeaderDeadline:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to what its parser rejects, as `{"error": ...}`; the connection closes."""
+        body = json.dumps({"error": f"malformed HTTP request ({msg}); send HTTP/1.1 with valid headers"}).encode()
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: "
+                             + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+        self.transport.close()
 
     def _expired(self) -> None:
         self._deadline = None
