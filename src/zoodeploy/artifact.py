@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoodeploy.card import (Accuracy, LatencyStats, ModelCard, Precision, ThroughputStats, Variant, load_card,
-                            update_card)
+                            settled, update_card)
 from zoodeploy.errors import ArtifactError, GateError
 from zoodeploy.fileio import sha256_file
 
@@ -268,10 +268,6 @@ class Selection:
         return f"{self.name} by {self.by or self.objective.value} ({self.figure})" + "".join(f"; {n}" for n in self.notes)
 
 
-def _stable(stats: LatencyStats | ThroughputStats) -> bool:
-    return not (stats.settings and stats.settings.stable is False)
-
-
 def select(card: ModelCard, max_drop: float, batch: int, *, objective: Objective | str = Objective.latency,
            max_latency_ms: float | None = None, sizes: dict[str, int] | None = None) -> Selection:
     """The variant to run: the best by `objective` among those whose top-1 (agreement with fp32,
@@ -302,8 +298,8 @@ def select(card: ModelCard, max_drop: float, batch: int, *, objective: Objective
         raise GateError(f"{card.name}: no variant has accuracy within {max_drop:g} pt of fp32 and batch-{batch} "
                         f"latency{'' if max_latency_ms is None else f' within {max_latency_ms:g} ms'}; "
                         "run `zoodeploy evaluate` and `zoodeploy bench`")
-    unstable = sorted(n for n, s in rows.items() if not _stable(s))
-    stable = {n: s for n, s in rows.items() if _stable(s)}
+    unstable = sorted(n for n, s in rows.items() if not settled(s))
+    stable = {n: s for n, s in rows.items() if settled(s)}
     if unstable:
         notes.append(f"{', '.join(unstable)} not chosen on speed: latency unstable after re-measuring")
     if not stable:
@@ -325,7 +321,7 @@ def _best_row(variant: Variant, objective: Objective, batch: int) -> LatencyStat
         return variant.latency.get(str(batch))
     if variant.throughput is not None:
         return variant.throughput
-    rows = sorted(variant.latency.values(), key=lambda s: (_stable(s), s.throughput))
+    rows = sorted(variant.latency.values(), key=lambda s: (settled(s), s.throughput))
     return rows[-1] if rows else None
 
 

@@ -181,13 +181,14 @@ def _optimize(cfg: BuildConfig, art: Artifact, progress: bool, build_say: Say) -
     """The target's passes and the extra ones this machine can run, then one measurement of every
     variant they made (fp32 and eager included) at every bench batch size, interleaved in one run."""
     from zoodeploy.optimize import Measure, OptimizeConfig
-    from zoodeploy.optimize.pipeline import make_variants, measure_variants, progress_say
+    from zoodeploy.optimize.pipeline import make_variants, measure_variants
+    from zoodeploy.progress import write
     from zoodeploy.errors import OptimizeError
     from zoodeploy.optimize.passes import PASSES
     opt = OptimizeConfig(passes=cfg.passes + cfg.extra_passes, max_drop=cfg.max_drop, threads=cfg.threads,
                          progress=progress, target_isa=target_isa_for(cfg.target, cfg.target_isa),
                          calib_data=cfg.source.separate_calibration if cfg.source else None)
-    ctx, say = opt.context(), progress_say if progress else build_say  # in a log: a line per pass and batch
+    ctx, say = opt.context(), write if progress else build_say  # in a log: a line per pass and batch
     skipped: dict[str, list[str]] = {}  # why -> passes
     extras = []
     for name in cfg.extra_passes:  # what this machine cannot run is skipped, not tried

@@ -261,6 +261,12 @@ class ThroughputStats(_Model):
     settings: RunSettings | None = None  # runtime, its config in effect, stable, run id, host
 
 
+def settled(stats: LatencyStats | ThroughputStats) -> bool:
+    """Whether a timing may be chosen on speed: not marked unstable (a row from before the stability
+    check, without settings, counts as settled)."""
+    return not (stats.settings and stats.settings.stable is False)
+
+
 class Variant(_Model):
     """One deployable form of the model: its file, how it was made, what it measures."""
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from zoodeploy.bench.latency import BenchConfig, Call, measure_many
 from zoodeploy.bench.variants import remeasure_unstable, run_settings, timing_input
-from zoodeploy.card import LatencyStats, ThroughputStats
+from zoodeploy.card import LatencyStats, ThroughputStats, settled
 from zoodeploy.runtime.base import Runner
 
 OpenAt = Callable[[str, int], Runner]  # (variant, streams) -> a runner with that many requests in flight
@@ -64,11 +64,7 @@ def settings_to_try(batches: tuple[int, ...], threads: int, fixed_batch: int | N
 
 def best(rows: Mapping[Setting, LatencyStats]) -> Setting:
     """The setting with the most images/s among the stable ones (among all, when none settled)."""
-    return max(rows, key=lambda s: (_stable(rows[s]), rows[s].throughput))
-
-
-def _stable(stats: LatencyStats) -> bool:
-    return not (stats.settings and stats.settings.stable is False)
+    return max(rows, key=lambda s: (settled(rows[s]), rows[s].throughput))
 
 
 def measure_throughput(names: list[str], open_at: OpenAt, x: np.ndarray, batches: tuple[int, ...], threads: int,

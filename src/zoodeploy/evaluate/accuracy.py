@@ -40,6 +40,11 @@ def agreement(logits: np.ndarray, reference: np.ndarray) -> float:
     return float((logits.argmax(1) == reference.argmax(1)).mean() * 100.0)
 
 
+def drop_measure(labels: np.ndarray) -> str:
+    """What `top1_score` measures on these labels, for the lines and records that quote a drop."""
+    return "top-1" if is_labelled(labels) else "top-1 agreement with fp32"
+
+
 def top1_score(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
     """What a drop budget is measured on: top-1 accuracy with labels, agreement with the
     reference (fp32) without them."""

@@ -16,9 +16,10 @@ from zoodeploy.artifact import Artifact
 from zoodeploy.errors import OptimizeError
 from zoodeploy.target import TargetIsa
 from zoodeploy.optimize.passes import PASSES, GpuBuild, PassContext, parse_passes
-from zoodeploy.optimize.pipeline import Made, Measure, make_variants, progress_say
+from zoodeploy.optimize.pipeline import Made, Measure, make_variants
 from zoodeploy.optimize.quantize import Calibration, QuantConfig, Scheme
 from zoodeploy.optimize.source import resolve_artifact
+from zoodeploy.progress import quiet, write
 
 DEFAULT_PASSES = ("fuse", "int8")
 
@@ -69,4 +70,4 @@ def optimize(artifact: Artifact | str | Path, cfg: OptimizeConfig | None = None,
     gpu = any(PASSES.get(p).gpu for p in cfg.passes)
     measure = measure or Measure(bench=cfg.bench, threads=cfg.threads, device="cuda" if gpu else "cpu")
     return make_variants(art, cfg.passes, cfg.context(), measure,
-                         say=progress_say if cfg.progress else lambda line: None)
+                         say=write if cfg.progress else quiet)

@@ -30,7 +30,7 @@ from zoodeploy.artifact import REFERENCE, Artifact
 from zoodeploy.card import Precision, Variant
 from zoodeploy.errors import OptimizeError
 from zoodeploy.fileio import staging_dir
-from zoodeploy.evaluate.accuracy import is_labelled, run_batched, top1_score
+from zoodeploy.evaluate.accuracy import drop_measure, run_batched, top1_score
 from zoodeploy.optimize.data import validation_arrays
 from zoodeploy.optimize.passes import PassContext
 from zoodeploy.optimize.quantize import (QuantConfig, Quantizer, keep_in_float, open_quantizer, quantize,
@@ -160,7 +160,7 @@ def control(quantizer: Quantizer, x_val: np.ndarray, y_val: np.ndarray, fp32: Pa
     base = list(quantizer.cfg.nodes_to_exclude)
     s = _Search(quantizer, base, x_val, y_val, logits_of(fp32, x_val, threads), threads, workdir)
     report = AccuracyControl(max_drop_pt=max_drop, split="val", n=len(y_val), fp32_top1=s.ref_top1, candidates=0,
-                           measure="top-1" if is_labelled(y_val) else "top-1 agreement with fp32")
+                           measure=drop_measure(y_val))
     if s.drop(0).val_drop_pt <= max_drop:
         k, report.stopped = 0, "plain quantization is within budget"
     else:

@@ -23,7 +23,7 @@ from pathlib import Path
 from zoodeploy.artifact import REFERENCE, Artifact
 from zoodeploy.card import Precision, Runtime, Validation, Variant
 from zoodeploy.errors import ArtifactError, MissingDependencyError, OptimizeError, first_line
-from zoodeploy.evaluate.accuracy import is_labelled, run_batched, top1_score
+from zoodeploy.evaluate.accuracy import drop_measure, run_batched, top1_score, variant_logits
 from zoodeploy.export.validate import TOLERANCES, Tolerance, compare, compare_logits, summary, validation_samples
 from zoodeploy.optimize.isa import Isa, detect_isa
 from zoodeploy.optimize.passes import PASSES, PassContext
@@ -113,12 +113,10 @@ def judge_against_fp32(art: Artifact, candidate, what: str, max_drop: float | No
         same_file.checks.append("not judged against fp32: the card records no validation split")
         return same_file
     x, y = art.val_data()
-    with OrtRunner(art.file(REFERENCE), REFERENCE, options) as fp32:
-        ref = run_batched(fp32, x)
+    ref = variant_logits(art, REFERENCE, x, options)
     got = run_batched(candidate, x)
     drop = top1_score(ref, y, ref) - top1_score(got, y, ref)
-    measure = "top-1" if is_labelled(y) else "top-1 agreement with fp32"
-    line = f"{measure} drop vs fp32 {drop:+.2f} pt on the val split ({len(y)} images)"
+    line = f"{drop_measure(y)} drop vs fp32 {drop:+.2f} pt on the val split ({len(y)} images)"
     if max_drop is not None and drop > max_drop:
         raise OptimizeError(f"{what}: {line} is over the {max_drop:g} pt budget; the int8 variant on ONNX Runtime "
                             "stays usable (or pass a larger --max-drop)")

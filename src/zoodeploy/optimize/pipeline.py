@@ -8,10 +8,8 @@ person must know (an INT8 variant that is not faster on this CPU).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
 
 from zoodeploy.bench.latency import BenchConfig
 from zoodeploy.artifact import FUSED, REFERENCE, Artifact
@@ -22,7 +20,7 @@ from zoodeploy.target import Isa, detect_isa
 from zoodeploy.errors import OptimizeError, ZoodeployError, first_line
 from zoodeploy.optimize.passes import PASSES, PassContext, parse_passes, plan_passes
 from zoodeploy.optimize.record import STALE, making
-from zoodeploy.progress import write
+from zoodeploy.progress import Say, quiet
 from zoodeploy.runtime import RunOptions
 from zoodeploy.target import needs_gpu
 
@@ -44,17 +42,6 @@ class Measure:
     timing: BenchConfig = field(default_factory=lambda: SPEED_BENCH)
 
 
-Say = Callable[[str], None]
-
-
-def _quiet(line: str) -> None:
-    pass
-
-
-def progress_say(line: str) -> None:
-    write(line)  # above the bars on a terminal
-
-
 class Made(list):
     """The variants a run made, in the order made; `not_made` maps each pass that made nothing to
     one line saying why (it failed, or a pass it needs did), so one failure never hides the rest;
@@ -67,7 +54,7 @@ class Made(list):
 
 
 def make_variants(artifact: Artifact | str | Path, passes: list[str] | tuple[str, ...], ctx: PassContext,
-                  measure: Measure | None = None, say: Say = _quiet) -> Made:
+                  measure: Measure | None = None, say: Say = quiet) -> Made:
     """Run `passes` (and those they need) on the artifact, then measure every variant they made.
 
     A pass that fails records nothing and is listed in `not_made` with its reason, and the passes
@@ -114,7 +101,7 @@ def _nothing_made(asked: set[str], made: Made) -> None:
                         + "; ".join(f"{name} ({why})" for name, why in made.not_made.items()))
 
 
-def measure_variants(artifact: Artifact | str | Path, names: list[str], measure: Measure, say: Say = _quiet) -> None:
+def measure_variants(artifact: Artifact | str | Path, names: list[str], measure: Measure, say: Say = quiet) -> None:
     """Accuracy and drift, then latency and speed-up against the reference, of `names`."""
     art = Artifact.of(artifact)
     card = art.card
@@ -135,7 +122,7 @@ def reference_name(names: dict) -> str:
     return FUSED if FUSED in names else REFERENCE
 
 
-def time_against_reference(art: Artifact, names: list[str], measure: Measure, say: Say = _quiet) -> BenchResult:
+def time_against_reference(art: Artifact, names: list[str], measure: Measure, say: Say = quiet) -> BenchResult:
     timed = list(dict.fromkeys([REFERENCE, reference_name(art.card.variants), *names]))
     opts = BenchOptions(variants=timed, batches=measure.batches, threads=measure.threads, device=measure.device,
                         eager=measure.eager, throughput=measure.throughput, timing=measure.timing)

@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 
 from zoodeploy.artifact import SELECTED, Artifact
-from zoodeploy.card import ModelCard, Variant
+from zoodeploy.card import ModelCard, Variant, settled
 from zoodeploy.errors import DataError
 from zoodeploy.predict.inputs import expand_inputs
 from zoodeploy.predict.output import OutputFormat, Schema, ShardDone, ShardStore
@@ -128,7 +128,7 @@ def local_settings(variant: Variant, config: PredictConfig) -> tuple[int, int]:
     request at a time; without one, what `bench --throughput` found fastest for the variant (each call
     then takes a batch per request in flight), else DEFAULT_BATCH."""
     best = variant.throughput
-    if config.batch is not None or best is None or best.settings and best.settings.stable is False:
+    if config.batch is not None or best is None or not settled(best):
         return config.batch or DEFAULT_BATCH, 1
     return best.batch * best.streams, best.streams
 

@@ -22,7 +22,8 @@ import json
 
 
 class HeaderDeadline:
-    """Mixed in before one of uvicorn's HTTP protocols (they share `cycle`, `transport`, `loop`)."""
+    """Mixed in before one of uvicorn's HTTP protocols (they share `cycle`, `transport`, `loop`): the
+    header deadline, the connection cap, and the parser's 400 as JSON."""
 
     header_timeout: float = 10.0
     max_connections: int | None = None
