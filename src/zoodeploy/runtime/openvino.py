@@ -9,6 +9,7 @@ refuses a mismatch, and reports it all in `settings` for the card.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from zoodeploy.runtime.base import Closing, RunOptions, check_input, split_batch
 DEVICE = "CPU"
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}  # card spelling -> OpenVINO's
 VERSION = ov.__version__.split("-")[0]  # 2026.4.1-22982-... -> 2026.4.1
+STUCK_S = 120.0  # a request in flight this long is stuck, not slow (a batch of 64 at 224 px takes ~2 s)
+WAIT_STEP_MS = 500
 
 
 def ov_config(threads: int, precision: str = "f32", hint: str = "LATENCY", streams: int | None = None) -> dict[str, str]:
@@ -81,8 +84,16 @@ def in_effect(compiled: ov.CompiledModel) -> dict[str, str]:
 
 class OpenVinoRunner(Closing):
     """One compiled model: with one stream, one synchronous infer request (the latency path); with
-    several, an AsyncInferQueue of one request per stream, and `run` cuts a batch into one part per
-    stream and keeps them all in flight (the throughput path: OpenVINO's THROUGHPUT hint)."""
+    several, one request per stream, and `run` cuts a batch into one part per stream and keeps them
+    all in flight (the throughput path: OpenVINO's THROUGHPUT hint).
+
+    Not OpenVINO's AsyncInferQueue: a request specializes itself to an input shape on its first run,
+    and several requests doing that at once on a dynamic-batch model can deadlock the CPU plugin's
+    thread pool on a machine of few cores, inside a `wait_all` that has no timeout (ultralytics saw it
+    on 4-core CI runners, ultralytics/ultralytics#25921 and #25923; a CI run of ours hung for an hour
+    on 2 cores, most likely there). So the first
+    run of each shape on each request is synchronous and one at a time, only requests that know
+    their shape run together, and every wait is bounded (`STUCK_S`)."""
 
     def __init__(self, path: Path, name: str, options: RunOptions, precision: str = "f32",
                  hint: str = "LATENCY", streams: int | None = None):
@@ -99,18 +110,19 @@ class OpenVinoRunner(Closing):
         self.request_batch = int(shape[0].get_length()) if shape[0].is_static else None  # a fixed-batch export
         self.batch = self.request_batch * self.streams if self.request_batch else None  # what `run` takes
         self.dtype = np.uint8 if inp.get_element_type().get_type_name() == "u8" else np.float32
-        self.request = self.compiled.create_infer_request()
-        self.queue = ov.AsyncInferQueue(self.compiled, self.streams) if self.streams > 1 else None
+        self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
+        self.request = self.requests[0]
+        self._shapes: list[set[tuple[int, ...]]] = [set() for _ in self.requests]  # shapes each request has run
         effect = in_effect(self.compiled)  # OpenVINO may run fewer streams than asked (no more than threads)
         self.settings: dict[str, Any] = {
             "runtime": "openvino", "version": VERSION, "device": DEVICE, "intra_op_threads": options.num_threads,
             "precision": config["INFERENCE_PRECISION_HINT"], "config": effect,
             **({"mode": f"{self.streams} requests in flight on {effect.get('NUM_STREAMS', '?')} streams"}
-               if self.queue else {})}
+               if self.streams > 1 else {})}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, self.input_shape, self.batch, self.dtype)
-        if self.queue is None:
+        if self.streams == 1:
             self.request.infer({0: x})
             return self.request.get_output_tensor(0).data.copy()  # the request reuses its buffer
         return self._run_in_flight(x)
@@ -118,18 +130,34 @@ class OpenVinoRunner(Closing):
     def _run_in_flight(self, x: np.ndarray) -> np.ndarray:
         parts = split_batch(x, self.streams)
         out: list[np.ndarray | None] = [None] * len(parts)
-
-        def done(request: ov.InferRequest, i: int) -> None:
-            out[i] = request.get_output_tensor(0).data.copy()
-
-        self.queue.set_callback(done)
-        for i, part in enumerate(parts):
-            self.queue.start_async({0: part}, i)
-        self.queue.wait_all()
+        jobs = list(zip(self.requests, parts, self._shapes))
+        for i, (request, part, shapes) in enumerate(jobs):
+            if part.shape not in shapes:  # a first run at this shape: alone, synchronously
+                request.infer({0: part})
+                shapes.add(part.shape)
+                out[i] = request.get_output_tensor(0).data.copy()
+        running = [i for i, o in enumerate(out) if o is None]
+        for i in running:
+            jobs[i][0].start_async({0: jobs[i][1]})
+        for i in running:
+            out[i] = self._finish(jobs[i][0])
         return np.concatenate(out)
 
+    def _finish(self, request: ov.InferRequest) -> np.ndarray:
+        """The request's logits once it is done; an error, not a hang, when it never is."""
+        deadline = time.monotonic() + STUCK_S
+        while not request.wait_for(WAIT_STEP_MS):  # in steps, so that Ctrl-C is seen between them
+            if time.monotonic() > deadline:
+                for r in self.requests:
+                    r.cancel()
+                raise ArtifactError(f"OpenVINO {VERSION}: a request of {self.name} still running after {STUCK_S:g} s "
+                                    f"with {self.streams} in flight (stuck in the CPU plugin); one request at a time avoids it "
+                                    "(predict: give --batch)")
+        return request.get_output_tensor(0).data.copy()
+
     def close(self) -> None:
-        self.queue = self.request = self.compiled = None
+        self.requests = []
+        self.request = self.compiled = None
 
 
 def open_variant(artifact: Artifact | Path, card: ModelCard, variant: str, options: RunOptions) -> OpenVinoRunner:
