@@ -231,7 +231,8 @@ def _select(cfg: BuildConfig, art: Artifact, progress: bool, say: Say) -> str:
         chosen = select(card, cfg.max_drop, b, objective=cfg.select, max_latency_ms=cfg.max_latency_ms, sizes=sizes)
         card.selected = chosen.name
         not_made = card.provenance.build.not_made if card.provenance.build else {}
-        card.provenance.build = _record(cfg, card, rule=RULES[chosen.objective], why=chosen.notes, not_made=not_made)
+        card.provenance.build = _record(cfg, card, rule=RULES[chosen.objective], objective=chosen.objective.value,
+                                        why=chosen.notes, not_made=not_made)
     v = card.variants[card.selected]
     lat = v.latency.get(str(b))
     timing = f", p50 {lat.p50_ms:.3g} ms at batch {b} on this host{eager_ratio(lat)}" if lat else ""

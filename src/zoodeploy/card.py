@@ -305,6 +305,7 @@ class BuildRecord(_Model):
     weights: str | None = None
     passes: list[str] = Field(default_factory=list)
     rule: str = "fastest p50 within max_drop of fp32 top-1"
+    objective: str = "latency"  # what it selected by: latency | throughput | size (the service follows it)
     why: list[str] = Field(default_factory=list)  # what the selection left out and why, a fallback taken
     not_made: dict[str, str] = Field(default_factory=dict)  # pass -> why it was skipped or failed, one line
 

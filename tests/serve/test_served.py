@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import io
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from zoodeploy.artifact import resolve_variant
-from zoodeploy.card import Accuracy, LatencyStats, Precision, Runtime, load_card, save_card
+from zoodeploy.card import (Accuracy, BuildRecord, LatencyStats, Precision, RunSettings, Runtime, ThroughputStats,
+                            load_card, save_card, update_card)
 from zoodeploy.errors import ArtifactError
 from zoodeploy.preprocess import Preprocessing, load_image, preprocess, softmax
 from zoodeploy.recipes import Fp16Recipe
 from zoodeploy.runtime.ort import TENSORRT
 from zoodeploy.serve import (Plan, RequestError, ServeConfig, ServeConfigError, images_to_tensor, ort_threads,
                              provider_for, resources_for, run_options, tensor_input, top_k)
+from zoodeploy.serve.served import ServedModel
 from zoodeploy.serve.store import import_artifact
 
 PREP = Preprocessing(size=32, resize=32)
@@ -153,6 +156,50 @@ def test_plan_reads_the_artifact(artifact):
     assert (plan.variant, plan.provider, plan.notes, plan.input_shape) == ("fp32", "cpu", (), (3, 32, 32))
     with pytest.raises(ArtifactError, match="no card.json"):
         Plan.make(ServeConfig(artifact=str(art / "nope")))
+
+
+def test_a_card_built_for_throughput_is_served_with_its_measured_batch_and_requests_in_flight(artifact):
+    """`build --select throughput` recorded batch 8 x 2 requests in flight for fp32: the server runs two
+    sessions (one thread each) and batches up to 16 images, with the same logits; what the server is
+    told wins; a card selected by latency, or a timing not settled, keeps one request and 32."""
+    art = artifact("mobilenet_v2")
+    best = ThroughputStats(throughput=900.0, batch=8, streams=2, threads=2, runs=20,
+                           settings=RunSettings(runtime="onnxruntime", stable=True))
+    with update_card(art) as card:
+        card.selected = "fp32"
+        card.variants["fp32"].throughput = best
+        card.provenance.build = BuildRecord(target="cpu", max_drop=1.0, select_batch=1, batches=[1],
+                                            objective="throughput")
+    config = ServeConfig(artifact=str(art), threads=2)
+    plan = Plan.make(config)
+    assert (plan.streams, plan.max_batch_size) == (2, 32) and "batch 8 x 2 in flight" in plan.batching_note
+    told = Plan.make(replace(config, streams=1, max_batch_size=4))
+    assert (told.streams, told.max_batch_size, told.batching_note) == (1, 4, None)
+    x = np.random.default_rng(0).standard_normal((7, *plan.input_shape)).astype(np.float32)
+    served = ServedModel(plan, config)
+    try:
+        assert served.describe()["mode"] == "2 sessions in flight" and served.describe()["max_batch_size"] == 32
+        assert [r.settings["intra_op_threads"] for r in served.runner.runners] == [1, 1]
+        two = served.run(x)
+    finally:
+        served.runner.close()
+    one = ServedModel(replace(plan, streams=1), config)
+    try:
+        np.testing.assert_allclose(two, one.run(x), rtol=1e-4, atol=1e-5)
+    finally:
+        one.runner.close()
+    with update_card(art) as card:
+        card.variants["fp32"].throughput = best.model_copy(update={"batch": 64})
+    assert Plan.make(config).max_batch_size == 128  # 64 x 2: more than the default 32
+    for change in ({"objective": "latency"}, None):
+        with update_card(art) as card:
+            if change:
+                card.provenance.build = card.provenance.build.model_copy(update=change)
+            else:
+                card.variants["fp32"].throughput = best.model_copy(
+                    update={"settings": RunSettings(runtime="onnxruntime", stable=False)})
+        plan = Plan.make(config)
+        assert (plan.streams, plan.max_batch_size, plan.batching_note) == (1, 32, None)
 
 
 # --- requests ------------------------------------------------------------------------------------

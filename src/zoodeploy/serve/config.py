@@ -20,6 +20,7 @@ from zoodeploy.runtime.base import available_cores
 from zoodeploy.target import Device
 
 DEFAULT_ARTIFACT = Path("artifacts") / "default"  # what scripts/demo.sh builds, relative to the repo root
+DEFAULT_MAX_BATCH = 32
 ENV_PREFIX = "ZOODEPLOY_"
 # ZOODEPLOY_PROVIDER: a Device, or `tensorrt`: CUDA with TensorRT in front for what it can build of
 # an ONNX variant (ONNX Runtime's TensorRT execution provider; other runtimes run on CUDA as they are)
@@ -41,7 +42,10 @@ class ServeConfig:
     provider: str | None = None  # cpu | cuda | tensorrt (default: cuda for variants made for a GPU, else cpu)
     workers: int = 1  # worker processes (each loads the variant)
     threads: int | None = None  # ONNX Runtime intra-op threads per worker (default: cores / workers)
-    max_batch_size: int = 32  # adaptive batching: most images in one model call
+    # requests in flight per model call and most images in one (adaptive batching); default: what
+    # `bench --throughput` found fastest for a card built with --select throughput, else 1 and 32
+    streams: int | None = None
+    max_batch_size: int | None = None
     max_latency_ms: int = 2000  # adaptive batching sheds a request that would wait longer (503)
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused before decoding (decompression bombs)
     max_images: int = 64  # images (or tensor rows) in one request
@@ -54,13 +58,11 @@ class ServeConfig:
             raise ServeConfigError("give either artifact (a directory) or model (a store tag), not both")
         if self.provider is not None and self.provider not in PROVIDER_CHOICES:
             raise ServeConfigError(f"provider must be one of {', '.join(PROVIDER_CHOICES)}, got {self.provider!r}")
-        for name in ("workers", "max_batch_size", "max_latency_ms", "max_pixels", "max_images", "max_upload_mb",
-                     "header_timeout_s", "max_connections"):
-            if getattr(self, name) < 1:
+        for name in ("workers", "max_latency_ms", "max_pixels", "max_images", "max_upload_mb", "header_timeout_s",
+                     "max_connections", "threads", "streams", "max_batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ServeConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 1, got {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise ServeConfigError(f"{ENV_PREFIX}THREADS must be >= 1, got {self.threads}")
-        if self.max_batch_size < 2:
+        if self.max_batch_size is not None and self.max_batch_size < 2:
             raise ServeConfigError("max_batch_size must be >= 2 for adaptive batching to batch anything")
 
     @property

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from zoodeploy.artifact import Artifact
+from zoodeploy.artifact import Artifact, settled
 from zoodeploy.card import ModelCard, Variant
 from zoodeploy.errors import ArtifactError, ImageError, ZoodeployError
 from zoodeploy.preprocess import Preprocessing, load_image, preprocess, softmax
 from zoodeploy.runtime import InputError, Runner, RunOptions, check_input
-from zoodeploy.serve.config import DEFAULT_ARTIFACT, TENSORRT, ServeConfig, ort_threads
+from zoodeploy.serve.config import DEFAULT_ARTIFACT, DEFAULT_MAX_BATCH, TENSORRT, ServeConfig, ort_threads
 from zoodeploy.target import Device, needs_gpu
 
 log = logging.getLogger("bentoml.zoodeploy")  # under "bentoml": the server log shows it
@@ -84,16 +84,34 @@ def resources_for(provider: str) -> dict[str, Any]:
     return {"gpu": 1} if device_for(provider) is Device.cuda else {}
 
 
-def run_options(config: ServeConfig, provider: str) -> RunOptions:
-    """How the variant runs: on the provider's device; threads from the worker count; no spinning,
-    so idle threads leave the cores to the API process that decodes images. `tensorrt` puts ONNX
-    Runtime's TensorRT execution provider in front of CUDA (other runtimes ignore it)."""
+def run_options(config: ServeConfig, provider: str, streams: int = 1) -> RunOptions:
+    """How the variant runs: on the provider's device; threads from the worker count; `streams`
+    requests in flight; no spinning, so idle threads leave the cores to the API process that decodes
+    images. `tensorrt` puts ONNX Runtime's TensorRT execution provider in front of CUDA (other
+    runtimes ignore it)."""
     extra: tuple[str, ...] = ()
     if provider == TENSORRT:
         from zoodeploy.runtime.ort import TENSORRT as TENSORRT_EP
         extra = (TENSORRT_EP,)
     return RunOptions(threads=config.threads or ort_threads(config.workers), device=device_for(provider),
-                      spin=False, extra_providers=extra)
+                      spin=False, extra_providers=extra, streams=streams)
+
+
+def batching(config: ServeConfig, variant: Variant, provider: str, objective: str) -> tuple[int, int, str | None]:
+    """(requests in flight per model call, most images in one call, a note on where they came from).
+    What the server was told wins; a card built with `--select throughput` is served as `bench
+    --throughput` measured its variant on this kind of host (batch x requests in flight); else one
+    request at a time, batches of up to DEFAULT_MAX_BATCH."""
+    best = variant.throughput
+    told = (config.streams, config.max_batch_size)
+    if (objective != "throughput" or best is None or not settled(best) or device_for(provider) is not Device.cpu
+            or None not in told):
+        return config.streams or 1, config.max_batch_size or DEFAULT_MAX_BATCH, None
+    streams = config.streams or best.streams
+    most = config.max_batch_size or max(DEFAULT_MAX_BATCH, best.batch * best.streams)
+    return streams, most, (f"{variant.name}: {streams} request(s) in flight, batches of up to {most}, as `bench "
+                           f"--throughput` measured it (batch {best.batch} x {best.streams} in flight, "
+                           f"{best.throughput:,.0f} img/s) for a card built for throughput")
 
 
 @dataclass(frozen=True)
@@ -103,14 +121,19 @@ class Plan:
     artifact: Artifact  # its card read once, here
     variant: str  # the one rule's choice (`zoodeploy.artifact.resolve_variant`)
     provider: str
+    streams: int  # requests in flight per model call
+    max_batch_size: int  # most images adaptive batching puts in one model call
     notes: tuple[str, ...]  # choices the card did not make itself, for the log
+    batching_note: str | None = None  # where streams and max_batch_size came from, when from the card
 
     @classmethod
     def make(cls, config: ServeConfig) -> Plan:
         art = Artifact.of(artifact_dir(config))
         variant = art.resolve_variant(config.variant)
         provider, where = provider_for(variant, config)
-        return cls(art, variant.name, provider, (where,) if where else ())
+        build = art.card.provenance.build
+        streams, most, how = batching(config, variant, provider, build.objective if build else "latency")
+        return cls(art, variant.name, provider, streams, most, (where,) if where else (), how)
 
     @property
     def card(self) -> ModelCard:
@@ -130,8 +153,10 @@ class ServedModel:
         from zoodeploy.runtime import open_runner
         for note in plan.notes:
             log.warning(note)
+        if plan.batching_note:
+            log.info(plan.batching_note)
         self.plan = plan
-        self.runner: Runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider))
+        self.runner: Runner = open_runner(plan.artifact, plan.variant, run_options(config, plan.provider, plan.streams))
         self._check_providers()
         x = np.zeros((1, *plan.input_shape), plan.card.preprocessing.np_dtype)
         times = []
@@ -153,11 +178,12 @@ class ServedModel:
         return self.runner.run(x)
 
     def describe(self) -> dict[str, Any]:
-        return {"variant": self.plan.variant, "provider": self.plan.provider, **self.runner.settings}
+        return {"variant": self.plan.variant, "provider": self.plan.provider, "requests_in_flight": self.plan.streams,
+                "max_batch_size": self.plan.max_batch_size, **self.runner.settings}
 
 
 def _describe(settings: dict[str, Any]) -> str:
-    keys = ("runtime", "version", "providers", "device", "intra_op_threads", "spinning")
+    keys = ("runtime", "version", "providers", "device", "intra_op_threads", "spinning", "mode")
     return ", ".join(f"{k}={settings[k]}" for k in keys if k in settings)
 
 

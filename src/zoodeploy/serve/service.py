@@ -98,7 +98,7 @@ class Classifier:
         self.served = ServedModel(PLAN, CONFIG)
         self.labels = PLAN.card.labels
         self.prep = PLAN.card.preprocessing
-        self.infer = Batcher(self.served.run, CONFIG.max_batch_size, CONFIG.max_latency_ms, PLAN.variant,
+        self.infer = Batcher(self.served.run, PLAN.max_batch_size, CONFIG.max_latency_ms, PLAN.variant,
                              self.served.single_ms)
 
     @bentoml.api
