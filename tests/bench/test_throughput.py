@@ -91,3 +91,21 @@ def test_the_card_keeps_the_best_throughput_across_runs_and_remakes_alike(clock)
     assert card.variants["fp32"].throughput == found["fp32"]
     put_variant(card, _variant("fp32"))  # remade with the same bytes: its figures stay
     assert card.variants["fp32"].throughput == found["fp32"]
+
+
+class DriftingRunner(FakeRunner):
+    """Each call slower than the last: its windows never agree, so its timing never settles."""
+
+    def run(self, x):
+        super().run(x)
+        self.call_ms *= 1.5
+
+
+def test_a_setting_whose_timing_never_settled_is_marked_in_what_was_tried(clock):
+    """Two requests in flight look fastest at first but never settle: the record keeps one request in
+    flight, and the list of every setting tried says which figures were unsettled, so a faster-looking
+    number beside the kept one does not pass for a better setting."""
+    open_at = lambda name, streams: (DriftingRunner if streams == 2 else FakeRunner)(clock, streams, 0.1, 1.0)  # noqa: E731
+    got = measure_throughput(["v"], open_at, np.zeros((1, 3, 4, 4), np.float32), (8,), 2, CFG)["v"]
+    assert (got.batch, got.streams) == (8, 1) and got.settings.stable
+    assert set(got.tried) == {"batch 8 x 1 in flight", "batch 8 x 2 in flight (unstable)"}

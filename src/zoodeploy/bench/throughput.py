@@ -29,6 +29,9 @@ from zoodeploy.runtime.base import Runner
 OpenAt = Callable[[str, int], Runner]  # (variant, streams) -> a runner with that many requests in flight
 
 
+UNSTABLE = " (unstable)"  # marks a setting in `tried` that cannot be the best: its timing never settled
+
+
 @dataclass(frozen=True)
 class Setting:
     """Requests of `batch` images, `streams` of them in flight at once."""
@@ -107,5 +110,6 @@ def _record(rows: dict[Setting, LatencyStats], threads: int) -> ThroughputStats:
     top = best(rows)
     s = rows[top]
     return ThroughputStats(throughput=s.throughput, batch=top.batch, streams=top.streams, threads=threads,
-                           runs=s.runs, tried={k.label: round(v.throughput, 1) for k, v in rows.items()},
+                           runs=s.runs, tried={k.label + ("" if settled(v) else UNSTABLE): round(v.throughput, 1)
+                                               for k, v in rows.items()},
                            settings=s.settings)
