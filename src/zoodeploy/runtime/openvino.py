@@ -92,8 +92,8 @@ class OpenVinoRunner(Closing):
     thread pool on a machine of few cores, inside a `wait_all` that has no timeout (ultralytics saw it
     on 4-core CI runners, ultralytics/ultralytics#25921 and #25923; a CI run of ours hung for an hour
     on 2 cores, most likely there). So the first
-    run of each shape on each request is synchronous and one at a time, only requests that know
-    their shape run together, and every wait is bounded (`STUCK_S`)."""
+    run of each shape on each request runs alone, one at a time; only requests that know their
+    shape run together; and every wait is bounded (`STUCK_S`)."""
 
     def __init__(self, path: Path, name: str, options: RunOptions, precision: str = "f32",
                  hint: str = "LATENCY", streams: int | None = None):
@@ -132,10 +132,10 @@ class OpenVinoRunner(Closing):
         out: list[np.ndarray | None] = [None] * len(parts)
         jobs = list(zip(self.requests, parts, self._shapes))
         for i, (request, part, shapes) in enumerate(jobs):
-            if part.shape not in shapes:  # a first run at this shape: alone, synchronously
-                request.infer({0: part})
+            if part.shape not in shapes:  # a first run at this shape: alone, finished before the next
+                request.start_async({0: part})
+                out[i] = self._finish(request)
                 shapes.add(part.shape)
-                out[i] = request.get_output_tensor(0).data.copy()
         running = [i for i, o in enumerate(out) if o is None]
         for i in running:
             jobs[i][0].start_async({0: jobs[i][1]})
