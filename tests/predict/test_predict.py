@@ -118,7 +118,7 @@ def test_killed_run_resumes_to_the_same_output(trained, digit_pngs, tmp_path):
     shutil.copy(digit_pngs[0], fifo)
     cfg = dict(variant="fp32", batch=4, shard_size=8)
     resumed = predict(art, [listing], PredictConfig(out=out, resume=True, **cfg))
-    whole = predict(art, [listing], PredictConfig(out=tmp_path / "whole.parquet", **cfg))
+    predict(art, [listing], PredictConfig(out=tmp_path / "whole.parquet", **cfg))
     assert (resumed.rows, resumed.resumed, resumed.errors) == (N_IMAGES + 1, 24, 0)
     assert read_rows(out) == read_rows(tmp_path / "whole.parquet")
     assert not parts.exists()

@@ -59,7 +59,6 @@ def test_openvino_matches_onnxruntime_on_the_same_file(ov_artifact):
 
 
 def test_settings_state_f32_threads_and_streams_explicitly(ov_artifact):
-    from zoodeploy.card import load_card
     _, settings = _logits(ov_artifact, "fp32-ov", validation_samples(Artifact(ov_artifact), 2).x)
     assert settings["precision"] == "f32" and settings["intra_op_threads"] == 1
     cfg = settings["config"]  # read back from the compiled model, not what was asked

@@ -9,7 +9,6 @@ import asyncio
 import time
 
 import numpy as np
-import pytest
 from bentoml.exceptions import ServiceUnavailable
 from prometheus_client import CollectorRegistry
 

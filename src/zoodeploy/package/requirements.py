@@ -127,5 +127,5 @@ def openvino_requirements(runtime: dict, settings: dict) -> dict:
 
 def requirements_txt(runtime: dict) -> str:
     lines = ["# Runtime of this zoodeploy bundle: pip install -r requirements.txt",
-             f"# built and verified with: " + ", ".join(f"{k} {v}" for k, v in runtime["built_with"].items())]
+             "# built and verified with: " + ", ".join(f"{k} {v}" for k, v in runtime["built_with"].items())]
     return "\n".join(lines + [f"{name}{spec}" for name, spec in runtime["requirements"].items()]) + "\n"
