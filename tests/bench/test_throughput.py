@@ -105,7 +105,8 @@ def test_a_setting_whose_timing_never_settled_is_marked_in_what_was_tried(clock)
     """Two requests in flight look fastest at first but never settle: the record keeps one request in
     flight, and the list of every setting tried says which figures were unsettled, so a faster-looking
     number beside the kept one does not pass for a better setting."""
-    open_at = lambda name, streams: (DriftingRunner if streams == 2 else FakeRunner)(clock, streams, 0.1, 1.0)  # noqa: E731
+    def open_at(name, streams):
+        return (DriftingRunner if streams == 2 else FakeRunner)(clock, streams, 0.1, 1.0)
     got = measure_throughput(["v"], open_at, np.zeros((1, 3, 4, 4), np.float32), (8,), 2, CFG)["v"]
     assert (got.batch, got.streams) == (8, 1) and got.settings.stable
     assert set(got.tried) == {"batch 8 x 1 in flight", "batch 8 x 2 in flight (unstable)"}

@@ -91,9 +91,9 @@ class OpenVinoRunner(Closing):
     and several requests doing that at once on a dynamic-batch model can deadlock the CPU plugin's
     thread pool on a machine of few cores, inside a `wait_all` that has no timeout (ultralytics saw it
     on 4-core CI runners, ultralytics/ultralytics#25921 and #25923; a CI run of ours hung for an hour
-    on 2 cores, most likely there). So the first
-    run of each shape on each request runs alone, one at a time; only requests that know their
-    shape run together; and every wait is bounded (`STUCK_S`)."""
+    on 2 cores, most likely there). So the first run of each shape on each request runs alone, one
+    at a time; only requests that know their shape run together; and every wait is bounded
+    (`STUCK_S`)."""
 
     def __init__(self, path: Path, name: str, options: RunOptions, precision: str = "f32",
                  hint: str = "LATENCY", streams: int | None = None):
@@ -150,9 +150,9 @@ class OpenVinoRunner(Closing):
             if time.monotonic() > deadline:
                 for r in self.requests:
                     r.cancel()
-                raise ArtifactError(f"OpenVINO {VERSION}: a request of {self.name} still running after {STUCK_S:g} s "
-                                    f"with {self.streams} in flight (stuck in the CPU plugin); one request at a time avoids it "
-                                    "(predict: give --batch)")
+                raise ArtifactError(f"OpenVINO {VERSION}: a request of {self.name} still running after "
+                                    f"{STUCK_S:g} s with {self.streams} in flight (stuck in the CPU plugin); "
+                                    "one request at a time avoids it (predict: give --batch)")
         return request.get_output_tensor(0).data.copy()
 
     def close(self) -> None:
