@@ -260,6 +260,11 @@ class ThroughputStats(_Model):
     tried: dict[str, float] = Field(default_factory=dict)  # "b8 x2" -> images/s: every setting measured
     settings: RunSettings | None = None  # runtime, its config in effect, stable, run id, host
 
+    @property
+    def images(self) -> int:
+        """Images per timed call: one batch per request in flight."""
+        return self.batch * self.streams
+
 
 def settled(stats: LatencyStats | ThroughputStats) -> bool:
     """Whether a timing may be chosen on speed: not marked unstable (a row from before the stability
@@ -291,6 +296,11 @@ class Variant(_Model):
     @classmethod
     def _typed_recipe(cls, value: Any) -> Recipe:
         return parse_recipe(value)
+
+    @property
+    def settled_throughput(self) -> ThroughputStats | None:
+        """`bench --throughput`'s best when its timing settled: what predict and the server may run by."""
+        return self.throughput if self.throughput is not None and settled(self.throughput) else None
 
 
 class BuildRecord(_Model):

@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 
 from zoodeploy.artifact import SELECTED, Artifact
-from zoodeploy.card import ModelCard, Variant, settled
+from zoodeploy.card import ModelCard, Variant
 from zoodeploy.errors import DataError
 from zoodeploy.predict.inputs import expand_inputs
 from zoodeploy.predict.output import OutputFormat, Schema, ShardDone, ShardStore
@@ -127,10 +127,10 @@ def local_settings(variant: Variant, config: PredictConfig) -> tuple[int, int]:
     """(images per model call, requests in flight) for the local engine: the batch asked for, one
     request at a time; without one, what `bench --throughput` found fastest for the variant (each call
     then takes a batch per request in flight), else DEFAULT_BATCH."""
-    best = variant.throughput
-    if config.batch is not None or best is None or not settled(best):
+    best = variant.settled_throughput
+    if config.batch is not None or best is None:
         return config.batch or DEFAULT_BATCH, 1
-    return best.batch * best.streams, best.streams
+    return best.images, best.streams
 
 
 def _manifest(card: ModelCard, variant: Variant, paths: list[str], store: ShardStore) -> dict:

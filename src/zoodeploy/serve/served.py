@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from zoodeploy.artifact import Artifact, settled
+from zoodeploy.artifact import Artifact
 from zoodeploy.card import ModelCard, Variant
 from zoodeploy.errors import ArtifactError, ImageError, ZoodeployError
 from zoodeploy.preprocess import Preprocessing, load_image, preprocess, softmax
@@ -102,13 +102,11 @@ def batching(config: ServeConfig, variant: Variant, provider: str, objective: st
     What the server was told wins; a card built with `--select throughput` is served as `bench
     --throughput` measured its variant on this kind of host (batch x requests in flight); else one
     request at a time, batches of up to DEFAULT_MAX_BATCH."""
-    best = variant.throughput
-    told = (config.streams, config.max_batch_size)
-    if (objective != "throughput" or best is None or not settled(best) or device_for(provider) is not Device.cpu
-            or None not in told):
+    best = variant.settled_throughput if objective == "throughput" else None
+    if best is None or device_for(provider) is not Device.cpu or None not in (config.streams, config.max_batch_size):
         return config.streams or 1, config.max_batch_size or DEFAULT_MAX_BATCH, None
     streams = config.streams or best.streams
-    most = config.max_batch_size or max(DEFAULT_MAX_BATCH, best.batch * best.streams)
+    most = config.max_batch_size or max(DEFAULT_MAX_BATCH, best.images)
     return streams, most, (f"{variant.name}: {streams} request(s) in flight, batches of up to {most}, as `bench "
                            f"--throughput` measured it (batch {best.batch} x {best.streams} in flight, "
                            f"{best.throughput:,.0f} img/s) for a card built for throughput")
